@@ -1,0 +1,178 @@
+"""Binomial low-pass filters with circular padding, blur-pool and its matching upsampler.
+
+The binomial filter of size ``j`` is the outer product of row ``j - 1`` of Pascal's
+triangle with itself, normalised to sum 1::
+
+    j = 1: [1]          (identity)
+    j = 2: [1, 1]
+    j = 3: [1, 2, 1]
+    j = 5: [1, 4, 6, 4, 1]
+
+Every binomial filter of size ``j >= 2`` has a zero at the Nyquist frequency, so after it
+the four polyphase components of a feature map have *exactly* the same sum (see
+:mod:`apslib.polyphase` for why this matters to the ``"l1"`` APS criterion).
+
+Padding convention: a filter of size ``j`` is padded with ``(j - 1) // 2`` pixels before
+and ``j // 2`` after, on each axis. Even sizes are therefore centred half a pixel after
+the origin. Any fixed convention keeps the blur shift equivariant under circular padding.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "MAX_FILTER_SIZE",
+    "PADDING_MODES",
+    "binomial_filter_1d",
+    "binomial_filter_2d",
+    "check_filter_size",
+    "check_padding_mode",
+    "pad2d",
+    "blur",
+    "blur_pool",
+    "zero_insert",
+    "blur_upsample",
+    "Blur",
+    "BlurPool",
+    "BlurUpsample",
+]
+
+MAX_FILTER_SIZE = 7
+PADDING_MODES = ("circular", "zeros", "reflect", "replicate")
+
+
+def check_filter_size(size: int) -> int:
+    """Return ``size`` as an int, or raise a ValueError that says what is allowed."""
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise ValueError(f"filter_size must be an integer in 1..{MAX_FILTER_SIZE}, got {size!r}")
+    size = int(size)
+    if not 1 <= size <= MAX_FILTER_SIZE:
+        raise ValueError(
+            f"filter_size must be in 1..{MAX_FILTER_SIZE} (1 means no blur), got {size}"
+        )
+    return size
+
+
+def check_padding_mode(mode: str) -> str:
+    if mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {mode!r}")
+    return mode
+
+
+def binomial_filter_1d(size: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Normalised row ``size - 1`` of Pascal's triangle, shape ``(size,)``."""
+    size = check_filter_size(size)
+    coeffs = [math.comb(size - 1, k) for k in range(size)]
+    t = torch.tensor(coeffs, dtype=torch.float64, device=device)
+    return (t / t.sum()).to(dtype)
+
+
+def binomial_filter_2d(size: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Separable 2-D binomial filter, shape ``(size, size)``, sums to 1."""
+    f = binomial_filter_1d(size, dtype=torch.float64, device=device)
+    return torch.outer(f, f).to(dtype)
+
+
+def pad2d(x: torch.Tensor, kernel_size: int, mode: str = "circular") -> torch.Tensor:
+    """Pad the last two axes for a ``kernel_size`` filter: (k-1)//2 before, k//2 after."""
+    before, after = (kernel_size - 1) // 2, kernel_size // 2
+    if before == after == 0:
+        return x
+    pads = (before, after, before, after)
+    if mode == "zeros":
+        return F.pad(x, pads)
+    return F.pad(x, pads, mode=mode)
+
+
+def _depthwise(x: torch.Tensor, kernel2d: torch.Tensor, mode: str) -> torch.Tensor:
+    c = x.shape[1]
+    k = kernel2d.shape[-1]
+    weight = kernel2d.to(dtype=x.dtype, device=x.device).expand(c, 1, k, k)
+    return F.conv2d(pad2d(x, k, mode), weight, groups=c)
+
+
+def blur(x: torch.Tensor, size: int, *, gain: float = 1.0, padding_mode: str = "circular"):
+    """Depthwise binomial blur of a ``(B, C, H, W)`` tensor; output has the input's shape."""
+    size = check_filter_size(size)
+    check_padding_mode(padding_mode)
+    if size == 1:
+        return x * gain if gain != 1.0 else x
+    return _depthwise(x, binomial_filter_2d(size, dtype=torch.float64) * gain, padding_mode)
+
+
+def blur_pool(x: torch.Tensor, size: int, *, padding_mode: str = "circular") -> torch.Tensor:
+    """Blur of size ``size``, then keep the fixed polyphase grid ``(0, 0)`` (stride 2)."""
+    return blur(x, size, padding_mode=padding_mode)[..., ::2, ::2]
+
+
+def zero_insert(y: torch.Tensor) -> torch.Tensor:
+    """``U_2``: place ``y`` on grid ``(0, 0)`` of a map twice as large, zeros elsewhere."""
+    b, c, h, w = y.shape
+    # (B, C, h, 1, w, 1) padded to (B, C, h, 2, w, 2): one op, no scatter into zeros.
+    z = F.pad(y.reshape(b, c, h, 1, w, 1), (0, 1, 0, 0, 0, 1))
+    return z.view(b, c, 2 * h, 2 * w)
+
+
+def blur_upsample(y: torch.Tensor, size: int, *, padding_mode: str = "circular") -> torch.Tensor:
+    """Zero insertion, then a binomial blur with gain 4 (= stride**2, keeps the mean)."""
+    return blur(zero_insert(y), size, gain=4.0, padding_mode=padding_mode)
+
+
+class Blur(nn.Module):
+    """Depthwise binomial blur module (``filter_size == 1`` is the identity).
+
+    The kernel is a non-persistent buffer: it follows ``.to(device, dtype)`` but is not
+    saved in checkpoints.
+    """
+
+    def __init__(self, channels: int, filter_size: int = 3, *, gain: float = 1.0,
+                 padding_mode: str = "circular"):
+        super().__init__()
+        self.channels = int(channels)
+        self.filter_size = check_filter_size(filter_size)
+        self.gain = float(gain)
+        self.padding_mode = check_padding_mode(padding_mode)
+        k = binomial_filter_2d(self.filter_size) * self.gain
+        self.register_buffer(
+            "kernel",
+            k.expand(self.channels, 1, self.filter_size, self.filter_size).contiguous(),
+            persistent=False,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.filter_size == 1:
+            return x * self.gain if self.gain != 1.0 else x
+        k = self.kernel if self.kernel.dtype == x.dtype else self.kernel.to(x.dtype)
+        return F.conv2d(pad2d(x, self.filter_size, self.padding_mode), k, groups=self.channels)
+
+    def extra_repr(self) -> str:
+        return (f"channels={self.channels}, filter_size={self.filter_size}, gain={self.gain}, "
+                f"padding_mode={self.padding_mode!r}")
+
+
+class BlurPool(nn.Module):
+    """Blur then stride-2 subsampling on the fixed grid (0, 0) (Zhang 2019's BlurPool)."""
+
+    def __init__(self, channels: int, filter_size: int = 3, *, padding_mode: str = "circular"):
+        super().__init__()
+        self.blur = Blur(channels, filter_size, padding_mode=padding_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blur(x)[..., ::2, ::2]
+
+
+class BlurUpsample(nn.Module):
+    """Zero insertion on grid (0, 0), then a binomial blur with gain 4."""
+
+    def __init__(self, channels: int, filter_size: int = 3, *, padding_mode: str = "circular"):
+        super().__init__()
+        self.blur = Blur(channels, filter_size, gain=4.0, padding_mode=padding_mode)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.blur(zero_insert(y))

@@ -1,0 +1,208 @@
+"""Polyphase split, adaptive polyphase downsampling (APS-D) and upsampling (APS-U).
+
+Phase order
+-----------
+A map ``x`` of shape ``(B, C, H, W)`` (``H`` and ``W`` even) has four stride-2 polyphase
+components ``x[:, :, i::2, j::2]``. Throughout this package the component with row offset
+``i`` and column offset ``j`` has the *phase index* ``p = 2 * i + j``::
+
+    p = 0: (0, 0)    p = 1: (0, 1)    p = 2: (1, 0)    p = 3: (1, 1)
+
+APS-D keeps, per sample, the component with the largest norm (shared across channels) and
+returns it with its phase index ``idx`` (a ``(B,)`` int64 tensor). APS-U puts a low
+resolution map back on the grid ``(i, j)`` with zeros elsewhere::
+
+    aps_up(y, idx)[:, :, i::2, j::2] == y     (per sample, other positions are 0)
+
+so ``aps_up(*aps_down(x))`` zeros every pixel of ``x`` except those on the chosen grid,
+and is shift equivariant under circular shifts (Proposition 1 of Chaman & Dokmanic 2021).
+
+Numerics
+--------
+The phase norms are accumulated in float64 (float32 on MPS, which has no float64), so the
+choice does not flip under a shift because the summation order changed: a circular shift
+permutes the components and rotates each one, which changes float32 sums by rounding.
+
+Ties
+----
+Exact ties (e.g. a constant map, or a 2-periodic one) resolve to the *lowest* phase index.
+No single-grid rule can be equivariant on such inputs; the result is defined, not
+equivariant. Near-ties are decided by the float64 norms, i.e. correctly for any gap above
+about 1e-15 relative.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "CRITERIA",
+    "PHASES",
+    "check_criterion",
+    "phase_offsets",
+    "polyphase_components",
+    "polyphase_norms",
+    "aps_down",
+    "aps_up",
+    "phase_shift",
+    "APSDown",
+    "APSUp",
+]
+
+CRITERIA = ("l2", "l1", "linf")
+PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def check_criterion(criterion: str) -> str:
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    return criterion
+
+
+def _check_even_4d(x: torch.Tensor, what: str = "x") -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{what} must have shape (B, C, H, W), got {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(
+            f"{what} needs even height and width for stride-2 polyphase sampling, got "
+            f"{h}x{w}; crop or pad it to {h - h % 2}x{w - w % 2} or {h + h % 2}x{w + w % 2}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
+
+
+def _check_idx(idx: torch.Tensor, batch: int) -> None:
+    if not isinstance(idx, torch.Tensor) or idx.dtype.is_floating_point or idx.dtype == torch.bool:
+        raise TypeError(f"idx must be an integer tensor of phase indices, got {idx!r:.80}")
+    if idx.shape != (batch,):
+        raise ValueError(f"idx must have shape ({batch},), one phase per sample; got {tuple(idx.shape)}")
+    # A range check needs the values on the host: do it only where that is free.
+    if idx.device.type == "cpu" and batch and (int(idx.min()) < 0 or int(idx.max()) > 3):
+        raise ValueError(f"idx values must be phase indices in 0..3, got {idx.tolist()}")
+
+
+def phase_offsets(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column offsets ``(i, j)`` of phase indices ``idx = 2 * i + j``."""
+    return torch.div(idx, 2, rounding_mode="floor"), idx % 2
+
+
+def _split_view(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, H/2, 2, W/2, 2)`` view; works for any memory format."""
+    b, c, h, w = x.shape
+    return x.unflatten(-1, (w // 2, 2)).unflatten(2, (h // 2, 2))
+
+
+def polyphase_components(x: torch.Tensor) -> torch.Tensor:
+    """The four polyphase components, stacked in phase order: ``(B, 4, C, H/2, W/2)``."""
+    _check_even_4d(x)
+    b, c, h, w = x.shape
+    return _split_view(x).permute(0, 3, 5, 1, 2, 4).reshape(b, 4, c, h // 2, w // 2)
+
+
+def polyphase_norms(x: torch.Tensor, criterion: str = "l2") -> torch.Tensor:
+    """Per-sample norms of the four components, ``(B, 4)``, accumulated in float64.
+
+    ``"l2"`` returns the *squared* l2 norm (same order, one rounding fewer), ``"l1"`` the
+    sum of absolute values, ``"linf"`` the largest absolute value.
+    """
+    _check_even_4d(x)
+    check_criterion(criterion)
+    acc = torch.float32 if x.device.type == "mps" else torch.float64
+    v = _split_view(x)
+    dims = (1, 2, 4)
+    if criterion == "l2":
+        n = v.square().sum(dim=dims, dtype=acc)
+    elif criterion == "l1":
+        n = v.abs().sum(dim=dims, dtype=acc)
+    else:  # linf: a max is exact in any precision
+        n = v.abs().amax(dim=dims).to(acc)
+    return n.reshape(x.shape[0], 4)
+
+
+def _select(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    i, j = phase_offsets(idx)
+    batch = torch.arange(x.shape[0], device=x.device)
+    # Advanced indices separated by slices: the result is (B, C, H/2, W/2), a gather that
+    # reads only the chosen component.
+    return _split_view(x)[batch, :, :, i, :, j]
+
+
+def aps_down(x: torch.Tensor, criterion: str = "l2") -> tuple[torch.Tensor, torch.Tensor]:
+    """Adaptive polyphase downsampling (stride 2).
+
+    Args:
+        x: ``(B, C, H, W)`` float tensor with even ``H`` and ``W``; any device.
+        criterion: ``"l2"`` (default, the paper's), ``"l1"`` or ``"linf"``.
+
+    Returns:
+        ``(y, idx)``: ``y = x[b, :, i::2, j::2]`` for each sample ``b`` with the phase
+        ``idx[b] = 2 * i + j`` of largest norm (ties: lowest index), shape
+        ``(B, C, H/2, W/2)``; ``idx`` is int64 on ``x``'s device. Gradients flow to ``x``.
+    """
+    norms = polyphase_norms(x, criterion)
+    idx = norms.argmax(dim=1)
+    return _select(x, idx), idx
+
+
+def aps_up(y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Adaptive polyphase upsampling: ``T_(i,j) U_2(y)``, zeros off the chosen grid.
+
+    Args:
+        y: ``(B, C, h, w)`` float tensor.
+        idx: ``(B,)`` integer phase indices (as returned by :func:`aps_down`).
+
+    Returns:
+        ``(B, C, 2h, 2w)`` tensor ``z`` with ``z[b, :, i::2, j::2] = y[b]`` and zeros elsewhere.
+    """
+    if not isinstance(y, torch.Tensor) or y.dim() != 4:
+        raise ValueError(f"y must have shape (B, C, h, w), got {getattr(y, 'shape', y)!r}")
+    _check_idx(idx, y.shape[0])
+    b, c, h, w = y.shape
+    mask = idx.view(b, 1) == torch.arange(4, device=y.device)  # one-hot, built on device
+    z = torch.where(mask.view(b, 1, 1, 2, 1, 2), y[:, :, :, None, :, None], y.new_zeros(()))
+    return z.reshape(b, c, 2 * h, 2 * w)
+
+
+def phase_shift(u: torch.Tensor, idx: torch.Tensor, *, circular: bool = True) -> torch.Tensor:
+    """Shift each sample ``b`` of ``u`` by its phase offsets ``(i, j)`` (down and right).
+
+    ``circular=True`` rolls (what circular padding implies); ``False`` shifts in zeros.
+    """
+    _check_idx(idx, u.shape[0])
+    i, j = phase_offsets(idx)
+    shape = (u.shape[0],) + (1,) * (u.dim() - 1)
+
+    def shifted(t: torch.Tensor, dim: int) -> torch.Tensor:
+        if circular:
+            return t.roll(1, dim)
+        n = t.shape[dim]
+        return F.pad(t.narrow(dim, 0, n - 1), (0, 0, 1, 0) if dim == -2 else (1, 0))
+
+    u = torch.where(i.view(shape).bool(), shifted(u, -2), u)
+    return torch.where(j.view(shape).bool(), shifted(u, -1), u)
+
+
+class APSDown(nn.Module):
+    """Module form of :func:`aps_down`; ``forward(x) -> (y, idx)``."""
+
+    def __init__(self, criterion: str = "l2"):
+        super().__init__()
+        self.criterion = check_criterion(criterion)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return aps_down(x, self.criterion)
+
+    def extra_repr(self) -> str:
+        return f"criterion={self.criterion!r}"
+
+
+class APSUp(nn.Module):
+    """Module form of :func:`aps_up`; ``forward(y, idx) -> z``."""
+
+    def forward(self, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return aps_up(y, idx)

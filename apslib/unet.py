@@ -1,0 +1,343 @@
+"""One U-Net family, parameterised by its down- and up-sampling strategy.
+
+===========  ==========================================  ===============================================
+variant      downsampling (per level)                    upsampling (per level)
+===========  ==========================================  ===============================================
+baseline     max-pool 2x2, stride 2                      transposed conv k=2, s=2
+lpf          max-pool 2x2 stride 1, blur j, keep (0, 0)   zero insertion on (0, 0), blur j (gain 4), conv k=2
+aps          max-pool 2x2 stride 1, blur j, APS-D         APS-U on the encoder's grid, blur j (gain 4), conv k=2
+===========  ==========================================  ===============================================
+
+``lpf`` with ``filter_size=1`` computes the same function class as ``baseline``; ``aps``
+differs from ``lpf`` only in choosing the grid adaptively. With circular padding
+(default) the ``aps`` U-Net is equivariant to every circular shift (Proposition 2).
+
+The k=2 convolution after zero insertion pads one pixel at the top and left (circularly).
+Implementation: APS-U followed by that convolution equals a transposed convolution (k=2,
+s=2, with the kernel flipped) of the low-resolution map followed by a per-sample circular
+shift by the chosen phase. The layers use that form (4x fewer multiply-adds than the
+zero-inserted convolution, no scatter); :meth:`PolyphaseUp.reference_forward` keeps the
+literal form, and the tests check that the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .filters import Blur, check_filter_size, check_padding_mode, zero_insert
+from .polyphase import aps_down, aps_up, check_criterion, phase_shift
+
+__all__ = [
+    "VARIANTS",
+    "PAPER_CHANNELS",
+    "UNetConfig",
+    "DoubleConv",
+    "MaxPoolDown",
+    "BlurPoolDown",
+    "APSPoolDown",
+    "TransposedUp",
+    "PolyphaseUp",
+    "UNet",
+    "build_unet",
+]
+
+VARIANTS = ("baseline", "lpf", "aps")
+PAPER_CHANNELS = (64, 128, 256, 512, 1024)
+
+
+def _pool_stride1(x: torch.Tensor, padding_mode: str) -> torch.Tensor:
+    """2x2 max-pool with stride 1, padded by one pixel at the bottom and right."""
+    if padding_mode == "zeros":
+        # Values here follow a ReLU (>= 0), so zero padding equals -inf padding.
+        x = F.pad(x, (0, 1, 0, 1))
+    else:
+        x = F.pad(x, (0, 1, 0, 1), mode=padding_mode)
+    return F.max_pool2d(x, kernel_size=2, stride=1)
+
+
+def check_l1_blur(criterion: str, filter_size: int) -> None:
+    """Refuse the ``"l1"`` criterion after a blur: it ties by construction there."""
+    if criterion == "l1" and filter_size >= 2:
+        raise ValueError(
+            f"criterion='l1' with filter_size={filter_size} is ill-posed: a binomial blur of "
+            "size >= 2 zeroes the Nyquist frequency, so the four polyphase components of the "
+            "blurred map have exactly equal sums, and on the non-negative maps after ReLU and "
+            "max-pool their l1 norms tie; the grid would be chosen by rounding noise and "
+            "equivariance would be lost. Use criterion='l2' (the paper's) or 'linf', or "
+            "filter_size=1."
+        )
+
+
+class DoubleConv(nn.Sequential):
+    """(3x3 conv, BatchNorm, ReLU) twice; the convs have no bias (BatchNorm has one)."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding_mode: str = "circular"):
+        layers = []
+        for cin in (in_channels, out_channels):
+            layers += [
+                nn.Conv2d(cin, out_channels, 3, padding=1, bias=False, padding_mode=padding_mode),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
+        super().__init__(*layers)
+
+
+class MaxPoolDown(nn.Module):
+    """Baseline: 2x2 max-pool with stride 2 (fixed grid). ``forward(x) -> (y, None)``."""
+
+    def forward(self, x: torch.Tensor):
+        return F.max_pool2d(x, 2), None
+
+
+class BlurPoolDown(nn.Module):
+    """LPF-j: max-pool stride 1, binomial blur, keep the fixed grid (0, 0)."""
+
+    def __init__(self, channels: int, filter_size: int = 3, padding_mode: str = "circular"):
+        super().__init__()
+        self.padding_mode = padding_mode
+        self.blur = Blur(channels, filter_size, padding_mode=padding_mode)
+
+    def forward(self, x: torch.Tensor):
+        return self.blur(_pool_stride1(x, self.padding_mode))[..., ::2, ::2], None
+
+
+class APSPoolDown(nn.Module):
+    """APS(-j): max-pool stride 1, optional binomial blur, APS-D. ``-> (y, idx)``."""
+
+    def __init__(self, channels: int, filter_size: int = 1, criterion: str = "l2",
+                 padding_mode: str = "circular"):
+        super().__init__()
+        self.criterion = check_criterion(criterion)
+        check_l1_blur(criterion, check_filter_size(filter_size))
+        self.padding_mode = padding_mode
+        self.blur = Blur(channels, filter_size, padding_mode=padding_mode)
+
+    def forward(self, x: torch.Tensor):
+        return aps_down(self.blur(_pool_stride1(x, self.padding_mode)), self.criterion)
+
+    def extra_repr(self) -> str:
+        return f"criterion={self.criterion!r}"
+
+
+class TransposedUp(nn.ConvTranspose2d):
+    """Baseline: transposed conv k=2, s=2. ``forward(y, idx)`` ignores ``idx``."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, kernel_size=2, stride=2)
+
+    def forward(self, y: torch.Tensor, idx=None) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(y)
+
+
+class PolyphaseUp(nn.Module):
+    """Zero insertion on a grid (adaptive: the encoder's; else (0, 0)), blur (gain 4), conv k=2.
+
+    The conv k=2 pads one pixel at the top and left; its weight has the usual ``Conv2d``
+    shape ``(out, in, 2, 2)``. With ``filter_size == 1`` there is no blur and no gain.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, filter_size: int = 1, *,
+                 adaptive: bool = True, padding_mode: str = "circular"):
+        super().__init__()
+        self.adaptive = bool(adaptive)
+        self.padding_mode = padding_mode
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 2, 2))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        # Same initialisation as nn.Conv2d(in, out, 2).
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        bound = 1 / math.sqrt(in_channels * 4)
+        nn.init.uniform_(self.bias, -bound, bound)
+        # A blur after zero insertion needs gain stride**2 = 4 to keep the mean; without a
+        # blur (filter_size 1) the k=2 conv alone interpolates, as in the paper's APS.
+        gain = 4.0 if check_filter_size(filter_size) > 1 else 1.0
+        self.blur = Blur(out_channels, filter_size, gain=gain, padding_mode=padding_mode)
+        self.blur_in = Blur(in_channels, filter_size, gain=gain, padding_mode=padding_mode)
+
+    def forward(self, y: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        if self.padding_mode != "circular":
+            return self.reference_forward(y, idx)
+        # ConvTranspose with the flipped kernel == zero insertion on (0, 0) + conv k=2
+        # padded top/left. Circular shift and blur commute with it.
+        w = self.weight.flip(-2, -1).transpose(0, 1)
+        u = F.conv_transpose2d(y, w, stride=2)
+        if self.adaptive:
+            u = phase_shift(u, self._need_idx(idx))
+        return self.blur(u) + self.bias.view(1, -1, 1, 1)
+
+    def reference_forward(self, y: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """The literal definition: APS-U (or zero insertion), blur with gain 4, conv k=2."""
+        z = aps_up(y, self._need_idx(idx)) if self.adaptive else zero_insert(y)
+        z = self.blur_in(z)
+        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+        return F.conv2d(F.pad(z, (1, 0, 1, 0), mode=mode), self.weight, self.bias)
+
+    def _need_idx(self, idx):
+        if self.adaptive and idx is None:
+            raise ValueError("adaptive PolyphaseUp needs the phase indices of its encoder level")
+        return idx
+
+    def extra_repr(self) -> str:
+        o, i = self.weight.shape[:2]
+        return f"{i}, {o}, adaptive={self.adaptive}, padding_mode={self.padding_mode!r}"
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Everything that defines a U-Net of this family (stored in checkpoints)."""
+
+    variant: str = "aps"
+    depth: int = 4
+    channels: tuple[int, ...] = field(default_factory=lambda: PAPER_CHANNELS)
+    filter_size: int = 1
+    criterion: str = "l2"
+    in_channels: int = 1
+    out_channels: int = 1
+    padding_mode: str = "circular"
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
+        check_filter_size(self.filter_size)
+        check_criterion(self.criterion)
+        check_padding_mode(self.padding_mode)
+        if self.variant == "baseline" and self.filter_size != 1:
+            raise ValueError(
+                "variant='baseline' has no blur; use variant='lpf' (or 'aps') for "
+                f"filter_size={self.filter_size}"
+            )
+        if self.variant == "aps":
+            check_l1_blur(self.criterion, self.filter_size)
+        channels = tuple(int(c) for c in self.channels)
+        if len(channels) != self.depth + 1:
+            raise ValueError(
+                f"channels needs depth + 1 = {self.depth + 1} entries (one per level), got "
+                f"{len(channels)}: {list(channels)}"
+            )
+        if any(c < 1 for c in channels):
+            raise ValueError(f"channels must be positive, got {list(channels)}")
+        for name in ("in_channels", "out_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        object.__setattr__(self, "channels", channels)
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be multiples of this (``2 ** depth``)."""
+        return 2 ** self.depth
+
+    @property
+    def name(self) -> str:
+        """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-3``."""
+        base = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS"}[self.variant]
+        return f"{base}-{self.filter_size}" if self.filter_size > 1 else base
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+
+class UNet(nn.Module):
+    """U-Net with ``depth`` stride-2 levels; output has the input's spatial shape.
+
+    ``forward(x, return_phases=True)`` also returns the list of per-level phase indices
+    (``None`` entries for fixed-grid variants), e.g. to count grid flips under shifts.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        c, mode = config.channels, config.padding_mode
+        self.inc = DoubleConv(config.in_channels, c[0], mode)
+        self.downs = nn.ModuleList()
+        self.encoders = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for level in range(config.depth):
+            self.downs.append(self._make_down(c[level]))
+            self.encoders.append(DoubleConv(c[level], c[level + 1], mode))
+            self.ups.append(self._make_up(c[level + 1], c[level]))
+            self.decoders.append(DoubleConv(2 * c[level], c[level], mode))
+        self.outc = nn.Conv2d(c[0], config.out_channels, kernel_size=1)
+
+    def _make_down(self, channels: int) -> nn.Module:
+        cfg = self.config
+        if cfg.variant == "baseline":
+            return MaxPoolDown()
+        if cfg.variant == "lpf":
+            return BlurPoolDown(channels, cfg.filter_size, cfg.padding_mode)
+        return APSPoolDown(channels, cfg.filter_size, cfg.criterion, cfg.padding_mode)
+
+    def _make_up(self, cin: int, cout: int) -> nn.Module:
+        cfg = self.config
+        if cfg.variant == "baseline":
+            return TransposedUp(cin, cout)
+        return PolyphaseUp(cin, cout, cfg.filter_size, adaptive=cfg.variant == "aps",
+                           padding_mode=cfg.padding_mode)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        cfg = self.config
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError(
+                f"input must be a (B, C, H, W) tensor, got shape {tuple(getattr(x, 'shape', ()))}"
+            )
+        if x.shape[1] != cfg.in_channels:
+            raise ValueError(f"input has {x.shape[1]} channels, the model expects {cfg.in_channels}")
+        m = cfg.multiple
+        bad = [(ax, n) for ax, n in zip(("height", "width"), x.shape[-2:]) if n % m]
+        if bad:
+            msg = "; ".join(
+                f"{ax} {n} -> use {max(m, n - n % m)} or {n - n % m + m}" for ax, n in bad
+            )
+            raise ValueError(
+                f"input size {x.shape[-2]}x{x.shape[-1]} is not divisible by 2**depth = {m} "
+                f"(depth={cfg.depth}): {msg} (crop or pad), or lower the depth"
+            )
+
+    def forward(self, x: torch.Tensor, return_phases: bool = False):
+        self.check_input(x)
+        x = self.inc(x)
+        skips, phases = [], []
+        for down, enc in zip(self.downs, self.encoders):
+            skips.append(x)
+            x, idx = down(x)
+            phases.append(idx)
+            x = enc(x)
+        for level in reversed(range(self.config.depth)):
+            u = self.ups[level](x, phases[level])
+            x = self.decoders[level](torch.cat([skips[level], u], dim=1))
+        out = self.outc(x)
+        return (out, phases) if return_phases else out
+
+
+def build_unet(variant: str, *, depth: int = 4, channels=None, filter_size: int = 1,
+               criterion: str = "l2", in_channels: int = 1, out_channels: int = 1,
+               padding_mode: str = "circular") -> UNet:
+    """Build a U-Net of the family.
+
+    Args:
+        variant: ``"baseline"``, ``"lpf"`` or ``"aps"``.
+        depth: number of stride-2 levels; inputs must be multiples of ``2 ** depth``.
+        channels: ``depth + 1`` widths; default the paper's ``[64, 128, 256, 512, 1024]``
+            cut to ``depth + 1`` entries (doubling on past 1024 if ``depth > 4``).
+        filter_size: binomial blur size 1..7 (1 = no blur). Needs ``lpf`` or ``aps``.
+        criterion: APS norm, ``"l2"`` (default), ``"l1"`` or ``"linf"``.
+        padding_mode: ``"circular"`` (default; needed for exact equivariance), ``"zeros"``,
+            ``"reflect"`` or ``"replicate"``.
+    """
+    if channels is None:
+        if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1:
+            channels = [64 * 2 ** k for k in range(depth + 1)]
+        else:
+            channels = ()
+    cfg = UNetConfig(variant=variant, depth=depth, channels=tuple(channels),
+                     filter_size=filter_size, criterion=criterion, in_channels=in_channels,
+                     out_channels=out_channels, padding_mode=padding_mode)
+    return UNet(cfg)

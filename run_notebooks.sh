@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One entry point. On a fresh machine it creates the virtual environment, installs the
+# project into it, registers the environment's Jupyter kernel, then:
+#
+#   ./run_notebooks.sh                      run every notebook in notebooks/ (default profile)
+#   ./run_notebooks.sh --profile smoke      ... at another profile (smoke | default | paper)
+#   ./run_notebooks.sh --only 01 --out DIR -p depth 3
+#   ./run_notebooks.sh test [PYTEST ARGS]   run the whole test suite (incl. a papermill
+#                                           smoke run of every notebook)
+#
+# Environment: APSLIB_VENV (default ./.venv), PYTHON (interpreter used to create the venv).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${APSLIB_VENV:-$ROOT/.venv}"
+STAMP="$VENV/.apslib-install-stamp"
+
+die() { echo "run_notebooks.sh: $*" >&2; exit 1; }
+
+find_python() {
+  local candidates=("${PYTHON:-}" python3.12 python3.11 python3.10 python3.9 python3 python)
+  for py in "${candidates[@]}"; do
+    [ -n "$py" ] || continue
+    command -v "$py" >/dev/null 2>&1 || continue
+    if "$py" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null; then
+      echo "$py"; return 0
+    fi
+  done
+  return 1
+}
+
+install_stamp() {
+  # Reinstall when the package metadata changes.
+  cat "$ROOT/pyproject.toml" | cksum | cut -d' ' -f1
+}
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    local py
+    py="$(find_python)" || die "no Python >= 3.9 with the venv module found. Install one \
+(e.g. 'apt-get install python3 python3-venv') or set PYTHON=/path/to/python3."
+    echo "Creating the virtual environment $VENV with $("$py" --version 2>&1) ..."
+    "$py" -m venv "$VENV" || die "could not create $VENV (on Debian/Ubuntu: apt-get install python3-venv)"
+  fi
+  if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$(install_stamp)" ]; then
+    local log="$VENV/install.log"
+    echo "Installing apslib and its dependencies into $VENV (first time: a few minutes; log: $log) ..."
+    local t0=$SECONDS
+    if ! ( "$VENV/bin/python" -m pip install --upgrade pip \
+           && "$VENV/bin/python" -m pip install -e "$ROOT[test]" ) >"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      die "installing the project failed; the full log is $log"
+    fi
+    "$VENV/bin/python" -c 'import apslib, torch, torchvision, fastmri.data, papermill' \
+      || die "the environment installed but does not import; see $log"
+    install_stamp >"$STAMP"
+    echo "Installed in $((SECONDS - t0)) s."
+  fi
+  # The notebooks run on the kernel named python3: make it this environment's Python.
+  "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 \
+      --display-name "Python 3 (apslib)" >/dev/null 2>&1 \
+    || die "could not register the Jupyter kernel of $VENV"
+}
+
+cd "$ROOT"
+export JUPYTER_PREFER_ENV_PATH=1
+export PYTHONDONTWRITEBYTECODE=1
+
+if [ "${1:-}" = "test" ]; then
+  shift
+  setup
+  exec "$VENV/bin/python" -m pytest "$@"
+fi
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,13p' "$0"
+  [ -x "$VENV/bin/python" ] && exec "$VENV/bin/python" -m apslib.notebooks --help
+  exit 0
+fi
+setup
+exec "$VENV/bin/python" -m apslib.notebooks "$@"
