@@ -18,11 +18,11 @@ STAMP="$VENV/.apslib-install-stamp"
 die() { echo "run_notebooks.sh: $*" >&2; exit 1; }
 
 find_python() {
-  local candidates=("${PYTHON:-}" python3.12 python3.11 python3.10 python3.9 python3 python)
+  local candidates=("${PYTHON:-}" python3 python3.12 python3.11 python3.10 python)
   for py in "${candidates[@]}"; do
     [ -n "$py" ] || continue
     command -v "$py" >/dev/null 2>&1 || continue
-    if "$py" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null; then
+    if "$py" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; then
       echo "$py"; return 0
     fi
   done
@@ -37,7 +37,7 @@ install_stamp() {
 setup() {
   if [ ! -x "$VENV/bin/python" ]; then
     local py
-    py="$(find_python)" || die "no Python >= 3.9 with the venv module found. Install one \
+    py="$(find_python)" || die "no Python >= 3.10 with the venv module found. Install one \
 (e.g. 'apt-get install python3 python3-venv') or set PYTHON=/path/to/python3."
     echo "Creating the virtual environment $VENV with $("$py" --version 2>&1) ..."
     "$py" -m venv "$VENV" || die "could not create $VENV (on Debian/Ubuntu: apt-get install python3-venv)"

@@ -26,7 +26,8 @@ from .polyphase import (
     polyphase_components,
     polyphase_norms,
 )
-from .unet import PAPER_CHANNELS, VARIANTS, UNet, UNetConfig, build_unet
+from .metrics import equivariance_error_map, equivariance_errors, roll2d
+from .unet import PAPER_CHANNELS, VARIANTS, UNet, UNetConfig, build_unet, calibrate_batchnorm
 
 __version__ = "0.1.0"
 
@@ -50,8 +51,12 @@ __all__ = [
     "blur_pool",
     "blur_upsample",
     "build_unet",
+    "calibrate_batchnorm",
+    "equivariance_error_map",
+    "equivariance_errors",
     "phase_shift",
     "polyphase_components",
     "polyphase_norms",
+    "roll2d",
     "zero_insert",
 ]

@@ -108,7 +108,8 @@ def polyphase_norms(x: torch.Tensor, criterion: str = "l2") -> torch.Tensor:
     """Per-sample norms of the four components, ``(B, 4)``, accumulated in float64.
 
     ``"l2"`` returns the *squared* l2 norm (same order, one rounding fewer), ``"l1"`` the
-    sum of absolute values, ``"linf"`` the largest absolute value.
+    sum of absolute values, ``"linf"`` the largest absolute value. Squares and absolute
+    values of float32 (or lower) inputs are exact in float64; only the summation rounds.
     """
     _check_even_4d(x)
     check_criterion(criterion)
@@ -116,7 +117,7 @@ def polyphase_norms(x: torch.Tensor, criterion: str = "l2") -> torch.Tensor:
     v = _split_view(x)
     dims = (1, 2, 4)
     if criterion == "l2":
-        n = v.square().sum(dim=dims, dtype=acc)
+        n = v.to(acc).square().sum(dim=dims)
     elif criterion == "l1":
         n = v.abs().sum(dim=dims, dtype=acc)
     else:  # linf: a max is exact in any precision
@@ -168,20 +169,29 @@ def aps_up(y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return z.reshape(b, c, 2 * h, 2 * w)
 
 
-def phase_shift(u: torch.Tensor, idx: torch.Tensor, *, circular: bool = True) -> torch.Tensor:
+def phase_shift(u: torch.Tensor, idx: torch.Tensor, *, circular: bool = True,
+                inverse: bool = False) -> torch.Tensor:
     """Shift each sample ``b`` of ``u`` by its phase offsets ``(i, j)`` (down and right).
 
-    ``circular=True`` rolls (what circular padding implies); ``False`` shifts in zeros.
+    ``inverse=True`` shifts by ``(-i, -j)`` instead, so that the chosen grid of sample ``b``
+    lands on ``(0, 0)``: ``phase_shift(x, idx, inverse=True)[..., ::2, ::2]`` equals the
+    APS-D output. ``circular=True`` rolls (what circular padding implies); ``False``
+    shifts in zeros.
     """
     _check_idx(idx, u.shape[0])
     i, j = phase_offsets(idx)
     shape = (u.shape[0],) + (1,) * (u.dim() - 1)
+    step = -1 if inverse else 1
 
     def shifted(t: torch.Tensor, dim: int) -> torch.Tensor:
         if circular:
-            return t.roll(1, dim)
+            return t.roll(step, dim)
         n = t.shape[dim]
-        return F.pad(t.narrow(dim, 0, n - 1), (0, 0, 1, 0) if dim == -2 else (1, 0))
+        if inverse:
+            kept, pad = t.narrow(dim, 1, n - 1), ((0, 0, 0, 1) if dim == -2 else (0, 1))
+        else:
+            kept, pad = t.narrow(dim, 0, n - 1), ((0, 0, 1, 0) if dim == -2 else (1, 0))
+        return F.pad(kept, pad)
 
     u = torch.where(i.view(shape).bool(), shifted(u, -2), u)
     return torch.where(j.view(shape).bool(), shifted(u, -1), u)

@@ -1,0 +1,74 @@
+"""Shift-equivariance measurements.
+
+``T_k`` is the circular shift by ``k = (dy, dx)`` pixels (down, right): ``roll2d(x, k)``.
+A map ``F`` is shift equivariant when ``F(T_k x) == T_k F(x)``. The helpers here measure the
+gap for many shifts at once, batching the shifted inputs through ``F``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+
+__all__ = [
+    "roll2d",
+    "shift_grid",
+    "relative_error",
+    "equivariance_errors",
+    "equivariance_error_map",
+]
+
+
+def roll2d(x: torch.Tensor, shift: Sequence[int]) -> torch.Tensor:
+    """Circular shift ``T_k`` of the last two axes by ``shift = (dy, dx)``."""
+    dy, dx = (int(s) for s in shift)
+    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+def shift_grid(period: int | tuple[int, int]) -> list[tuple[int, int]]:
+    """Every shift ``(dy, dx)`` with ``0 <= dy < py`` and ``0 <= dx < px``."""
+    py, px = (period, period) if isinstance(period, int) else period
+    return [(dy, dx) for dy in range(py) for dx in range(px)]
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``max |a - b| / max |b|`` (0 when both are 0)."""
+    scale = b.abs().max()
+    diff = (a - b).abs().max()
+    if scale == 0:
+        return float(diff)
+    return float(diff / scale)
+
+
+@torch.no_grad()
+def equivariance_errors(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                        shifts: Iterable[Sequence[int]], *, chunk: int = 16) -> torch.Tensor:
+    """Relative equivariance error ``max|F(T_k x) - T_k F(x)| / max|F(x)|`` per shift.
+
+    Args:
+        fn: the map ``F``; must treat samples independently (eval mode for BatchNorm).
+        x: ``(B, C, H, W)`` input batch.
+        shifts: the shifts ``k`` to test.
+        chunk: how many shifted copies of ``x`` go through ``fn`` at once.
+
+    Returns:
+        float64 tensor of shape ``(len(shifts),)`` on the CPU.
+    """
+    shifts = [tuple(int(s) for s in k) for k in shifts]
+    ref = fn(x)
+    scale = ref.abs().max().double().clamp_min(torch.finfo(torch.float64).tiny)
+    out = []
+    for start in range(0, len(shifts), chunk):
+        ks = shifts[start:start + chunk]
+        y = fn(torch.cat([roll2d(x, k) for k in ks]))
+        for k, yk in zip(ks, y.split(x.shape[0])):
+            out.append(((yk - roll2d(ref, k)).abs().max().double() / scale).cpu())
+    return torch.stack(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def equivariance_error_map(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                           period: int | tuple[int, int], *, chunk: int = 16) -> torch.Tensor:
+    """:func:`equivariance_errors` over every shift modulo ``period``: a ``(py, px)`` map."""
+    py, px = (period, period) if isinstance(period, int) else period
+    return equivariance_errors(fn, x, shift_grid((py, px)), chunk=chunk).view(py, px)

@@ -1,0 +1,44 @@
+"""Every notebook, in order, through papermill at the smoke profile (as run_notebooks.sh does)."""
+
+import json
+
+import pytest
+
+from apslib import notebooks as runner
+
+NOTEBOOKS = runner.discover()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """Run the whole sequence once; later notebooks read what earlier ones wrote."""
+    out = tmp_path_factory.mktemp("smoke")
+    results = {}
+    for nb in NOTEBOOKS:
+        try:
+            runner.run("smoke", only=[nb.name[:2]], out=out)
+            results[nb.name] = None
+        except runner.RunnerError as err:
+            results[nb.name] = str(err)
+    summary = json.loads((out / "run_summary.json").read_text()) if (out / "run_summary.json").exists() else {}
+    return out, results, summary
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_at_smoke_profile(smoke_run, nb):
+    out, results, _ = smoke_run
+    assert results[nb.name] is None, results[nb.name]
+    assert (out / nb.name).exists()
+    executed = json.loads((out / nb.name).read_text())
+    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+@pytest.mark.notebook
+def test_notebook_01_records_its_checks(smoke_run):
+    out, results, _ = smoke_run
+    if results.get("01_theory_propositions.ipynb") is not None:
+        pytest.fail("notebook 01 failed; see its own test")
+    checks = json.loads((out / "artifacts" / "01_checks.json").read_text())
+    assert checks

@@ -1,0 +1,85 @@
+"""The project's own files: dependency lists agree, notebooks are clean, CI calls the tests."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+from apslib import notebooks as runner
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _norm(req: str) -> str:
+    req = req.replace(" ", "").replace('"', "'")
+    name, spec = re.match(r"([A-Za-z0-9_.\-]+)(.*)", req).groups()
+    return re.sub(r"[-_.]+", "-", name).lower() + spec
+
+
+def test_environment_yml_installs_what_pyproject_declares():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {_norm(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    assert "conda-forge" in env["channels"]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert pip[-1] == "-e .", "the pip section must end with the project itself"
+    assert {_norm(r) for r in pip[:-1]} == declared
+
+
+def test_runtime_dependencies_cover_what_users_expect():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {re.match(r"[A-Za-z0-9_.\-]+", r).group().lower() for r in project["dependencies"]}
+    for needed in ["torch", "fastmri", "papermill", "jupyterlab", "ipykernel", "matplotlib",
+                   "seaborn", "h5py", "scikit-image", "requests", "numpy", "tqdm"]:
+        assert needed in names, needed
+    torch_req = next(r for r in project["dependencies"] if r.startswith("torch"))
+    assert "==" not in torch_req, "a pinned torch breaks fastmri's torchvision"
+
+
+def test_readme_leads_with_the_two_commands_and_ci_runs_the_tests():
+    readme = (REPO / "README.md").read_text()
+    first_block = readme.split("```")[1]
+    assert "./run_notebooks.sh" in first_block and "./run_notebooks.sh test" in first_block
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "run_notebooks.sh test" in ci
+    assert "set -e" in ci
+
+
+NOTEBOOKS = runner.discover()
+
+
+def test_there_are_notebooks():
+    assert any(nb.name.startswith("01_") for nb in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_clean_and_parameterised(nb):
+    data = json.loads(nb.read_text())
+    cells = data["cells"]
+    assert cells[0]["cell_type"] == "markdown", "cell 1 says what the notebook shows"
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    for c in cells:
+        if c["cell_type"] == "code":
+            assert not c.get("outputs") and not c.get("execution_count"), "commit without outputs"
+            src = "".join(c["source"])
+            assert "sys.path" not in src, "import the installed package, no sys.path hacks"
+            assert "matplotlib.use(" not in src and "MPLBACKEND" not in src
+
+
+@pytest.mark.parametrize("profile", runner.profiles())
+def test_profiles_only_set_declared_parameters(profile, tmp_path):
+    prof = runner.load_profile(profile)
+    for nb in NOTEBOOKS:
+        declared = runner.declared_parameters(nb)
+        params = runner.resolve_parameters(nb, prof, {}, tmp_path, declared)
+        for name, value in params.items():
+            if name.endswith(runner.PATH_SUFFIXES) and isinstance(value, str):
+                assert Path(value).is_absolute(), (nb.name, name, value)

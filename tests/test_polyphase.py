@@ -1,0 +1,251 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apslib import (CRITERIA, PHASES, APSDown, APSUp, aps_down, aps_up, phase_shift,
+                    polyphase_components, polyphase_norms, roll2d)
+
+
+def numpy_reference_down(x: np.ndarray, criterion: str):
+    """Brute force: loop over samples and phases (float64)."""
+    ys, idx = [], []
+    for xb in x:
+        comps = [xb[:, i::2, j::2].astype(np.float64) for i, j in PHASES]
+        if criterion == "l2":
+            norms = [np.sqrt((c ** 2).sum()) for c in comps]
+        elif criterion == "l1":
+            norms = [np.abs(c).sum() for c in comps]
+        else:
+            norms = [np.abs(c).max() for c in comps]
+        p = int(np.argmax(norms))
+        ys.append(comps[p])
+        idx.append(p)
+    return np.stack(ys), np.array(idx)
+
+
+def spread_batch(b, c, h, w, seed, dtype=torch.float64):
+    """Random batch whose samples prefer different phases (sample b boosts phase b % 4)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, h, w, generator=g, dtype=dtype)
+    for s in range(b):
+        i, j = PHASES[s % 4]
+        x[s, :, i::2, j::2] *= 1.5
+    return x
+
+
+def expected_phase(p, shift):
+    i, j = PHASES[p]
+    return 2 * ((i + shift[0]) % 2) + (j + shift[1]) % 2
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("shape", [(4, 3, 8, 8), (5, 1, 6, 10), (3, 2, 12, 4), (1, 1, 2, 2)])
+def test_aps_down_matches_brute_force(criterion, shape):
+    x = spread_batch(*shape, seed=sum(shape))
+    y, idx = aps_down(x, criterion)
+    y_ref, idx_ref = numpy_reference_down(x.numpy(), criterion)
+    assert idx.dtype == torch.int64 and idx.shape == (shape[0],)
+    assert np.array_equal(idx.numpy(), idx_ref)
+    assert np.array_equal(y.numpy(), y_ref)
+
+
+def test_phase_order_is_documented_order():
+    x = torch.zeros(4, 1, 4, 4)
+    for p, (i, j) in enumerate(PHASES):
+        x[p, 0, i::2, j::2] = 1.0
+    _, idx = aps_down(x)
+    assert idx.tolist() == [0, 1, 2, 3]
+    comps = polyphase_components(x)
+    for p in range(4):
+        assert comps[p, p].sum() == 4 and comps[p].sum() == 4
+
+
+def test_aps_up_places_on_chosen_grid_and_zeros_elsewhere():
+    y = torch.randn(4, 3, 5, 6, dtype=torch.float64)
+    idx = torch.tensor([0, 1, 2, 3])
+    z = aps_up(y, idx)
+    assert z.shape == (4, 3, 10, 12)
+    for b, (i, j) in enumerate(PHASES):
+        assert torch.equal(z[b, :, i::2, j::2], y[b])
+        rest = z[b].clone()
+        rest[:, i::2, j::2] = 0
+        assert not rest.any()
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_up_down_keeps_exactly_the_chosen_grid(criterion):
+    x = spread_batch(6, 2, 8, 6, seed=3)
+    y, idx = aps_down(x, criterion)
+    z = aps_up(y, idx)
+    for b in range(6):
+        i, j = PHASES[int(idx[b])]
+        mask = torch.zeros(8, 6, dtype=torch.bool)
+        mask[i::2, j::2] = True
+        assert torch.equal(z[b], torch.where(mask, x[b], torch.zeros(())))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 0.0), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("shape", [(5, 2, 12, 10), (4, 1, 6, 16)])
+def test_proposition_1_every_shift_of_the_map(dtype, tol, criterion, shape):
+    """U(D(T_k x)) == T_k U(D(x)) for every shift k of the whole map, plus large ones."""
+    x = spread_batch(*shape, seed=7, dtype=dtype)
+    ud = aps_up(*aps_down(x, criterion))
+    _, idx = aps_down(x, criterion)
+    assert len(set(idx.tolist())) > 1, "batch should exercise several phases"
+    h, w = shape[-2:]
+    shifts = [(a, b) for a in range(h) for b in range(w)] + [(37, -50), (-1001, 999)]
+    for k in shifts:
+        xs = roll2d(x, k)
+        ys, idx_s = aps_down(xs, criterion)
+        got = aps_up(ys, idx_s)
+        want = roll2d(ud, k)
+        err = (got - want).abs().max() / want.abs().max()
+        assert err <= tol, (k, float(err))
+        assert idx_s.tolist() == [expected_phase(int(p), k) for p in idx]
+
+
+@settings(max_examples=60, deadline=None)
+@given(b=st.integers(1, 4), c=st.integers(1, 3), h2=st.integers(1, 12), w2=st.integers(1, 12),
+       seed=st.integers(0, 2**31 - 1), criterion=st.sampled_from(CRITERIA),
+       dy=st.integers(-100, 100), dx=st.integers(-100, 100),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_proposition_1_property(b, c, h2, w2, seed, criterion, dy, dx, dtype):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, 2 * h2, 2 * w2, generator=g, dtype=dtype)
+    norms = polyphase_norms(x, criterion)
+    top2 = norms.topk(2, dim=1).values
+    if ((top2[:, 0] - top2[:, 1]) <= 1e-12 * top2[:, 0]).any():
+        return  # an exact tie: equivariance is impossible by construction (tested elsewhere)
+    got = aps_up(*aps_down(roll2d(x, (dy, dx)), criterion))
+    want = roll2d(aps_up(*aps_down(x, criterion)), (dy, dx))
+    assert torch.equal(got, want)
+
+
+def test_near_tie_stays_equivariant():
+    """Two phase norms within ~1e-7 relative: float64 accumulation decides consistently."""
+    g = torch.Generator().manual_seed(11)
+    h = w = 128
+    x = torch.randn(1, 4, h, w, generator=g) * 0.01
+    a = torch.randn(4, h // 2, w // 2, generator=g)
+    perm = torch.randperm(a.numel(), generator=g)
+    x[0, :, 0::2, 0::2] = a
+    # The same multiset of values, rearranged, scaled up by a hair: a near-tie in l2.
+    x[0, :, 1::2, 1::2] = a.flatten()[perm].view_as(a) * (1 + 2.5e-7)
+    n = polyphase_norms(x, "l2")[0]
+    gap = float((n[3] - n[0]) / n[3])
+    assert 0 < gap < 1e-6, gap
+    base_up = aps_up(*aps_down(x))
+    for k in [(dy, dx) for dy in range(4) for dx in range(4)] + [(17, 45), (-33, 64)]:
+        ys, idx = aps_down(roll2d(x, k))
+        assert idx.item() == expected_phase(3, k), k
+        assert torch.equal(aps_up(ys, idx), roll2d(base_up, k))
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_exact_ties_resolve_to_lowest_phase(criterion):
+    const = torch.full((2, 3, 6, 8), 0.5)
+    zero = torch.zeros(1, 1, 4, 4)
+    periodic = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(3, 3).view(1, 1, 6, 6)
+    for x in (const, zero, periodic):
+        y, idx = aps_down(x, criterion)
+        assert idx.tolist() == [0] * x.shape[0]
+        assert torch.equal(y, x[..., 0::2, 0::2])
+    # ...and on such inputs no single-grid choice is equivariant: U(D(T x)) != T U(D(x)).
+    shifted = aps_up(*aps_down(roll2d(const, (0, 1)), criterion))
+    assert not torch.equal(shifted, roll2d(aps_up(*aps_down(const, criterion)), (0, 1)))
+
+
+def test_norms_are_float64_and_l2_is_squared():
+    x = torch.randn(3, 2, 6, 4)
+    n = polyphase_norms(x, "l2")
+    assert n.dtype == torch.float64 and n.shape == (3, 4)
+    ref = polyphase_components(x.double()).pow(2).sum(dim=(2, 3, 4))
+    assert torch.allclose(n, ref, rtol=1e-12)
+
+
+def test_gradients_flow_to_chosen_pixels_only():
+    x = spread_batch(3, 2, 6, 8, seed=5).requires_grad_()
+    y, idx = aps_down(x)
+    y.sum().backward()
+    for b in range(3):
+        i, j = PHASES[int(idx[b])]
+        expected = torch.zeros(2, 6, 8, dtype=torch.float64)
+        expected[:, i::2, j::2] = 1
+        assert torch.equal(x.grad[b], expected)
+    yy = torch.randn(3, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: aps_up(t, idx), (yy,))
+    assert torch.autograd.gradcheck(lambda t: phase_shift(t, idx), (yy,))
+
+
+@pytest.mark.parametrize("circular", [True, False])
+def test_phase_shift_is_per_sample_shift(circular):
+    u = torch.randn(4, 2, 6, 8, dtype=torch.float64)
+    idx = torch.tensor([3, 0, 1, 2])
+    out = phase_shift(u, idx, circular=circular)
+    for b, p in enumerate(idx.tolist()):
+        i, j = PHASES[p]
+        want = roll2d(u[b], (i, j))
+        if not circular:
+            want = want.clone()
+            if i:
+                want[:, 0, :] = 0
+            if j:
+                want[:, :, 0] = 0
+        assert torch.equal(out[b], want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_dtypes_and_channels_last(dtype):
+    x = spread_batch(4, 3, 8, 10, seed=1).to(dtype)
+    y, idx = aps_down(x)
+    assert y.dtype == dtype
+    y_cl, idx_cl = aps_down(x.to(memory_format=torch.channels_last))
+    assert torch.equal(idx, idx_cl) and torch.equal(y, y_cl)
+    assert aps_up(y, idx).dtype == dtype
+
+
+def test_modules_match_functions():
+    x = spread_batch(4, 2, 8, 8, seed=9)
+    y, idx = APSDown("linf")(x)
+    y2, idx2 = aps_down(x, "linf")
+    assert torch.equal(y, y2) and torch.equal(idx, idx2)
+    assert torch.equal(APSUp()(y, idx), aps_up(y, idx))
+    assert "linf" in repr(APSDown("linf"))
+
+
+def test_bad_inputs_have_clear_errors():
+    with pytest.raises(ValueError, match="even height and width.*6x8"):
+        aps_down(torch.randn(1, 1, 7, 8))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        aps_down(torch.randn(8, 8))
+    with pytest.raises(TypeError, match="floating-point"):
+        aps_down(torch.ones(1, 1, 4, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        aps_down(torch.randn(1, 1, 4, 4), "l3")
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        APSDown("max")
+    y = torch.randn(2, 1, 3, 3)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        aps_up(y, torch.tensor([0]))
+    with pytest.raises(ValueError, match="0..3"):
+        aps_up(y, torch.tensor([0, 4]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        aps_up(y, torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("circular", [True, False])
+def test_inverse_phase_shift_undoes_and_aligns_the_chosen_grid(circular):
+    x = spread_batch(4, 2, 8, 6, seed=12)
+    y, idx = aps_down(x)
+    assert torch.equal(phase_shift(x, idx, inverse=True)[..., ::2, ::2], y)
+    if circular:
+        assert torch.equal(phase_shift(phase_shift(x, idx), idx, inverse=True), x)
+    else:
+        back = phase_shift(phase_shift(x, idx, circular=False), idx, circular=False, inverse=True)
+        for b, p in enumerate(idx.tolist()):
+            i, j = PHASES[p]
+            h, w = x.shape[-2:]
+            assert torch.equal(back[b, :, : h - i, : w - j], x[b, :, : h - i, : w - j])

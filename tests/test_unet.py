@@ -1,0 +1,276 @@
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apslib import (PHASES, UNetConfig, build_unet, calibrate_batchnorm, equivariance_error_map,
+                    equivariance_errors, roll2d)
+from apslib.unet import APSPoolDown, PolyphaseUp
+
+SMALL = {3: [4, 8, 12, 16], 4: [4, 6, 8, 12, 16]}
+# (depth, H, W): non-square, two periods of 2**depth on each axis or more
+SIZES = {3: (16, 24), 4: (32, 48)}
+
+
+def make(variant, depth=3, filter_size=1, criterion="l2", dtype=torch.float64, seed=0,
+         size=None, batch=2):
+    torch.manual_seed(seed)
+    model = build_unet(variant, depth=depth, channels=SMALL[depth], filter_size=filter_size,
+                       criterion=criterion).to(dtype)
+    h, w = size or SIZES[depth]
+    x = torch.randn(batch, 1, h, w, dtype=dtype, generator=torch.Generator().manual_seed(seed + 1))
+    calibrate_batchnorm(model, x)
+    return model, x
+
+
+# l2 everywhere; l1 only without blur, linf only with one (the others tie by construction)
+APS_CASES = [(d, j, "l2") for d in (3, 4) for j in (1, 3, 5)] + [
+    (d, 1, "l1") for d in (3, 4)] + [(d, j, "linf") for d in (3, 4) for j in (3, 5)]
+
+
+@pytest.mark.parametrize("depth,filter_size,criterion", APS_CASES)
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_proposition_2_aps_unet_is_equivariant_to_every_shift(depth, filter_size, criterion,
+                                                              dtype, tol):
+    model, x = make("aps", depth, filter_size, criterion, dtype, seed=depth * 10 + filter_size)
+    period = 2 ** depth
+    errors = equivariance_error_map(model, x, period, chunk=32)
+    assert errors.shape == (period, period)
+    assert errors.max() <= tol, float(errors.max())
+    large = equivariance_errors(model, x, [(37, -53), (-101, 7), (SIZES[depth][0] - 1, 1)])
+    assert large.max() <= tol
+
+
+@pytest.mark.parametrize("variant,filter_size", [("baseline", 1), ("lpf", 3), ("lpf", 5)])
+def test_fixed_grid_unets_are_not_equivariant(variant, filter_size):
+    model, x = make(variant, 3, filter_size, seed=filter_size)
+    errors = equivariance_error_map(model, x, 8)
+    assert errors.max() > 1e-3
+    # ...but every such model is equivariant to shifts by multiples of 2**depth.
+    assert equivariance_errors(model, x, [(8, 0), (0, 16), (-8, 8)]).max() <= 1e-12
+
+
+def test_phases_follow_the_shift_at_the_first_level():
+    model, x = make("aps", 3, 3, seed=4)
+    with torch.no_grad():
+        _, phases = model(x, return_phases=True)
+        assert len(phases) == 3 and all(p.shape == (2,) for p in phases)
+        for k in [(0, 1), (1, 0), (1, 1), (3, 6)]:
+            _, ph = model(roll2d(x, k), return_phases=True)
+            for p0, p1 in zip(phases[0].tolist(), ph[0].tolist()):
+                i, j = PHASES[p0]
+                assert PHASES[p1] == ((i + k[0]) % 2, (j + k[1]) % 2)
+        out, none_phases = make("baseline")[0](x, return_phases=True)
+        assert none_phases == [None, None, None]
+
+
+@pytest.mark.parametrize("filter_size", range(1, 8))
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_fast_upsampler_equals_zero_insert_blur_conv(filter_size, adaptive):
+    """APS-U + blur + conv k=2 == transposed conv + per-sample shift + blur (+ its gradient)."""
+    torch.manual_seed(filter_size)
+    up = PolyphaseUp(6, 3, filter_size, adaptive=adaptive).double()
+    y = torch.randn(8, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    idx = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    fast = up(y, idx)
+    ref = up.reference_forward(y, idx)
+    assert fast.shape == (8, 3, 10, 14)
+    assert torch.allclose(fast, ref, rtol=0, atol=1e-13)
+    g = torch.randn_like(fast)
+    grads_fast = torch.autograd.grad(fast, [y, up.weight, up.bias], g)
+    grads_ref = torch.autograd.grad(ref, [y, up.weight, up.bias], g)
+    for a, b in zip(grads_fast, grads_ref):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant,filter_size",
+                         [("baseline", 1), ("lpf", 1), ("lpf", 3), ("aps", 1), ("aps", 2),
+                          ("aps", 5)])
+def test_backward_in_train_mode(variant, filter_size):
+    torch.manual_seed(0)
+    model = build_unet(variant, depth=3, channels=SMALL[3], filter_size=filter_size).train()
+    x = torch.randn(3, 1, 16, 24)
+    out = model(x)
+    assert out.shape == x.shape
+    ((out - x) ** 2).mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert sum(float(p.grad.abs().sum()) for p in model.parameters()) > 0
+    # every level's upsampler gets a gradient
+    assert all(float(up.weight.grad.abs().sum()) > 0 for up in model.ups)
+
+
+@pytest.mark.parametrize("depth,h,w", [(1, 4, 4), (2, 8, 12), (4, 32, 48), (5, 64, 128)])
+def test_output_has_input_shape(depth, h, w):
+    for variant, fs in [("baseline", 1), ("lpf", 3), ("aps", 3)]:
+        model = build_unet(variant, depth=depth, channels=[2] * (depth + 1), filter_size=fs,
+                           in_channels=2, out_channels=3).eval()
+        with torch.no_grad():
+            assert model(torch.randn(2, 2, h, w)).shape == (2, 3, h, w)
+
+
+def test_default_channels_are_the_papers():
+    assert build_unet("aps").config.channels == (64, 128, 256, 512, 1024)
+    assert build_unet("aps", depth=2).config.channels == (64, 128, 256)
+    assert build_unet("lpf", depth=2, filter_size=3).config.name == "LPF-3"
+    assert build_unet("aps", depth=2, filter_size=3).config.name == "APS-3"
+    assert build_unet("baseline", depth=2).config.name == "Baseline"
+
+
+def test_same_seed_same_model_and_output():
+    outs = []
+    for _ in range(2):
+        model, x = make("aps", 3, 3, dtype=torch.float32, seed=5)
+        with torch.no_grad():
+            outs.append(model(x))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_channels_last_matches_contiguous():
+    model, x = make("aps", 3, 3, dtype=torch.float32, seed=2)
+    with torch.no_grad():
+        ref = model(x)
+        model_cl = model.to(memory_format=torch.channels_last)
+        out = model_cl(x.to(memory_format=torch.channels_last))
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_state_dict_round_trip_and_no_filter_buffers():
+    model, x = make("aps", 3, 5, seed=3)
+    sd = model.state_dict()
+    assert not any("kernel" in k for k in sd)
+    other = build_unet("aps", depth=3, channels=SMALL[3], filter_size=5).double()
+    other.load_state_dict(sd)
+    other.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), other(x))
+
+
+def test_zero_padding_mode_runs_and_breaks_equivariance():
+    torch.manual_seed(0)
+    model = build_unet("aps", depth=3, channels=SMALL[3], filter_size=3,
+                       padding_mode="zeros").double()
+    x = torch.randn(2, 1, 16, 24, dtype=torch.float64)
+    calibrate_batchnorm(model, x)
+    assert equivariance_error_map(model, x, 8).max() > 1e-3
+
+
+def test_bad_configurations_have_clear_errors():
+    model = build_unet("aps", depth=3, channels=SMALL[3])
+    with pytest.raises(ValueError, match=r"not divisible by 2\*\*depth = 8.*height 100 -> use 96 or 104"):
+        model(torch.randn(1, 1, 100, 64))
+    with pytest.raises(ValueError, match="width 4 -> use 8 or 8"):
+        model(torch.randn(1, 1, 64, 4))
+    with pytest.raises(ValueError, match="channels"):
+        model(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        model(torch.randn(64, 64))
+    with pytest.raises(ValueError, match="too small.*at least 16x16.*bottleneck"):
+        model(torch.randn(1, 1, 8, 64))
+    build_unet("baseline", depth=3, channels=SMALL[3]).eval()(torch.randn(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="unknown variant 'apsx'"):
+        build_unet("apsx")
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        build_unet("aps", criterion="l0")
+    for fs in (0, 8):
+        with pytest.raises(ValueError, match="filter_size must be in 1..7"):
+            build_unet("aps", filter_size=fs)
+    with pytest.raises(ValueError, match="depth \\+ 1 = 4 entries"):
+        build_unet("aps", depth=3, channels=[4, 8, 16])
+    with pytest.raises(ValueError, match="depth must be an integer >= 1"):
+        build_unet("aps", depth=0)
+    with pytest.raises(ValueError, match="baseline' has no blur"):
+        build_unet("baseline", filter_size=3)
+    with pytest.raises(ValueError, match="padding_mode"):
+        build_unet("aps", padding_mode="wrap")
+
+
+@pytest.mark.parametrize("filter_size", range(2, 8))
+def test_l1_after_blur_is_refused(filter_size):
+    with pytest.raises(ValueError, match="ill-posed.*Nyquist.*criterion='l2'"):
+        build_unet("aps", filter_size=filter_size, criterion="l1")
+    with pytest.raises(ValueError, match="ill-posed"):
+        APSPoolDown(8, filter_size, "l1")
+    build_unet("aps", filter_size=filter_size, criterion="linf")  # no identity there
+    build_unet("lpf", filter_size=filter_size, criterion="l1")  # no APS: criterion unused
+
+
+def test_linf_after_max_pool_without_blur_is_refused():
+    with pytest.raises(ValueError, match="ill-posed.*max-pool.*all four"):
+        build_unet("aps", filter_size=1, criterion="linf")
+    with pytest.raises(ValueError, match="ill-posed"):
+        APSPoolDown(8, 1, "linf")
+    build_unet("aps", filter_size=1, criterion="l1")
+
+
+@pytest.mark.parametrize("criterion,filter_size", [("l1", 3), ("linf", 1)])
+def test_refused_combinations_really_tie(criterion, filter_size):
+    """Why they are refused: on the map APS-D sees, the top two norms tie exactly."""
+    from apslib import polyphase_norms
+    from apslib.filters import blur
+    from apslib.unet import _pool_stride1
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64).relu()
+    m = blur(_pool_stride1(x, "circular"), filter_size)
+    top2 = polyphase_norms(m, criterion).topk(2, dim=1).values
+    assert torch.allclose(top2[:, 0], top2[:, 1], rtol=1e-13, atol=0)
+    ok = polyphase_norms(m, "l2").topk(2, dim=1).values
+    assert ((ok[:, 0] - ok[:, 1]) / ok[:, 0]).min() > 1e-6
+
+
+def test_config_round_trips_through_dict():
+    cfg = UNetConfig(variant="aps", depth=2, channels=(4, 8, 16), filter_size=3)
+    assert UNetConfig(**cfg.to_dict()) == cfg
+    assert cfg.multiple == 4
+
+
+def test_all_shift_pairs_modulo_period_are_tested():
+    # The shift grid used by the Proposition 2 test covers every (dy, dx) modulo 2**depth.
+    from apslib import metrics
+    grid = metrics.shift_grid(8)
+    assert sorted(grid) == sorted(itertools.product(range(8), range(8)))
+
+
+VALID = [("l2", j) for j in range(1, 8)] + [("l1", 1)] + [("linf", j) for j in range(2, 8)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(depth=st.integers(1, 3), hm=st.integers(1, 3), wm=st.integers(1, 3),
+       combo=st.sampled_from(VALID), seed=st.integers(0, 10**6),
+       dy=st.integers(-64, 64), dx=st.integers(-64, 64), batch=st.integers(1, 3))
+def test_proposition_2_property(depth, hm, wm, combo, seed, dy, dx, batch):
+    """Random depth, non-square sizes, criteria, filter sizes, seeds and shifts (float64)."""
+    criterion, filter_size = combo
+    torch.manual_seed(seed)
+    m = 2 ** depth
+    h, w = m * (hm + 1), m * (wm + 1)  # at least a 2x2 bottleneck
+    model = build_unet("aps", depth=depth, channels=[3] * (depth + 1), filter_size=filter_size,
+                       criterion=criterion).double()
+    x = torch.randn(batch, 1, h, w, dtype=torch.float64)
+    calibrate_batchnorm(model, x)
+    err = equivariance_errors(model, x, [(dy, dx), (dy + 1, dx), (dy, dx + 1), (1, 1)])
+    assert err.max() <= 1e-12, (float(err.max()), h, w)
+
+
+@pytest.mark.parametrize("filter_size", [1, 3])
+@pytest.mark.parametrize("criterion", ["l2", "l1", "linf"])
+def test_aps_pool_equals_stride1_pool_then_aps_down(filter_size, criterion):
+    """The fast pooling path computes exactly APS-D(blur(max-pool stride 1(x)))."""
+    if (criterion, filter_size) in [("l1", 3), ("linf", 1)]:
+        pytest.skip("refused combination (tested above)")
+    from apslib import aps_down
+    from apslib.filters import blur
+    from apslib.unet import _pool_stride1
+    x = torch.randn(6, 3, 16, 12, dtype=torch.float64).relu().requires_grad_()
+    pool = APSPoolDown(3, filter_size, criterion).double()
+    y, idx = pool(x)
+    y_ref, idx_ref = aps_down(blur(_pool_stride1(x, "circular"), filter_size), criterion)
+    assert torch.equal(idx, idx_ref) and torch.equal(y, y_ref)
+    assert len(set(idx.tolist())) > 1
+    g = torch.randn_like(y)
+    ga, = torch.autograd.grad(y, x, g)
+    gb, = torch.autograd.grad(y_ref, x, g)
+    # Where the 2x2 window maximum is unique the subgradients agree; both route the whole
+    # incoming gradient to inputs of the window.
+    assert torch.allclose(ga.sum(), gb.sum()) and torch.allclose(ga.abs().sum(), gb.abs().sum())
