@@ -22,7 +22,6 @@ Executed copies go to ``--out`` (default ``outputs/<profile>``), one per noteboo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from .io import atomic_write_json
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -188,9 +189,7 @@ def run(profile_name: str = "default", only: list[str] | None = None, out: Path 
 
 
 def _write_summary(out: Path, profile: str, records: list[dict]) -> None:
-    tmp = out / ".run_summary.json.tmp"
-    tmp.write_text(json.dumps({"profile": profile, "notebooks": records}, indent=2, default=str))
-    os.replace(tmp, out / "run_summary.json")
+    atomic_write_json(out / "run_summary.json", {"profile": profile, "notebooks": records})
 
 
 def _parse_overrides(pairs) -> dict:

@@ -196,11 +196,14 @@ class PolyphaseUp(nn.Module):
             return self.reference_forward(y, idx)
         # ConvTranspose with the flipped kernel == zero insertion on (0, 0) + conv k=2
         # padded top/left. Circular shift and blur commute with it.
+        # The bias is a constant map: shifting leaves it alone and the blur multiplies it
+        # by its gain, so it goes into the transposed conv divided by that gain (exact:
+        # the gain is 1 or 4).
         w = self.weight.flip(-2, -1).transpose(0, 1)
-        u = F.conv_transpose2d(y, w, stride=2)
+        u = F.conv_transpose2d(y, w, self.bias / self.blur.gain, stride=2)
         if self.adaptive:
             u = phase_shift(u, self._need_idx(idx))
-        return self.blur(u) + self.bias.view(1, -1, 1, 1)
+        return self.blur(u)
 
     def reference_forward(self, y: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """The literal definition: APS-U (or zero insertion), blur with gain 4, conv k=2."""
