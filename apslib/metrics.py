@@ -17,6 +17,7 @@ __all__ = [
     "relative_error",
     "equivariance_errors",
     "equivariance_error_map",
+    "phase_margins",
 ]
 
 
@@ -72,3 +73,34 @@ def equivariance_error_map(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
     """:func:`equivariance_errors` over every shift modulo ``period``: a ``(py, px)`` map."""
     py, px = (period, period) if isinstance(period, int) else period
     return equivariance_errors(fn, x, shift_grid((py, px)), chunk=chunk).view(py, px)
+
+
+@torch.no_grad()
+def phase_margins(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Per APS level, the relative gap between the two largest polyphase norms, per sample.
+
+    ``(n1 - n2) / n1`` of the map each :class:`~apslib.unet.APSPoolDown` chooses on, as a
+    list of ``(B,)`` float64 tensors (one per level, encoder order). A margin of 0 is an
+    exact tie: the choice then follows the tie rule, not the signal, and equivariance is
+    lost for that sample. Besides constant or 2-periodic inputs, ties arise when the map
+    entering the stride-1 max-pool has isolated activity (e.g. one non-zero pixel after a
+    ReLU): the pool copies it into two (or four) polyphase components. Models without APS
+    levels give an empty list.
+    """
+    from .polyphase import polyphase_norms
+    from .unet import APSPoolDown, _pool_stride1
+
+    margins: list[torch.Tensor] = []
+
+    def hook(module, inputs, _output):
+        m = module.blur(_pool_stride1(inputs[0], module.padding_mode))
+        top = polyphase_norms(m, module.criterion).topk(2, dim=1).values
+        margins.append(((top[:, 0] - top[:, 1]) / top[:, 0].clamp_min(1e-300)).cpu())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, APSPoolDown)]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return margins

@@ -132,10 +132,12 @@ class BlurPoolDown(nn.Module):
 class APSPoolDown(nn.Module):
     """APS(-j): max-pool stride 1, optional binomial blur, APS-D. ``-> (y, idx)``.
 
-    Without a blur and with circular padding, the output is computed as a stride-2
-    max-pool of the input shifted back by the chosen phase (the same values; its backward
-    is the plain max-pool's, about half the cost of back-propagating through the stride-1
-    pool and the selection). The grid is chosen without recording gradients.
+    When gradients are needed (training), without a blur and with circular padding, the
+    output is computed as a stride-2 max-pool of the input shifted back by the chosen
+    phase: the same values, and its backward is the plain max-pool's, about half the cost
+    of back-propagating through the stride-1 pool and the selection. The grid is chosen
+    without recording gradients. Without gradients the pooled map's component is read
+    directly.
     """
 
     def __init__(self, channels: int, filter_size: int = 1, criterion: str = "l2",
@@ -147,7 +149,8 @@ class APSPoolDown(nn.Module):
         self.blur = Blur(channels, filter_size, padding_mode=padding_mode)
 
     def forward(self, x: torch.Tensor):
-        if self.blur.filter_size == 1 and self.padding_mode == "circular":
+        if (self.blur.filter_size == 1 and self.padding_mode == "circular"
+                and torch.is_grad_enabled() and x.requires_grad):
             with torch.no_grad():
                 idx = polyphase_norms(_pool_stride1(x, self.padding_mode), self.criterion).argmax(1)
             return F.max_pool2d(phase_shift(x, idx, inverse=True), 2), idx

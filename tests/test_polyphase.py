@@ -158,12 +158,28 @@ def test_exact_ties_resolve_to_lowest_phase(criterion):
     assert not torch.equal(shifted, roll2d(aps_up(*aps_down(const, criterion)), (0, 1)))
 
 
-def test_norms_are_float64_and_l2_is_squared():
-    x = torch.randn(3, 2, 6, 4)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_norms_are_float64_and_l2_is_squared(dtype):
+    x = (torch.randn(3, 5, 16, 12, dtype=torch.float64) * 300).to(dtype)  # 300**2 > fp16 max
+    ref_comps = polyphase_components(x.double())
     n = polyphase_norms(x, "l2")
     assert n.dtype == torch.float64 and n.shape == (3, 4)
-    ref = polyphase_components(x.double()).pow(2).sum(dim=(2, 3, 4))
-    assert torch.allclose(n, ref, rtol=1e-12)
+    assert torch.isfinite(n).all()
+    rtol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert torch.allclose(n, ref_comps.pow(2).sum(dim=(2, 3, 4)), rtol=rtol)
+    assert torch.allclose(polyphase_norms(x, "l1"), ref_comps.abs().sum(dim=(2, 3, 4)), rtol=rtol)
+    assert torch.equal(polyphase_norms(x, "linf"), ref_comps.abs().amax(dim=(2, 3, 4)))
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_norms_of_a_shifted_map_are_the_permuted_norms(criterion):
+    """To float64 rounding: the per-pixel channel sums are exactly shift covariant."""
+    x = torch.randn(2, 64, 32, 48)
+    n = polyphase_norms(x, criterion)
+    for k in [(1, 0), (0, 1), (1, 1), (5, 10), (16, 7)]:
+        nk = polyphase_norms(roll2d(x, k), criterion)
+        perm = [expected_phase(p, (-k[0], -k[1])) for p in range(4)]
+        assert torch.allclose(nk, n[:, perm], rtol=1e-14, atol=0)
 
 
 def test_gradients_flow_to_chosen_pixels_only():
@@ -249,3 +265,20 @@ def test_inverse_phase_shift_undoes_and_aligns_the_chosen_grid(circular):
             i, j = PHASES[p]
             h, w = x.shape[-2:]
             assert torch.equal(back[b, :, : h - i, : w - j], x[b, :, : h - i, : w - j])
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_phase_shift_keeps_channels_last_and_matches_roll(inverse):
+    u = torch.randn(4, 3, 6, 10, dtype=torch.float64)
+    idx = torch.tensor([2, 3, 0, 1])
+    sign = -1 if inverse else 1
+    want = torch.stack([roll2d(u[b], (sign * PHASES[p][0], sign * PHASES[p][1]))
+                        for b, p in enumerate(idx.tolist())])
+    assert torch.equal(phase_shift(u, idx, inverse=inverse), want)
+    cl = phase_shift(u.to(memory_format=torch.channels_last), idx, inverse=inverse)
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(cl, want)
+    g = torch.randn_like(u)
+    uu = u.clone().requires_grad_()
+    (phase_shift(uu, idx, inverse=inverse) * g).sum().backward()
+    assert torch.equal(uu.grad, phase_shift(g, idx, inverse=not inverse))

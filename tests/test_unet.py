@@ -2,11 +2,12 @@ import itertools
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from apslib import (PHASES, UNetConfig, build_unet, calibrate_batchnorm, equivariance_error_map,
                     equivariance_errors, roll2d)
+from apslib.metrics import phase_margins
 from apslib.unet import APSPoolDown, PolyphaseUp
 
 SMALL = {3: [4, 8, 12, 16], 4: [4, 6, 8, 12, 16]}
@@ -235,42 +236,51 @@ def test_all_shift_pairs_modulo_period_are_tested():
 VALID = [("l2", j) for j in range(1, 8)] + [("l1", 1)] + [("linf", j) for j in range(2, 8)]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(depth=st.integers(1, 3), hm=st.integers(1, 3), wm=st.integers(1, 3),
        combo=st.sampled_from(VALID), seed=st.integers(0, 10**6),
        dy=st.integers(-64, 64), dx=st.integers(-64, 64), batch=st.integers(1, 3))
 def test_proposition_2_property(depth, hm, wm, combo, seed, dy, dx, batch):
-    """Random depth, non-square sizes, criteria, filter sizes, seeds and shifts (float64)."""
+    """Random depth, non-square sizes, criteria, filter sizes, seeds and shifts (float64).
+
+    Prop. 2 assumes a unique largest norm at every level; tiny random nets with dead ReLUs
+    occasionally produce exact ties (see phase_margins), which are excluded - and counted
+    by test_ties_in_small_random_nets_are_rare_and_detected.
+    """
     criterion, filter_size = combo
     torch.manual_seed(seed)
     m = 2 ** depth
     h, w = m * (hm + 1), m * (wm + 1)  # at least a 2x2 bottleneck
-    model = build_unet("aps", depth=depth, channels=[3] * (depth + 1), filter_size=filter_size,
+    model = build_unet("aps", depth=depth, channels=[4] * (depth + 1), filter_size=filter_size,
                        criterion=criterion).double()
     x = torch.randn(batch, 1, h, w, dtype=torch.float64)
     calibrate_batchnorm(model, x)
+    assume(min(float(mg.min()) for mg in phase_margins(model, x)) > 1e-9)
     err = equivariance_errors(model, x, [(dy, dx), (dy + 1, dx), (dy, dx + 1), (1, 1)])
     assert err.max() <= 1e-12, (float(err.max()), h, w)
 
 
-@pytest.mark.parametrize("filter_size", [1, 3])
-@pytest.mark.parametrize("criterion", ["l2", "l1", "linf"])
-def test_aps_pool_equals_stride1_pool_then_aps_down(filter_size, criterion):
-    """The fast pooling path computes exactly APS-D(blur(max-pool stride 1(x)))."""
-    if (criterion, filter_size) in [("l1", 3), ("linf", 1)]:
-        pytest.skip("refused combination (tested above)")
-    from apslib import aps_down
-    from apslib.filters import blur
-    from apslib.unet import _pool_stride1
-    x = torch.randn(6, 3, 16, 12, dtype=torch.float64).relu().requires_grad_()
-    pool = APSPoolDown(3, filter_size, criterion).double()
-    y, idx = pool(x)
-    y_ref, idx_ref = aps_down(blur(_pool_stride1(x, "circular"), filter_size), criterion)
-    assert torch.equal(idx, idx_ref) and torch.equal(y, y_ref)
-    assert len(set(idx.tolist())) > 1
-    g = torch.randn_like(y)
-    ga, = torch.autograd.grad(y, x, g)
-    gb, = torch.autograd.grad(y_ref, x, g)
-    # Where the 2x2 window maximum is unique the subgradients agree; both route the whole
-    # incoming gradient to inputs of the window.
-    assert torch.allclose(ga.sum(), gb.sum()) and torch.allclose(ga.abs().sum(), gb.abs().sum())
+def test_ties_in_small_random_nets_are_rare_and_detected():
+    """Count exact ties over many tiny random nets; where there is none, Prop. 2 holds."""
+    ties = 0
+    trials = 30
+    for seed in range(trials):
+        torch.manual_seed(seed)
+        model = build_unet("aps", depth=3, channels=[4] * 4, filter_size=3).double()
+        x = torch.randn(3, 1, 24, 16, dtype=torch.float64)
+        calibrate_batchnorm(model, x)
+        margins = torch.stack([mg for mg in phase_margins(model, x)])  # (levels, B)
+        tied = (margins <= 1e-12).any(dim=0)
+        ties += int(tied.any())
+        err = torch.stack([equivariance_errors(model, x[b:b + 1], [(1, 0), (0, 1), (1, 1)]).max()
+                           for b in range(3)])
+        assert (err[~tied] <= 1e-12).all()
+    assert ties <= trials // 5, ties
+
+
+def test_phase_margins_flag_a_constructed_tie():
+    model, x = make("aps", 3, 1, seed=1)
+    assert all(float(mg.min()) > 1e-9 for mg in phase_margins(model, x))
+    const = torch.ones_like(x)
+    assert float(phase_margins(model, const)[0].max()) == 0.0
+    assert phase_margins(make("baseline")[0], x) == []
