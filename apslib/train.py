@@ -1,0 +1,1026 @@
+"""Training: the paper's U-Nets on fastMRI-format data, with checkpoints, exact resume and DDP.
+
+One run = one model trained with one :class:`TrainConfig`. It lives in
+``run_dir/<slug of its name>/`` (``"Baseline + DA"`` -> ``baseline-da``)::
+
+    config.json     the configuration (and the U-Net's), written when the run starts
+    history.json    {"name", "done", "epochs_planned", "epochs_completed", "history": [...]}:
+                    one record per epoch (epoch, train_loss, val_loss, val_equiv_mse,
+                    val_psnr, lr, seconds, world_size)
+    checkpoint.pt   the last completed epoch, written atomically (temp file + rename):
+                    model, optimizer, scheduler, torch RNG states, epoch, config, history
+
+The paper's protocol is the default (:class:`TrainConfig`): Adam lr 1e-3, StepLR every 5
+epochs x0.5, MSE of the output clamped to [-6, 6], gradient-norm clipping at 1, batch 16,
+50 epochs; ``shift_augment`` adds random circular shifts in ``[-max_shift, max_shift - 1]``
+(16) per sample, applied identically to input and target.
+
+Each epoch records the training loss, the validation loss, a validation **equivariance loss**
+``MSE(F(T_k x), T_k F(x))`` (one random shift ``k`` per batch, the same shifts every epoch),
+and the validation PSNR of the de-normalised output (``x * std + mean``, data range =
+the volume's ``max``, averaged over slices).
+
+**Reproducibility and exact resume.** Every random stream of an epoch is re-derived from
+``(seed, epoch)``: the shuffling (a fresh ``torch.Generator`` per epoch, or
+``DistributedSampler(seed).set_epoch``), the training masks (the mask function's
+generator is reseeded at each epoch start; with workers, each worker's from the loader's
+seed) and the shift augmentation (its own generator). Resuming therefore needs only the
+epoch number, plus the model, optimizer and scheduler states, which the checkpoint holds
+(with the torch RNG states, restored too). On CPU a run stopped after any epoch and resumed
+ends with exactly the weights of an uninterrupted run with the same seed. A finished run is
+skipped unless ``retrain=True``; raising ``epochs`` continues a finished run; a run folder
+holding a different configuration is an error (:class:`RunConflictError`), never mixed.
+
+**Failure.** A non-finite loss stops the run with :class:`NonFiniteLossError` naming the
+epoch and step; the checkpoint of the last good epoch stays.
+
+**GPU and multi-GPU.** ``device="auto"`` picks cuda, then mps, then cpu. On cuda:
+cudnn benchmark, pinned memory and non-blocking copies; ``amp`` runs the forward pass in
+bfloat16 autocast; ``channels_last`` switches the memory format. Launched by torchrun
+(``WORLD_SIZE > 1``), the run uses DistributedDataParallel (NCCL on cuda, gloo on cpu)
+with a ``DistributedSampler``; ``batch_size`` is per process; validation is sharded and
+all-reduced; rank 0 alone writes files and shows progress. Resuming a multi-node run
+needs the run folder on a shared file system (every rank reads the checkpoint)::
+
+    torchrun --nproc_per_node 4 -m apslib.train --data DATA --run-dir RUNS --model APS
+
+CLI: ``python -m apslib.train --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data as data_mod
+from .io import atomic_torch_save, atomic_write_json
+from .unet import UNet, UNetConfig
+
+__all__ = [
+    "PAPER_MODELS",
+    "TrainConfig",
+    "RunResult",
+    "TrainingError",
+    "NonFiniteLossError",
+    "RunConflictError",
+    "parse_model_name",
+    "model_name",
+    "slugify",
+    "config_for",
+    "resolve_device",
+    "build_model",
+    "build_datasets",
+    "val_loader",
+    "check_data_size",
+    "random_shifts",
+    "shift_images",
+    "augment_batch",
+    "train_step",
+    "psnr",
+    "zero_filled_psnr",
+    "evaluate",
+    "train",
+    "read_run",
+    "load_model",
+    "history_frame",
+    "plot_curves",
+    "main",
+]
+
+PAPER_MODELS = ("Baseline", "LPF-3", "Baseline + DA", "APS", "APS-3")
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+LOSSES = ("mse", "l1")
+
+# Fields that may change between the calls of one run (where and how it runs, how long);
+# every other field defines the run, and a mismatch is an error.
+RUNTIME_FIELDS = ("name", "epochs", "data_root", "run_dir", "device", "workers",
+                  "channels_last")
+
+# Purposes of the derived seeds (second entry of the seed sequence).
+_SHUFFLE, _MASK, _AUGMENT, _VAL_SHIFT, _LOADER = 1, 2, 3, 4, 5
+
+
+class TrainingError(RuntimeError):
+    """A training run cannot go on; the message says why and what to do."""
+
+
+class NonFiniteLossError(TrainingError, FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunConflictError(TrainingError, ValueError):
+    """The run folder holds a run with another configuration."""
+
+
+# --------------------------------------------------------------------------------------
+# Model names
+# --------------------------------------------------------------------------------------
+
+_NAME_RE = re.compile(r"^(baseline|lpf|aps)(?:\s*-?\s*(\d+))?(\s*[-+]\s*da)?$", re.IGNORECASE)
+
+
+def model_name(variant: str, filter_size: int = 1, shift_augment: bool = False) -> str:
+    """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-2``, ``Baseline + DA``."""
+    base = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS"}[variant]
+    name = f"{base}-{filter_size}" if filter_size > 1 or variant == "lpf" else base
+    return f"{name} + DA" if shift_augment else name
+
+
+def parse_model_name(name: str) -> dict:
+    """``"APS-3"`` -> ``{"variant": "aps", "filter_size": 3, "shift_augment": False}``.
+
+    Accepts the paper's names (``Baseline``, ``LPF-j``, ``Baseline + DA``, ``APS``,
+    ``APS-j``, and ``+ DA`` after any of them), case-insensitively, and their slugs
+    (``baseline-da``, ``aps-3``).
+    """
+    m = _NAME_RE.match(str(name).strip())
+    if not m:
+        raise ValueError(
+            f"unknown model name {name!r}: use Baseline, LPF-<j>, APS, APS-<j> (j = blur "
+            f"size 2..7), optionally followed by ' + DA'; the paper's five are {list(PAPER_MODELS)}")
+    variant = m.group(1).lower()
+    filter_size = int(m.group(2)) if m.group(2) else 1
+    if variant == "baseline" and m.group(2):
+        raise ValueError(f"{name!r}: the Baseline has no blur; use LPF-{m.group(2)}")
+    if variant == "lpf" and filter_size < 2:
+        raise ValueError(f"{name!r}: LPF needs a blur size >= 2, e.g. LPF-3")
+    return {"variant": variant, "filter_size": filter_size, "shift_augment": bool(m.group(3))}
+
+
+def slugify(name: str) -> str:
+    """Folder name of a run: ``"Baseline + DA"`` -> ``"baseline-da"``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
+    if not slug:
+        raise ValueError(f"cannot make a folder name from {name!r}")
+    return slug
+
+
+# --------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults: the paper's protocol and model sizes.
+
+    ``criterion`` is the APS norm (``"l2"``, the paper's); ``loss`` the training loss
+    (``"mse"``, the paper's, or ``"l1"``). ``channels=None`` means the paper's widths
+    ``64 * 2**k`` for ``k = 0..depth``. ``clamp``/``grad_clip`` ``None`` (or 0) switch the
+    output clamp / gradient clipping off. ``batch_size`` is per process under DDP.
+    ``sample_fraction``/``volume_fraction``/``acquisition`` select a deterministic subset
+    of both splits (see :func:`apslib.data.make_dataset`).
+    """
+
+    variant: str = "aps"
+    filter_size: int = 1
+    depth: int = 4
+    channels: tuple[int, ...] | None = None
+    criterion: str = "l2"
+    padding_mode: str = "circular"
+    loss: str = "mse"
+    lr: float = 1e-3
+    epochs: int = 50
+    batch_size: int = 16
+    lr_step: int = 5
+    lr_gamma: float = 0.5
+    shift_augment: bool = False
+    max_shift: int = 16
+    clamp: float | None = 6.0
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    sync_bn: bool = False
+    workers: int = 0
+    data_root: str | None = None
+    run_dir: str | None = None
+    name: str | None = None
+    center_fractions: tuple[float, ...] = (0.08,)
+    accelerations: tuple[int, ...] = (4,)
+    acquisition: str | None = None
+    sample_fraction: float | None = None
+    volume_fraction: float | None = None
+
+    def __post_init__(self):
+        if self.channels is None:
+            self.channels = tuple(64 * 2 ** k for k in range(max(int(self.depth), 0) + 1))
+        self.channels = tuple(int(c) for c in self.channels)
+        self.center_fractions = tuple(float(c) for c in self.center_fractions)
+        self.accelerations = tuple(int(a) for a in self.accelerations)
+        for name in ("data_root", "run_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, str(value))
+        if not self.clamp:
+            self.clamp = None
+        if not self.grad_clip:
+            self.grad_clip = None
+        self.unet_config()  # validates variant, depth, channels, filter size, criterion
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("epochs", "batch_size", "lr_step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not self.lr_gamma > 0:
+            raise ValueError(f"lr_gamma must be positive, got {self.lr_gamma!r}")
+        if int(self.max_shift) < 1:
+            raise ValueError(f"max_shift must be >= 1, got {self.max_shift!r}")
+        if self.clamp is not None and self.clamp < 0:
+            raise ValueError(f"clamp must be positive (or None), got {self.clamp!r}")
+        if self.grad_clip is not None and self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be positive (or None), got {self.grad_clip!r}")
+        if int(self.seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
+        if int(self.workers) < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
+        self.max_shift, self.seed, self.workers = int(self.max_shift), int(self.seed), int(self.workers)
+        if self.name is not None:
+            slugify(self.name)
+
+    def unet_config(self) -> UNetConfig:
+        return UNetConfig(variant=self.variant, depth=self.depth, channels=tuple(self.channels),
+                          filter_size=self.filter_size, criterion=self.criterion,
+                          padding_mode=self.padding_mode)
+
+    @property
+    def display_name(self) -> str:
+        """``name``, or the paper-style name of the variant, blur and augmentation."""
+        return self.name or model_name(self.variant, self.filter_size, self.shift_augment)
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.display_name)
+
+    @property
+    def run_path(self) -> Path:
+        if self.run_dir is None:
+            raise ValueError("TrainConfig.run_dir is not set: say where runs are written")
+        return Path(self.run_dir).expanduser() / self.slug
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def identity(self) -> dict:
+        """The fields that define the run (everything but :data:`RUNTIME_FIELDS`)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+    def replace(self, **changes) -> "TrainConfig":
+        return replace(self, **changes)
+
+
+def config_for(name: str, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of a paper model name (``"LPF-3"``, ``"Baseline + DA"``),
+    with ``overrides`` (e.g. ``depth=3, channels=[8, 16, 32, 64], epochs=10``)."""
+    spec = parse_model_name(name)
+    clash = set(spec) & set(overrides)
+    if clash:
+        raise ValueError(f"{sorted(clash)} come from the model name {name!r}; do not override them")
+    return TrainConfig(**spec, name=model_name(**spec), **overrides)
+
+
+# --------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------
+
+def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """``"auto"``: cuda (the process's local rank under torchrun), else mps, else cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+        if device.index is None:
+            device = torch.device("cuda", local_rank or 0)
+    return device
+
+
+def build_model(config: TrainConfig) -> UNet:
+    """The U-Net of ``config``, initialised from ``torch.manual_seed(config.seed)``."""
+    torch.manual_seed(config.seed)
+    return UNet(config.unet_config())
+
+
+def _derive_seed(*parts: int) -> int:
+    """A 32-bit seed for one purpose (and epoch, rank) of a run, from its seed."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def check_data_size(dataset, unet_config: UNetConfig, what: str = "data") -> None:
+    """``ValueError`` unless every target size in ``dataset`` suits the U-Net: a multiple
+    of ``2**depth`` and at least ``unet_config.min_size`` on each side."""
+    sizes = sorted({tuple(int(v) for v in r.metadata["recon_size"][:2])
+                    for r in dataset.raw_samples})
+    for shape in sizes:
+        data_mod.check_multiple(shape, unet_config.multiple, what=f"target size of {what}")
+        if min(shape) < unet_config.min_size:
+            raise ValueError(
+                f"target size {shape[0]}x{shape[1]} of {what} is too small for the "
+                f"{unet_config.variant} U-Net of depth {unet_config.depth}: it needs at least "
+                f"{unet_config.min_size}x{unet_config.min_size}. Lower the depth (or use "
+                "larger images)")
+
+
+def build_datasets(config: TrainConfig):
+    """``(train, val)`` datasets of ``config`` (checked against the U-Net's sizes)."""
+    if config.data_root is None:
+        raise ValueError("TrainConfig.data_root is not set: point it at a fastMRI single-coil "
+                         "folder (singlecoil_train/, singlecoil_val/)")
+    common = dict(center_fractions=config.center_fractions, accelerations=config.accelerations,
+                  acquisition=config.acquisition, volume_fraction=config.volume_fraction,
+                  sample_fraction=config.sample_fraction, seed=config.seed)
+    data_mod.check_data_root(config.data_root)
+    unet_cfg = config.unet_config()
+    out = []
+    for split in ("train", "val"):
+        ds = data_mod.make_dataset(config.data_root, split, **common)
+        check_data_size(ds, unet_cfg, f"{config.data_root} ({split})")
+        out.append(ds)
+    return tuple(out)
+
+
+def val_loader(config: TrainConfig, batch_size: int | None = None):
+    """The validation DataLoader of ``config`` (in order, fixed masks)."""
+    _, val = build_datasets(config)
+    return torch.utils.data.DataLoader(val, batch_size=batch_size or config.batch_size,
+                                       shuffle=False, num_workers=config.workers,
+                                       worker_init_fn=data_mod.seed_mask_worker if config.workers else None)
+
+
+def random_shifts(n: int, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(n, 2)`` int64 shifts ``(dy, dx)``, each uniform in ``[-max_shift, max_shift - 1]``."""
+    return torch.randint(-int(max_shift), int(max_shift), (int(n), 2), generator=generator)
+
+
+def shift_images(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Circularly shift sample ``i`` of ``x`` (last two axes) by ``shifts[i] = (dy, dx)``."""
+    shifts = shifts.tolist()
+    if len(shifts) != x.shape[0]:
+        raise ValueError(f"{len(shifts)} shifts for a batch of {x.shape[0]}")
+    return torch.stack([torch.roll(xi, (dy, dx), dims=(-2, -1)) for xi, (dy, dx) in zip(x, shifts)])
+
+
+def augment_batch(x: torch.Tensor, y: torch.Tensor, max_shift: int,
+                  generator: torch.Generator | None = None):
+    """The same random circular shift per sample on input and target: ``(x, y, shifts)``."""
+    shifts = random_shifts(x.shape[0], max_shift, generator)
+    return shift_images(x, shifts), shift_images(y, shifts), shifts
+
+
+def _loss_fn(name: str):
+    return F.mse_loss if name == "mse" else F.l1_loss
+
+
+def _forward(model: nn.Module, x: torch.Tensor, clamp: float | None, amp: bool) -> torch.Tensor:
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x)
+    out = out.float()
+    return out.clamp(-clamp, clamp) if clamp else out
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, *, loss: str = "mse", clamp: float | None = 6.0,
+               grad_clip: float | None = 1.0, amp: bool = False) -> torch.Tensor:
+    """One optimisation step on ``(x, y)`` (both ``(B, 1, H, W)``); returns the loss
+    (detached, on the device; no synchronisation)."""
+    out = _forward(model, x, clamp, amp)
+    value = _loss_fn(loss)(out, y.float())
+    optimizer.zero_grad(set_to_none=True)
+    value.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return value.detach()
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, max_value: torch.Tensor) -> torch.Tensor:
+    """Per-sample PSNR (dB, float64) with data range ``max_value`` (shape ``(B,)``)."""
+    pred, target = pred.double().flatten(1), target.double().flatten(1)
+    mse = (pred - target).pow(2).mean(1).clamp_min(1e-300)
+    peak = torch.as_tensor(max_value, dtype=torch.float64, device=mse.device).reshape(-1)
+    return 10 * torch.log10(peak ** 2 / mse)
+
+
+def _denorm(x: torch.Tensor, batch) -> torch.Tensor:
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    mean = batch.mean.to(x.device, torch.float64).reshape(shape)
+    std = batch.std.to(x.device, torch.float64).reshape(shape)
+    return x.double() * std + mean
+
+
+@torch.no_grad()
+def zero_filled_psnr(loader) -> float:
+    """Mean PSNR over slices of the zero-filled input (de-normalised) against the target:
+    the bar every trained model must clear."""
+    values = [psnr(_denorm(b.image, b), _denorm(b.target, b), b.max_value) for b in loader]
+    return float(torch.cat(values).mean())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, *, device: torch.device, clamp: float | None = 6.0,
+             loss: str = "mse", amp: bool = False, channels_last: bool = False,
+             max_shift: int = 16, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Validation sums ``[loss, equivariance MSE, PSNR, slices]`` (float64, on ``device``).
+
+    Loss and equivariance MSE are summed per batch times its size (divide by the slice
+    count for means); the equivariance MSE is ``MSE(F(T_k x), T_k F(x))`` with one random
+    shift ``k`` per batch drawn from ``generator``; the PSNR is summed per slice.
+    """
+    model.eval()
+    fn = _loss_fn(loss)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    non_blocking = device.type == "cuda"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for batch in loader:
+        x = batch.image.unsqueeze(1).to(device, non_blocking=non_blocking)
+        y = batch.target.unsqueeze(1).to(device, non_blocking=non_blocking)
+        x = x.contiguous(memory_format=fmt)
+        out = _forward(model, x, clamp, amp)
+        dy, dx = random_shifts(1, max_shift, generator)[0].tolist()
+        shifted = _forward(model, torch.roll(x, (dy, dx), dims=(-2, -1)), clamp, amp)
+        n = x.shape[0]
+        sums[0] += fn(out, y).double() * n
+        sums[1] += F.mse_loss(shifted, torch.roll(out, (dy, dx), dims=(-2, -1))).double() * n
+        sums[2] += psnr(_denorm(out, batch), _denorm(y, batch), batch.max_value).sum()
+        sums[3] += n
+    return sums
+
+
+# --------------------------------------------------------------------------------------
+# Distributed context
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class _Dist:
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.active:
+            torch.distributed.barrier()
+
+    def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        if self.active:
+            torch.distributed.all_reduce(t)
+        return t
+
+    def close(self):
+        if self.owns_group and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist(), resolve_device(device_name)
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local)
+    owns = False
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        owns = True
+    return _Dist(dist.get_world_size(), dist.get_rank(), local, owns), device
+
+
+# --------------------------------------------------------------------------------------
+# Run folder
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    """What :func:`train` did: ``skipped`` (already finished), the history, the folder."""
+
+    name: str
+    path: Path
+    config: TrainConfig
+    history: list = field(default_factory=list)
+    done: bool = False
+    skipped: bool = False
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+    @property
+    def train_seconds(self) -> float:
+        """Wall time of all epochs of the run (over every call that trained it)."""
+        return float(sum(r["seconds"] for r in self.history))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "done": self.done,
+                "skipped": self.skipped, "seconds": round(self.seconds, 2),
+                "train_seconds": round(self.train_seconds, 2), "final": self.final,
+                "config": self.config.to_dict()}
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as err:
+        raise TrainingError(f"cannot parse {path}: {err}. Delete the run folder "
+                            f"{path.parent} or pass retrain=True (--retrain)") from err
+
+
+def _normalise(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=str))
+
+
+def read_run(path) -> dict:
+    """``{"config": TrainConfig, "history": [...], "done": bool, "path": Path}`` of a run
+    folder (config.json + history.json)."""
+    path = Path(path)
+    cfg = _read_json(path / CONFIG_FILE)
+    if cfg is None:
+        raise FileNotFoundError(f"no training run in {path} (no {CONFIG_FILE})")
+    hist = _read_json(path / HISTORY_FILE) or {}
+    return {"path": path, "config": TrainConfig.from_dict(cfg["config"]),
+            "history": hist.get("history", []), "done": bool(hist.get("done", False)),
+            "name": cfg.get("name", path.name)}
+
+
+def _diff(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _plan(config: TrainConfig, path: Path, retrain: bool) -> str:
+    """``"skip"``, ``"resume"`` or ``"fresh"`` for this run folder (all ranks agree: each
+    reads the same files)."""
+    cfg = _read_json(path / CONFIG_FILE)
+    if cfg is None:
+        return "fresh"
+    if retrain:
+        return "fresh"
+    old = {k: v for k, v in cfg.get("config", {}).items() if k not in RUNTIME_FIELDS}
+    diff = _diff(old, _normalise(config.identity()))
+    if diff:
+        raise RunConflictError(
+            f"{path} holds a run of {cfg.get('name', '?')!r} with another configuration ("
+            + "; ".join(diff) + "). Use another run_dir or name, or retrain=True (--retrain) "
+            "to delete it and start over")
+    old_root, new_root = cfg.get("config", {}).get("data_root"), config.data_root
+    if old_root and new_root and Path(old_root).expanduser().resolve() != Path(new_root).expanduser().resolve():
+        warnings.warn(f"{path} was trained on data_root {old_root}; now {new_root} is given "
+                      "(fine if it is the same data moved; otherwise use another run_dir or "
+                      "retrain)", stacklevel=3)
+    hist = _read_json(path / HISTORY_FILE) or {}
+    if hist.get("done") and len(hist.get("history", [])) >= config.epochs:
+        return "skip"
+    return "resume" if (path / CHECKPOINT_FILE).is_file() else "fresh"
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _history_doc(name: str, config: TrainConfig, history: list, done: bool,
+                 error: str | None = None) -> dict:
+    doc = {"name": name, "done": done, "epochs_planned": config.epochs,
+           "epochs_completed": len(history), "history": history}
+    if error:
+        doc["error"] = error
+    return doc
+
+
+# --------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------
+
+def train(config: TrainConfig, *, retrain: bool = False, progress: bool = True,
+          callback: Callable[[dict], None] | None = None) -> RunResult:
+    """Train (or resume, or skip) the run of ``config`` in ``config.run_path``.
+
+    - Finished (``done`` and at least ``epochs`` epochs): skipped, unless ``retrain``.
+    - A checkpoint of an unfinished run (or a finished one with fewer epochs than asked):
+      resumed from its last epoch; the result equals an uninterrupted run on CPU.
+    - ``retrain=True``: the folder's old run is deleted and training starts over.
+    - Another configuration in the folder: :class:`RunConflictError`.
+
+    ``callback(record)`` is called after each epoch (after its checkpoint is written, on
+    rank 0 only). Raises :class:`NonFiniteLossError` on a NaN/inf loss, ``ValueError`` on
+    data the U-Net cannot take, ``FileNotFoundError`` on a missing data folder.
+    """
+    start_time = time.perf_counter()
+    if config.run_dir is None:
+        raise ValueError("TrainConfig.run_dir is not set: say where runs are written")
+    name, path = config.display_name, config.run_path
+    if config.data_root is None:
+        raise ValueError("TrainConfig.data_root is not set: point it at a fastMRI single-coil "
+                         "folder (singlecoil_train/, singlecoil_val/)")
+    data_mod.check_data_root(config.data_root)
+    dist, device = _setup_distributed(config.device)
+    try:
+        plan = _plan(config, path, retrain)
+        if plan == "skip":
+            run = read_run(path)
+            return RunResult(name, path, config, run["history"], done=True, skipped=True,
+                             seconds=time.perf_counter() - start_time)
+        train_ds, val_ds = build_datasets(config)  # checks the data before anything is written
+        dist.barrier()  # every rank has read the folder before rank 0 changes it
+        if dist.main:
+            path.mkdir(parents=True, exist_ok=True)
+            if plan == "fresh":
+                for f in (CHECKPOINT_FILE, HISTORY_FILE):
+                    (path / f).unlink(missing_ok=True)
+            atomic_write_json(path / CONFIG_FILE, {
+                "name": name, "slug": config.slug, "config": config.to_dict(),
+                "unet": config.unet_config().to_dict(), "torch": torch.__version__,
+                "world_size": dist.world_size, "device": str(device)})
+        history = _run(config, name, path, plan, train_ds, val_ds, dist, device, progress,
+                       callback)
+        dist.barrier()
+        return RunResult(name, path, config, history, done=len(history) >= config.epochs,
+                         seconds=time.perf_counter() - start_time)
+    finally:
+        dist.close()
+
+
+def _run(config, name, path, plan, train_ds, val_ds, dist: _Dist, device, progress, callback):
+    from tqdm import tqdm
+
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    model = build_model(config).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if dist.active and config.sync_bn:
+        if not cuda:
+            raise ValueError("sync_bn needs CUDA devices; plain BatchNorm is used on CPU")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step,
+                                                gamma=config.lr_gamma)
+    history: list[dict] = []
+    start_epoch = 0
+    if plan == "resume":
+        ckpt = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise TrainingError(f"{path / CHECKPOINT_FILE} has an unknown format; retrain")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"])
+        history, start_epoch = list(ckpt["history"]), int(ckpt["epoch"])
+    net = model
+    if dist.active:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if cuda else None)
+
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    loader_args = dict(batch_size=config.batch_size, num_workers=config.workers,
+                       pin_memory=cuda,
+                       worker_init_fn=data_mod.seed_mask_worker if config.workers else None)
+    sampler = None
+    if dist.active:
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            train_ds, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+            seed=_derive_seed(config.seed, _SHUFFLE))
+    val_part = val_ds
+    if dist.active:
+        val_part = torch.utils.data.Subset(val_ds, range(dist.rank, len(val_ds), dist.world_size))
+    val_dl = torch.utils.data.DataLoader(val_part, shuffle=False, **loader_args)
+    mask_func = train_ds.transform.mask_func
+    steps = math.ceil(len(sampler if sampler is not None else train_ds) / config.batch_size)
+    check_every = 1 if not cuda else 25  # loss checks synchronise the GPU
+    loss_name = config.loss
+
+    bar = tqdm(total=steps * max(config.epochs - start_epoch, 0), desc=name, unit="step",
+               disable=not (progress and dist.main), file=sys.stderr,
+               mininterval=1.0 if sys.stderr.isatty() else 10.0, dynamic_ncols=True)
+    with bar:
+        if start_epoch and start_epoch < config.epochs and dist.main:
+            bar.write(f"{name}: resuming after epoch {start_epoch} from {path / CHECKPOINT_FILE}")
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.perf_counter()
+            # Every random stream of this epoch from (seed, epoch): resume needs no more.
+            gen = torch.Generator().manual_seed(_derive_seed(config.seed, _LOADER, epoch, dist.rank))
+            aug = torch.Generator().manual_seed(_derive_seed(config.seed, _AUGMENT, epoch, dist.rank))
+            if mask_func is not None:
+                mask_func.rng.seed(_derive_seed(config.seed, _MASK, epoch, dist.rank))
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            train_dl = torch.utils.data.DataLoader(
+                train_ds, sampler=sampler, shuffle=sampler is None, generator=gen, **loader_args)
+            lr = optimizer.param_groups[0]["lr"]
+            net.train()
+            sums = torch.zeros(2, dtype=torch.float64, device=device)
+            pending: list[torch.Tensor] = []
+            for step, batch in enumerate(train_dl):
+                x = batch.image.unsqueeze(1).to(device, non_blocking=cuda)
+                y = batch.target.unsqueeze(1).to(device, non_blocking=cuda)
+                if config.shift_augment:
+                    x, y, _ = augment_batch(x, y, config.max_shift, aug)
+                x = x.contiguous(memory_format=fmt)
+                loss = train_step(net, optimizer, x, y, loss=loss_name, clamp=config.clamp,
+                                  grad_clip=config.grad_clip, amp=config.amp)
+                sums[0] += loss.double() * x.shape[0]
+                sums[1] += x.shape[0]
+                pending.append(loss)
+                if len(pending) >= check_every or step == steps - 1:
+                    _check_finite(pending, step, epoch, config, path, dist)
+                    bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}",
+                                    loss=f"{float(pending[-1]):.4g}", refresh=False)
+                    pending = []
+                bar.update(1)
+            if pending:
+                _check_finite(pending, steps - 1, epoch, config, path, dist)
+            dist.all_reduce(sums)
+            scheduler.step()
+
+            if dist.active:  # validate every shard with rank 0's BatchNorm statistics
+                for b in model.buffers():
+                    torch.distributed.broadcast(b, 0)
+            val_gen = torch.Generator().manual_seed(_derive_seed(config.seed, _VAL_SHIFT, dist.rank))
+            vsums = dist.all_reduce(evaluate(
+                model, val_dl, device=device, clamp=config.clamp, loss=loss_name, amp=config.amp,
+                channels_last=config.channels_last, max_shift=config.max_shift,
+                generator=val_gen)).cpu()
+            record = {"epoch": epoch + 1,
+                      "train_loss": float(sums[0] / sums[1].clamp_min(1)),
+                      "val_loss": float(vsums[0] / vsums[3].clamp_min(1)),
+                      "val_equiv_mse": float(vsums[1] / vsums[3].clamp_min(1)),
+                      "val_psnr": float(vsums[2] / vsums[3].clamp_min(1)),
+                      "lr": lr, "seconds": round(time.perf_counter() - t0, 3),
+                      "world_size": dist.world_size}
+            if not all(math.isfinite(record[k]) for k in ("train_loss", "val_loss")):
+                msg = (f"{name}: non-finite loss at epoch {epoch + 1} (train {record['train_loss']}, "
+                       f"validation {record['val_loss']}); lower the learning rate (lr="
+                       f"{config.lr:g}). The checkpoint of epoch {epoch} is kept in {path}.")
+                _record_error(path, name, config, history, msg, dist)
+                raise NonFiniteLossError(msg)
+            history.append(record)
+            done = epoch + 1 >= config.epochs
+            if dist.main:
+                atomic_torch_save({
+                    "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "name": name,
+                    "config": config.to_dict(), "unet": config.unet_config().to_dict(),
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+                    "history": history, "world_size": dist.world_size,
+                }, path / CHECKPOINT_FILE)
+                atomic_write_json(path / HISTORY_FILE, _history_doc(name, config, history, done))
+                bar.write(f"{name} epoch {epoch + 1}/{config.epochs}: train {record['train_loss']:.4g}"
+                          f"  val {record['val_loss']:.4g}  equiv {record['val_equiv_mse']:.3g}"
+                          f"  PSNR {record['val_psnr']:.2f} dB  ({record['seconds']:.1f} s)")
+                if callback is not None:
+                    callback(record)
+    if dist.main and history and len(history) >= config.epochs:
+        atomic_write_json(path / HISTORY_FILE, _history_doc(name, config, history, True))
+    return history
+
+
+def _record_error(path, name, config, history, msg, dist: _Dist) -> None:
+    if dist.main:
+        atomic_write_json(path / HISTORY_FILE, _history_doc(name, config, history, False, msg))
+
+
+def _check_finite(pending: list, step: int, epoch: int, config: TrainConfig, path: Path,
+                  dist: _Dist) -> None:
+    """Raise :class:`NonFiniteLossError` (on every rank) if a pending loss is NaN/inf."""
+    losses = torch.stack(pending).double()
+    total = dist.all_reduce(losses.sum().reshape(1)).cpu()
+    if math.isfinite(float(total)):
+        return
+    local = losses.cpu()
+    bad = [i for i, v in enumerate(local.tolist()) if not math.isfinite(v)]
+    first = step - len(pending) + 1 + (bad[0] if bad else 0)
+    msg = (f"{config.display_name}: the training loss became "
+           f"{local[bad[0]].item() if bad else 'non-finite (on another rank)'} at epoch "
+           f"{epoch + 1}, step {first + 1}. Lower the learning rate (lr={config.lr:g}) or keep "
+           f"gradient clipping on (grad_clip={config.grad_clip}). The checkpoint of the last "
+           f"good epoch ({epoch}) stays in {path}; fix the cause and run again to resume, or "
+           "retrain.")
+    _record_error(path, config.display_name, config, _read_history(path), msg, dist)
+    raise NonFiniteLossError(msg)
+
+
+def _read_history(path: Path) -> list:
+    doc = _read_json(path / HISTORY_FILE) or {}
+    return doc.get("history", [])
+
+
+# --------------------------------------------------------------------------------------
+# Reading runs back
+# --------------------------------------------------------------------------------------
+
+def load_model(path, device: str | torch.device = "cpu") -> UNet:
+    """The trained U-Net of a run folder (or a checkpoint file), in eval mode."""
+    path = Path(path)
+    ckpt_path = path / CHECKPOINT_FILE if path.is_dir() else path
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"no checkpoint {ckpt_path}: train the model first")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    model = UNet(UNetConfig(**{**ckpt["unet"], "channels": tuple(ckpt["unet"]["channels"])}))
+    model.load_state_dict(ckpt["model"])
+    return model.to(resolve_device(str(device)) if isinstance(device, str) else device).eval()
+
+
+def history_frame(runs):
+    """Long table of the histories of ``runs`` (:class:`RunResult`, run folders, or a
+    mapping name -> either): one row per model and epoch, column ``model`` first."""
+    import pandas as pd
+
+    items = runs.items() if isinstance(runs, dict) else [(None, r) for r in runs]
+    rows = []
+    for key, run in items:
+        if isinstance(run, RunResult):
+            name, hist = run.name, run.history
+        else:
+            info = read_run(run)
+            name, hist = info["name"], info["history"]
+        rows += [{"model": key or name, **rec} for rec in hist]
+    return pd.DataFrame(rows)
+
+
+def plot_curves(frame, metrics: Sequence[str] = ("train_loss", "val_loss", "val_equiv_mse"),
+                order: Sequence[str] | None = None, floor: float = 1e-16):
+    """One panel per metric (log scale, PSNR linear) against the epoch, one line per model.
+
+    On log scales values below ``floor`` (an exactly equivariant model's 0) are drawn at
+    ``floor``, and the panel's title says so.
+    """
+    import matplotlib.pyplot as plt
+
+    titles = {"train_loss": "training loss", "val_loss": "validation loss",
+              "val_equiv_mse": "validation equivariance MSE  $\\|F(T_k x) - T_k F(x)\\|^2$",
+              "val_psnr": "validation PSNR (dB)"}
+    models = list(order) if order is not None else list(dict.fromkeys(frame["model"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6),
+                             layout="constrained", squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        log = metric != "val_psnr"
+        floored = False
+        for m in models:
+            sub = frame[frame["model"] == m]
+            values = sub[metric].to_numpy(dtype=float)
+            if log:
+                floored |= bool((values < floor).any())
+                values = np.maximum(values, floor)
+            ax.plot(sub["epoch"], values, marker="o", ms=3, label=m)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        title = titles.get(metric, metric)
+        ax.set_title(title + (f"\n(values < {floor:g}, e.g. exact 0, drawn at {floor:g})"
+                              if floored else ""), fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    ap = argparse.ArgumentParser(
+        prog="python -m apslib.train",
+        description="Train one U-Net of the paper (Baseline, LPF-j, APS, APS-j, with or "
+                    "without shift augmentation) on a fastMRI single-coil folder. A finished "
+                    "run is skipped unless --retrain; an unfinished one resumes. Under "
+                    "`torchrun --nproc_per_node N -m apslib.train ...` it uses DDP.",
+        epilog="Exit status: 0 trained or already finished; 1 bad input (missing data, "
+               "sizes the U-Net cannot take, another configuration in the run folder); "
+               "3 the loss became NaN/inf (the last good checkpoint is kept).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--data", required=True, help="data root with singlecoil_train/ and singlecoil_val/")
+    ap.add_argument("--run-dir", required=True, help="runs folder; this run goes to RUN_DIR/<slug of name>")
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--variant", choices=("baseline", "lpf", "aps"))
+    which.add_argument("--model", help="a paper name instead of --variant/--filter-size/"
+                                       "--shift-augment: 'Baseline', 'LPF-3', 'Baseline + DA', 'APS', 'APS-3'")
+    ap.add_argument("--filter-size", type=int, default=d.filter_size, help="blur size j (lpf needs >= 2)")
+    ap.add_argument("--shift-augment", action="store_true", help="random circular shifts (DA)")
+    ap.add_argument("--max-shift", type=int, default=d.max_shift, help="shifts in [-M, M-1]")
+    ap.add_argument("--name", help="run name (default: the paper-style name)")
+    ap.add_argument("--depth", type=int, default=d.depth)
+    ap.add_argument("--channels", type=int, nargs="+", help="depth+1 widths (default 64*2**k)")
+    ap.add_argument("--criterion", default=d.criterion, help="APS norm: l2, l1 or linf")
+    ap.add_argument("--loss", default=d.loss, choices=LOSSES)
+    ap.add_argument("--lr", type=float, default=d.lr)
+    ap.add_argument("--epochs", type=int, default=d.epochs)
+    ap.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    ap.add_argument("--lr-step", type=int, default=d.lr_step, help="StepLR step (epochs)")
+    ap.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help="StepLR factor")
+    ap.add_argument("--clamp", type=float, default=d.clamp, help="output clamp (0: off)")
+    ap.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient-norm clip (0: off)")
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--device", default=d.device, help="auto, cuda, cuda:1, mps or cpu")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP (cuda)")
+    ap.add_argument("--workers", type=int, default=d.workers, help="DataLoader workers")
+    ap.add_argument("--acquisition", help="PD or PDFS only (default both)")
+    ap.add_argument("--sample-fraction", type=float, help="train on this fraction of the slices")
+    ap.add_argument("--volume-fraction", type=float, help="... or of the volumes")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--retrain", action="store_true", help="delete this run's folder content and start over")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        common = dict(depth=args.depth, channels=args.channels, criterion=args.criterion,
+                      loss=args.loss, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                      lr_step=args.lr_step, lr_gamma=args.lr_gamma, max_shift=args.max_shift,
+                      clamp=args.clamp or None, grad_clip=args.grad_clip or None, seed=args.seed,
+                      device=args.device, amp=args.amp, channels_last=args.channels_last,
+                      sync_bn=args.sync_bn, workers=args.workers, data_root=args.data,
+                      run_dir=args.run_dir, acquisition=args.acquisition,
+                      sample_fraction=args.sample_fraction, volume_fraction=args.volume_fraction)
+        if args.model:
+            if args.shift_augment or args.filter_size != TrainConfig.filter_size:
+                raise ValueError("--model names the variant, blur and augmentation; drop "
+                                 "--filter-size/--shift-augment (or use --variant)")
+            config = config_for(args.model, **common)
+            if args.name:
+                config = config.replace(name=args.name)
+        else:
+            config = TrainConfig(variant=args.variant, filter_size=args.filter_size,
+                                 shift_augment=args.shift_augment, name=args.name, **common)
+        result = train(config, retrain=args.retrain, progress=not args.no_progress)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except (TrainingError, ValueError, FileNotFoundError, data_mod.DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        f = result.final
+        state = "already finished, skipped (--retrain to train again)" if result.skipped else "done"
+        print(f"{result.name}: {state}; {len(result.history)} epochs in {result.path}"
+              + (f"; val loss {f['val_loss']:.4g}, equivariance MSE {f['val_equiv_mse']:.3g}, "
+                 f"PSNR {f['val_psnr']:.2f} dB" if f else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
