@@ -1,6 +1,7 @@
 """Every notebook, in order, through papermill at the smoke profile (as run_notebooks.sh does)."""
 
 import json
+import time
 
 import pytest
 
@@ -10,16 +11,19 @@ NOTEBOOKS = runner.discover()
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, pytestconfig):
     """Run the whole sequence once; later notebooks read what earlier ones wrote."""
     out = tmp_path_factory.mktemp("smoke")
     results = {}
+    pytestconfig.notebook_times = times = []
     for nb in NOTEBOOKS:
+        start = time.perf_counter()
         try:
             runner.run("smoke", only=[nb.name[:2]], out=out)
             results[nb.name] = None
         except runner.RunnerError as err:
             results[nb.name] = str(err)
+        times.append((nb.name, time.perf_counter() - start, results[nb.name] is None))
     summary = json.loads((out / "run_summary.json").read_text()) if (out / "run_summary.json").exists() else {}
     return out, results, summary
 
