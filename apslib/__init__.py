@@ -26,7 +26,7 @@ from .polyphase import (
     polyphase_components,
     polyphase_norms,
 )
-from .metrics import equivariance_error_map, equivariance_errors, roll2d
+from .metrics import equivariance_error_map, equivariance_errors, phase_margins, roll2d
 from .unet import PAPER_CHANNELS, VARIANTS, UNet, UNetConfig, build_unet, calibrate_batchnorm
 
 __version__ = "0.1.0"
@@ -54,6 +54,7 @@ __all__ = [
     "calibrate_batchnorm",
     "equivariance_error_map",
     "equivariance_errors",
+    "phase_margins",
     "phase_shift",
     "polyphase_components",
     "polyphase_norms",
