@@ -907,22 +907,27 @@ def plot_curves(frame, metrics: Sequence[str] = ("train_loss", "val_loss", "val_
     titles = {"train_loss": "training loss", "val_loss": "validation loss",
               "val_equiv_mse": "validation equivariance MSE  $\\|F(T_k x) - T_k F(x)\\|^2$",
               "val_psnr": "validation PSNR (dB)"}
+    ylabels = {"train_loss": "MSE (normalised units)", "val_loss": "MSE (normalised units)",
+               "val_equiv_mse": "MSE (normalised units)", "val_psnr": "PSNR (dB)"}
+    styles = ["-", "--", "-.", ":"]  # models drawn on top of each other stay visible
     models = list(order) if order is not None else list(dict.fromkeys(frame["model"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6),
                              layout="constrained", squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         log = metric != "val_psnr"
         floored = False
-        for m in models:
+        for n, m in enumerate(models):
             sub = frame[frame["model"] == m]
             values = sub[metric].to_numpy(dtype=float)
             if log:
                 floored |= bool((values < floor).any())
                 values = np.maximum(values, floor)
-            ax.plot(sub["epoch"], values, marker="o", ms=3, label=m)
+            ax.plot(sub["epoch"], values, marker="o", ms=3, label=m,
+                    linestyle=styles[n % len(styles)], zorder=len(models) - n)
         if log:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabels.get(metric, metric))
         title = titles.get(metric, metric)
         ax.set_title(title + (f"\n(values < {floor:g}, e.g. exact 0, drawn at {floor:g})"
                               if floored else ""), fontsize=9)
