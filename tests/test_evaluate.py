@@ -1,0 +1,182 @@
+"""Tests of the evaluation layer (apslib.evaluate): metrics, protocols, flips, tables."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from apslib import build_unet, calibrate_batchnorm, data, train
+from apslib import evaluate as ev
+
+TINY = dict(depth=2, channels=[4, 8, 16], epochs=1, batch_size=2, lr=1e-3, device="cpu")
+
+
+def _run(model, name):
+    return ev.ModelRun(name, model.eval(), None, None, None)
+
+
+def _random_models(seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(4, 1, 32, 32)
+    out = {}
+    for variant in ("baseline", "aps"):
+        torch.manual_seed(seed)
+        model = build_unet(variant, depth=2, channels=[4, 8, 16])
+        calibrate_batchnorm(model, x)
+        out[variant] = _run(model, variant)
+    return out
+
+
+# -- metrics on known cases ------------------------------------------------------------
+
+def test_identical_images_give_zero_nmse_inf_psnr_unit_ssim():
+    b = torch.rand(3, 1, 24, 24) + 0.1
+    m = ev.image_metrics(b.clone(), b)
+    assert np.all(m["eq_nmse"] == 0)
+    assert np.all(np.isinf(m["eq_psnr"]))
+    assert np.allclose(m["eq_ssim"], 1.0)
+
+
+def test_known_perturbation_gives_known_nmse_and_psnr():
+    from fastmri.evaluate import ssim
+
+    g = torch.Generator().manual_seed(1)
+    b = torch.rand(2, 16, 16, generator=g, dtype=torch.float64) + 0.5
+    a = 1.1 * b  # relative error 0.1 everywhere: NMSE = 0.01
+    m = ev.image_metrics(a, b)
+    assert np.allclose(m["eq_nmse"], 0.01, rtol=1e-10)
+    bn = b.numpy()
+    expected_psnr = 10 * np.log10(bn.reshape(2, -1).max(1) ** 2 / (0.01 * (bn ** 2).reshape(2, -1).mean(1)))
+    assert np.allclose(m["eq_psnr"], expected_psnr)
+    assert m["eq_ssim"][0] == pytest.approx(float(ssim(bn[:1], 1.1 * bn[:1], maxval=bn[0].max())[0]))
+    assert np.all(m["eq_ssim"] < 1)
+
+
+def test_volume_metrics_are_fastmris():
+    from fastmri import evaluate as fe
+
+    g = np.random.default_rng(0)
+    gt = g.random((3, 16, 16)) + 1
+    pred = gt + 0.05 * g.standard_normal(gt.shape)
+    m = ev.volume_metrics(pred, gt, gt.max())
+    assert m["nmse"] == pytest.approx(fe.nmse(gt, pred))
+    assert m["psnr"] == pytest.approx(fe.psnr(gt, pred, maxval=gt.max()))
+    assert m["ssim"] == pytest.approx(float(fe.ssim(gt, pred, maxval=gt.max())[0]))
+
+
+def test_random_shifts_honour_the_range_and_the_seed():
+    s = ev.volume_shifts(20000, 16, seed=3)
+    assert s.shape == (20000, 2)
+    assert int(s.min()) == -16 and int(s.max()) == 15
+    assert torch.equal(s, ev.volume_shifts(20000, 16, seed=3))
+    assert not torch.equal(s, ev.volume_shifts(20000, 16, seed=4))
+
+
+# -- equivariance of random-init models ------------------------------------------------
+
+def test_sweep_exact_for_aps_and_not_for_baseline():
+    runs = _random_models()
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(5))
+    table, frame = ev.sweep(runs, x)
+    assert len(frame) == 2 * 2 * 16  # models x images x shifts mod 4
+    aps, base = frame[frame.model == "aps"], frame[frame.model == "baseline"]
+    assert aps.eq_nmse.max() < 1e-10 and aps.eq_ssim.min() > 1 - 1e-9
+    assert (aps.flip_level == 0).all()
+    assert base.eq_nmse.max() > 1e-6
+    # shift (0, 0) is always exact up to batch rounding, and multiples of 2**depth are exact too
+    assert base[(base.dy == 0) & (base.dx == 0)].eq_nmse.max() < 1e-10
+    worst = table[(table.model == "baseline") & (table.metric == "eq_nmse") & (table.statistic == "max")]
+    assert worst.value.iloc[0] == pytest.approx(base.eq_nmse.max())
+    flips = table[(table.model == "aps") & (table.metric == "flips")]
+    assert flips.value.iloc[0] == 0 and flips.n.iloc[0] == 32
+
+
+# -- flip counting ---------------------------------------------------------------------
+
+def test_count_flips_follows_the_recursion():
+    # x chose (1, 0) at level 1 and (0, 1) at level 2; shift (1, 3).
+    # level 1: expected ((1+1)%2, (0+3)%2) = (0, 1) -> idx 1; next shift ((1+1-0)/2, (3+0-1)/2) = (1, 1)
+    # level 2: expected ((0+1)%2, (1+1)%2) = (1, 0) -> idx 2
+    px = [torch.tensor([2, 2, 2]), torch.tensor([1, 1, 1])]
+    ps = [torch.tensor([1, 3, 1]), torch.tensor([2, 2, 0])]
+    first = ev.count_flips(px, ps, torch.tensor([[1, 3]] * 3))
+    assert first.tolist() == [0, 1, 2]
+    # negative shifts use the same recursion (floor division of an even number)
+    assert ev.count_flips([torch.tensor([0])], [torch.tensor([3])], torch.tensor([[-1, -3]])).tolist() == [0]
+
+
+def test_flip_counter_reports_a_constructed_tie():
+    run = _random_models()["aps"]
+    x = torch.full((1, 1, 32, 32), 0.7)  # constant: every polyphase norm ties exactly
+    table, frame = ev.sweep({"aps": run}, x)
+    by_level = frame.flip_level.value_counts().to_dict()
+    # ties pick grid 0 for x and for T_k x: odd shifts flip at level 1, the even ones not
+    # divisible by 4 at level 2, shift (0, 0) never
+    assert by_level == {1: 12, 2: 3, 0: 1}
+    row = lambda metric: table[(table.metric == metric)].value.iloc[0]  # noqa: E731
+    assert row("flips") == 15 and row("flips_level1") == 12 and row("flips_level2") == 3
+    assert row("phase_margin") == 0
+
+
+# -- tables and files ------------------------------------------------------------------
+
+def test_tidy_table_schema_and_atomic_write(tmp_path):
+    rows = ev._stat_rows([1.0, 3.0, math.inf], model="m", dataset="val", acquisition="PD",
+                         protocol="random", metric="eq_psnr")
+    df = ev.summarise(rows)
+    assert list(df.columns) == ev.COLUMNS
+    assert set(df.statistic) == {"mean", "median", "max", "min"} and (df.n == 3).all()
+    path = ev.write_table(df, tmp_path / "t.csv")
+    back = ev.read_table(path)
+    assert list(back.columns) == ev.COLUMNS
+    assert math.isinf(back[back.statistic == "max"].value.iloc[0])
+    records = json.loads((tmp_path / "t.json").read_text())
+    assert {r["statistic"]: r["value"] for r in records}["max"] == "inf"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.json"]  # no temp files left
+
+
+# -- end to end on tiny trained runs ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaldata")
+    data.synthesize_dataset(root, size=32, train_volumes=2, val_volumes=2, slices_per_volume=2,
+                            progress=False)
+    run_dir = root / "runs"
+    for name in ("Baseline", "APS"):
+        train.train(train.config_for(name, data_root=root, run_dir=run_dir, **TINY), progress=False)
+    return root, run_dir
+
+
+def test_evaluate_runs_end_to_end(tiny_runs, tmp_path):
+    root, run_dir = tiny_runs
+    res = ev.evaluate_runs(run_dir, root, ["Baseline", "APS"], tmp_path / "results", sweep_slices=2,
+                           device="cpu")
+    for key in ("table", "sweep"):
+        assert res.paths[key].is_file() and res.paths[key].with_suffix(".json").is_file()
+    df = ev.read_table(res.paths["table"])
+    assert list(df.columns) == ev.COLUMNS
+    t1 = ev.table1(df, ["Baseline", "APS", "Zero-filled"])
+    assert list(t1.index) == ["Baseline", "APS", "Zero-filled"]
+    assert {"PD", "PDFS", "all"} <= {a for _, a in t1.columns}
+    assert t1.loc["APS", ("eq_nmse", "all")] < 1e-10
+    t4 = ev.table4(df)
+    assert t4.loc["APS", ("max", "all")] < 1e-6
+    worst = ev.worst_case_table(df, ["Baseline", "APS"])
+    assert worst.loc["APS", "pairs"] == 2 * 16 and worst.loc["APS", "flips count"] == 0
+    assert worst.loc["Baseline", "eq_nmse max"] > 0
+    n_vol = df[(df.metric == "nmse") & (df.model == "APS") & (df.acquisition == "all")].n.iloc[0]
+    assert n_vol == 2
+    ood_res = ev.evaluate_runs_ood(run_dir, ["Baseline", "APS"], tmp_path / "results", size=32,
+                                   sweep_images=1, noise_count=2, device="cpu")
+    t2 = ev.table2(ood_res.table, ["Baseline", "APS"])
+    assert {"noise", "photographs", "shepp_logan"} == {d for d, _ in t2.columns}
+    assert (t2.loc["APS"].xs("eq_nmse", level="metric") < 1e-10).all()
+
+
+def test_missing_run_names_run_dir_and_how_to_train(tmp_path):
+    with pytest.raises(FileNotFoundError, match="02_train") as err:
+        ev.load_runs(tmp_path, ["APS-3"])
+    assert str(tmp_path) in str(err.value)
