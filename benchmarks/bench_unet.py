@@ -21,17 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from apslib import build_unet
+from apslib.train import resolve_device
 from apslib.unet import APSPoolDown, MaxPoolDown, PolyphaseUp, TransposedUp
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def sync(device):
