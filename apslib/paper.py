@@ -226,7 +226,8 @@ def plot_ood(ours: pd.DataFrame, models: Sequence[str], *, floor: float = PLOT_F
 
 
 def plot_distribution(sweeps: dict[str, pd.DataFrame], models: Sequence[str], *,
-                      metric: str = "eq_nmse", floor: float = PLOT_FLOOR, title: str = ""):
+                      metric: str = "eq_nmse", floor: float = PLOT_FLOOR, title: str = "",
+                      seed: int = 0):
     """Distribution of per-(image, shift) ``metric`` over the exhaustive sweep tables
     (``{panel title: sweep frame}``), one box + strip per model, coloured by dataset;
     log axis for NMSE with zeros at ``floor``."""
@@ -242,8 +243,13 @@ def plot_distribution(sweeps: dict[str, pd.DataFrame], models: Sequence[str], *,
         hue = "dataset" if sw.dataset.nunique() > 1 else None
         sns.boxplot(data=sw, x="model", y="plotted", order=order, ax=ax, color="0.9", fliersize=0,
                     linewidth=0.6, log_scale=metric == "eq_nmse")
-        sns.stripplot(data=sw, x="model", y="plotted", order=order, hue=hue, ax=ax, size=1.5,
-                      alpha=0.5, jitter=0.25, dodge=False, legend=bool(hue))
+        state = np.random.get_state()  # seaborn jitters with the global RNG: fix it so the
+        np.random.seed(seed + i)          # same tables give the same figure
+        try:
+            sns.stripplot(data=sw, x="model", y="plotted", order=order, hue=hue, ax=ax, size=1.5,
+                          alpha=0.5, jitter=0.25, dodge=False, legend=bool(hue))
+        finally:
+            np.random.set_state(state)
         if metric == "eq_nmse" and (sw["plotted"] <= floor).any():
             _floor_line(ax, floor)
         ax.set_xticks(range(len(order)))
