@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .io import atomic_write_text
+from .io import atomic_open, atomic_write_text
 from .metrics import roll2d, shift_grid
 from .polyphase import PHASES
 
@@ -63,8 +63,8 @@ __all__ = [
     "image_metrics", "volume_metrics", "predict", "load_runs", "load_val", "volume_shifts",
     "count_flips", "margins", "evaluate_in_distribution", "sweep", "evaluate_ood",
     "evaluate_runs", "summarise", "write_table", "read_table", "table1", "table2",
-    "table4", "worst_case_table", "format_table", "example_maps", "plot_difference_maps",
-    "plot_shift_heatmaps", "main",
+    "table4", "worst_case_table", "format_table", "Examples", "examples", "write_examples",
+    "read_examples", "val_example", "plot_shift_heatmaps", "main",
 ]
 
 COLUMNS = ["model", "dataset", "acquisition", "protocol", "metric", "statistic", "value", "n"]
@@ -173,14 +173,21 @@ def load_runs(run_dir, models: Sequence[str], device: str | torch.device = "cpu"
 
 @torch.no_grad()
 def predict(run: ModelRun, x: torch.Tensor, *, batch_size: int = 32,
-            return_phases: bool = False):
+            return_phases: bool = False, uniform_batches: bool = False):
     """``F(x)`` for ``(N, 1, H, W)`` ``x`` in batches (float32 output on the CPU), and with
-    ``return_phases`` the per-level phase indices ``(N,)`` (APS levels only)."""
+    ``return_phases`` the per-level phase indices ``(N,)`` (APS levels only).
+    ``uniform_batches`` pads a short last batch (with copies of its first image, dropped
+    from the result) so every image goes through a pass of the same batch shape: kernels
+    round differently per batch size, not per position in a batch."""
     dev = next(run.model.parameters()).device
     outs, phases = [], []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size].to(dev, torch.float32)
+        n = xb.shape[0]
+        if uniform_batches and x.shape[0] > batch_size and n < batch_size:
+            xb = torch.cat([xb, xb[:1].expand(batch_size - n, *xb.shape[1:])])
         y, ph = run.model(xb, return_phases=True)
+        y, ph = y[:n], [p if p is None else p[:n] for p in ph]
         if run.clamp:
             y = y.clamp(-run.clamp, run.clamp)
         outs.append(y.float().cpu())
@@ -408,21 +415,27 @@ def sweep(runs: dict[str, ModelRun], x: torch.Tensor, *, acquisitions: Sequence[
           dataset: str = "val", batch_size: int = 32, image_ids: Sequence | None = None):
     """Exhaustive protocol: every shift modulo ``2**depth`` of every image of ``x``
     ``(N, 1, H, W)``. Returns ``(tidy rows, per-pair frame)``; the frame has one row per
-    ``(model, image, dy, dx)`` with the three equivariance metrics and the flip level."""
+    ``(model, image, dy, dx)`` with the three equivariance metrics and the flip level.
+
+    The reference ``F(x)`` is the shift ``(0, 0)`` member of the same batched pass as the
+    shifted copies: CPU (and GPU) convolutions round differently for different batch sizes
+    (a few 1e-7 in float32), which would otherwise show up as a spurious equivariance error
+    of an exactly equivariant model."""
     acquisitions = list(acquisitions) if acquisitions is not None else ["all"] * len(x)
     image_ids = list(image_ids) if image_ids is not None else list(range(len(x)))
     rows, frames = [], []
     for name, run in runs.items():
         period = 2 ** run.depth
         grid = torch.tensor(shift_grid(period), dtype=torch.long)
-        out, ph = predict(run, x, batch_size=batch_size, return_phases=True)
+        assert grid[0].tolist() == [0, 0], "the reference is the first (zero) shift"
         per = []
         for b in range(len(x)):
             xs = torch.stack([roll2d(x[b], k) for k in grid.tolist()])
-            ref = torch.stack([roll2d(out[b], k) for k in grid.tolist()])
-            out_s, ph_s = predict(run, xs, batch_size=batch_size, return_phases=True)
+            out_s, ph_s = predict(run, xs, batch_size=batch_size, return_phases=True,
+                                  uniform_batches=True)
+            ref = torch.stack([roll2d(out_s[0], k) for k in grid.tolist()])
             eq = image_metrics(out_s, ref)
-            first = (count_flips([p[b].expand(len(grid)) for p in ph], ph_s, grid)
+            first = (count_flips([p[0].expand(len(grid)) for p in ph_s], ph_s, grid)
                      if run.is_aps else torch.zeros(len(grid), dtype=torch.long))
             per.append(pd.DataFrame({"model": name, "dataset": dataset, "image": image_ids[b],
                                      "acquisition": acquisitions[b], "dy": grid[:, 0].numpy(),
@@ -514,15 +527,20 @@ class EvalResult:
     sweep: pd.DataFrame
     paths: dict
     seconds: float
+    examples: dict = field(default_factory=dict)
 
 
 def evaluate_runs(run_dir, data_root, models: Sequence[str], results_dir, *, seed: int = 0,
                   max_shift: int = 16, sweep_slices: int = 8, device: str = "auto",
-                  batch_size: int = 32, prefix: str = "in_distribution") -> EvalResult:
+                  batch_size: int = 32, example_index: int | None = None,
+                  prefix: str = "in_distribution") -> EvalResult:
     """In-distribution evaluation of the trained ``models`` of ``run_dir`` on the
     validation split of ``data_root``: random protocol + exhaustive sweep on
-    ``sweep_slices`` slices. Writes ``results_dir/{prefix}.csv/.json`` (tidy table) and
-    ``results_dir/{prefix}_sweep.csv`` (per (model, slice, shift))."""
+    ``sweep_slices`` slices. Writes ``results_dir/{prefix}.csv/.json`` (tidy table),
+    ``results_dir/{prefix}_sweep.csv`` (per (model, slice, shift)) and
+    ``results_dir/{prefix}_examples.npz`` (:class:`Examples` of validation slice
+    ``example_index``, default the middle slice of the first volume, under its volume's
+    random shift)."""
     start = time.perf_counter()
     runs = load_runs(run_dir, models, device)
     cfg = next(iter(runs.values())).config
@@ -534,10 +552,28 @@ def evaluate_runs(run_dir, data_root, models: Sequence[str], results_dir, *, see
     t2, frame = sweep(runs, val.image[idx], acquisitions=[val.acquisition[i] for i in idx],
                       batch_size=batch_size, image_ids=ids)
     table = pd.concat([table, t2], ignore_index=True)
+    ex = {"val": val_example(runs, val, example_index, max_shift=max_shift, seed=seed)}
     results_dir = Path(results_dir)
     paths = {"table": write_table(table, results_dir / f"{prefix}.csv"),
-             "sweep": write_table(frame, results_dir / f"{prefix}_sweep.csv")}
-    return EvalResult(table, frame, paths, time.perf_counter() - start)
+             "sweep": write_table(frame, results_dir / f"{prefix}_sweep.csv"),
+             "examples": write_examples(results_dir / f"{prefix}_examples.npz", ex)}
+    return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
+
+
+def val_example(runs: dict[str, ModelRun], val: ValData, index: int | None = None, *,
+                max_shift: int = 16, seed: int = 0) -> Examples:
+    """:class:`Examples` of validation slice ``index`` (default: the middle slice of the
+    first volume) with its target, under the random shift its volume gets in the random
+    protocol (:func:`volume_shifts`)."""
+    if index is None:
+        first = val.volume_index(val.volumes[0])
+        index = first[len(first) // 2]
+    if not -len(val) <= index < len(val):
+        raise IndexError(f"example_index {index} is out of range: the validation split has {len(val)} slices")
+    index %= len(val)
+    k = volume_shifts(len(val.volumes), max_shift, seed)[val.volumes.index(val.fname[index])].tolist()
+    label = f"{Path(val.fname[index]).name}, slice {val.slice_num[index]} ({val.acquisition[index]})"
+    return examples(runs, val.image[index], k, target=val.target[index], label=label)
 
 
 def evaluate_runs_ood(run_dir, models: Sequence[str], results_dir, *, size: int = 128,
@@ -553,10 +589,15 @@ def evaluate_runs_ood(run_dir, models: Sequence[str], results_dir, *, size: int 
     sets = ood_sets(size, image_dir=image_dir, noise_count=noise_count, seed=seed)
     table, frame = evaluate_ood(runs, sets, max_shift=max_shift, seed=seed,
                                 sweep_images=sweep_images, batch_size=batch_size)
+    ex = {}
+    for name, images in sets.items():  # the first image of each set under its random shift
+        k = volume_shifts(len(images), max_shift, seed)[0].tolist()
+        ex[name] = examples(runs, images.stack()[0].float(), k, label=f"{name}: {images.names[0]}")
     results_dir = Path(results_dir)
     paths = {"table": write_table(table, results_dir / f"{prefix}.csv"),
-             "sweep": write_table(frame, results_dir / f"{prefix}_sweep.csv")}
-    return EvalResult(table, frame, paths, time.perf_counter() - start)
+             "sweep": write_table(frame, results_dir / f"{prefix}_sweep.csv"),
+             "examples": write_examples(results_dir / f"{prefix}_examples.npz", ex)}
+    return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
 
 
 # --------------------------------------------------------------------------------------
@@ -644,51 +685,95 @@ def format_table(t: pd.DataFrame, digits: int = 4):
 # Figures
 # --------------------------------------------------------------------------------------
 
+@dataclass
+class Examples:
+    """One image ``x`` (``(H, W)``), one shift ``k`` and, per model (``models``), ``out``
+    ``= F(x)`` and ``out_shifted = F(T_k x)`` as ``(M, H, W)`` float32 arrays; the target
+    ``y`` when known. ``ref = T_k F(x)``, ``diff = |F(T_k x) - T_k F(x)|`` and the pair's
+    ``nmse`` per model are derived (exact: a circular shift copies values)."""
+
+    input: np.ndarray
+    shift: tuple
+    models: list
+    out: np.ndarray
+    out_shifted: np.ndarray
+    target: np.ndarray | None = None
+    label: str = ""
+
+    def _roll(self, a):
+        return np.roll(a, tuple(int(v) for v in self.shift), axis=(-2, -1))
+
+    @property
+    def input_shifted(self) -> np.ndarray:
+        return self._roll(self.input)
+
+    @property
+    def ref(self) -> np.ndarray:
+        return self._roll(self.out)
+
+    @property
+    def diff(self) -> np.ndarray:
+        return np.abs(self.out_shifted.astype(np.float64) - self.ref.astype(np.float64))
+
+    @property
+    def nmse(self) -> np.ndarray:
+        ref = self.ref.astype(np.float64)
+        num = (self.diff ** 2).sum(axis=(-2, -1))
+        den = (ref ** 2).sum(axis=(-2, -1))
+        return np.where(num == 0, 0.0, num / np.where(den > 0, den, np.finfo(np.float64).tiny))
+
+
 @torch.no_grad()
-def example_maps(runs: dict[str, ModelRun], x: torch.Tensor, k: Sequence[int]) -> dict[str, dict]:
-    """For one ``(1, H, W)`` image and shift ``k``: per model ``F(x)``, ``F(T_k x)``,
-    ``T_k F(x)`` and ``|F(T_k x) - T_k F(x)|`` as ``(H, W)`` numpy arrays."""
-    out = {}
-    for name, run in runs.items():
+def examples(runs: dict[str, ModelRun], x: torch.Tensor, k: Sequence[int], *,
+             target: torch.Tensor | None = None, label: str = "") -> Examples:
+    """:class:`Examples` for one ``(1, H, W)`` image ``x`` and shift ``k``: each model runs
+    ``x`` and ``T_k x`` in one batch of two (the same kernels for both, so rounding cannot
+    pose as an equivariance error)."""
+    k = tuple(int(v) for v in k)
+    if x.dim() != 3 or x.shape[0] != 1:
+        raise ValueError(f"examples: x must be one (1, H, W) image, got shape {tuple(x.shape)}")
+    outs, outs_s = [], []
+    for run in runs.values():
         y = predict(run, torch.stack([x, roll2d(x, k)]))
-        ref = roll2d(y[0], k)
-        out[name] = {"out": _np(y[0, 0]), "out_shifted": _np(y[1, 0]), "ref": _np(ref[0]),
-                     "diff": np.abs(_np(y[1, 0]) - _np(ref[0]))}
+        outs.append(_np(y[0, 0]))
+        outs_s.append(_np(y[1, 0]))
+    return Examples(input=_np(x[0]).astype(np.float32), shift=k, models=list(runs),
+                    out=np.stack(outs).astype(np.float32), out_shifted=np.stack(outs_s).astype(np.float32),
+                    target=None if target is None else _np(target.reshape(x.shape[-2:])).astype(np.float32),
+                    label=label)
+
+
+def write_examples(path, items: dict[str, Examples]) -> Path:
+    """Write ``{name: Examples}`` atomically into one ``.npz`` (read it with
+    :func:`read_examples`)."""
+    path = Path(path)
+    arrays = {"names": np.array(list(items), dtype=str)}
+    for i, ex in enumerate(items.values()):
+        arrays.update({f"{i}_input": ex.input, f"{i}_shift": np.asarray(ex.shift, dtype=np.int64),
+                       f"{i}_models": np.array(ex.models, dtype=str), f"{i}_out": ex.out,
+                       f"{i}_out_shifted": ex.out_shifted, f"{i}_label": np.array(ex.label)})
+        if ex.target is not None:
+            arrays[f"{i}_target"] = ex.target
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path
+
+
+def read_examples(path) -> dict[str, Examples]:
+    """The ``{name: Examples}`` written by :func:`write_examples`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no examples file {path}: notebooks 03 and 04 (apslib.evaluate."
+                                "evaluate_runs / evaluate_runs_ood) write it next to the result tables")
+    with np.load(path, allow_pickle=False) as z:
+        out = {}
+        for i, name in enumerate(z["names"].tolist()):
+            out[name] = Examples(
+                input=z[f"{i}_input"], shift=tuple(int(v) for v in z[f"{i}_shift"]),
+                models=z[f"{i}_models"].tolist(), out=z[f"{i}_out"], out_shifted=z[f"{i}_out_shifted"],
+                target=z[f"{i}_target"] if f"{i}_target" in z.files else None,
+                label=str(z[f"{i}_label"]))
     return out
-
-
-def plot_difference_maps(x: torch.Tensor, k: Sequence[int], maps: dict[str, dict], *,
-                         title: str = "", vmax: float | None = None):
-    """Row 1: input, ``T_k x``, then ``F(T_k x)`` per model; row 2: the difference maps
-    ``|F(T_k x) - T_k F(x)|`` per model, one colour scale (``vmax``: default the largest
-    difference, at least 1e-12)."""
-    import matplotlib.pyplot as plt
-
-    names = list(maps)
-    vmax = vmax or max(max(float(m["diff"].max()) for m in maps.values()), 1e-12)
-    fig, axes = plt.subplots(2, len(names) + 1, figsize=(2.8 * (len(names) + 1), 6.0), squeeze=False,
-                             layout="constrained")
-    axes[0, 0].imshow(_np(x[0]), cmap="gray")
-    axes[0, 0].set_title("input x")
-    axes[1, 0].imshow(_np(roll2d(x, k)[0]), cmap="gray")
-    axes[1, 0].set_title(f"T_k x, k={tuple(int(v) for v in k)}")
-    im = None
-    for c, name in enumerate(names, start=1):
-        axes[0, c].imshow(maps[name]["out_shifted"], cmap="gray")
-        axes[0, c].set_title(f"{name}: F(T_k x)")
-        im = axes[1, c].imshow(maps[name]["diff"], cmap="magma", vmin=0, vmax=vmax)
-        axes[1, c].set_title(f"{name}: |F(T_k x) - T_k F(x)|\nmax {maps[name]['diff'].max():.2g}")
-    for (r, c), ax in np.ndenumerate(axes):
-        ax.title.set_fontsize(8)
-        ax.tick_params(labelsize=6)
-        if r == 1:
-            ax.set_xlabel("x (pixels)", fontsize=8)
-        if c == 0:
-            ax.set_ylabel("y (pixels)", fontsize=8)
-    if im is not None:
-        fig.colorbar(im, ax=axes[1, 1:].tolist(), shrink=0.8, label="absolute difference (normalised units)")
-    fig.suptitle(title or "Outputs of shifted inputs and their equivariance error")
-    return fig
 
 
 def plot_shift_heatmaps(frame: pd.DataFrame, *, metric: str = "eq_nmse", reduce: str = "max",
@@ -715,17 +800,27 @@ def plot_shift_heatmaps(frame: pd.DataFrame, *, metric: str = "eq_nmse", reduce:
             grids = {n: np.minimum(g, 100.0) for n, g in grids.items()}
             allv = np.minimum(allv, 100.0)
         norm = Normalize(vmin=allv.min(), vmax=allv.max() if allv.max() > allv.min() else allv.min() + 1e-9)
-    fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 3.4), squeeze=False,
+    from .plots import TEXT_WIDTH
+
+    panel = TEXT_WIDTH / (len(names) + 0.5)
+    fig, axes = plt.subplots(1, len(names), figsize=(TEXT_WIDTH, panel + 0.7), squeeze=False,
                              layout="constrained")
     im = None
+    label = {"eq_nmse": "equivariance NMSE", "eq_psnr": "equivariance PSNR (dB)",
+             "eq_ssim": "equivariance SSIM"}.get(metric, metric)
     for c, (ax, name) in enumerate(zip(axes[0], names)):
         im = ax.imshow(grids[name], cmap="viridis", norm=norm)
         ax.set_title(name)
-        ax.set_xlabel("dx (mod 2**depth)")
+        n = grids[name].shape[-1]
+        ticks = list(range(0, n, max(n // 4, 1)))
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.grid(False)
+        ax.set_xlabel("dx (pixels)")
         if c == 0:
-            ax.set_ylabel("dy (mod 2**depth)")
+            ax.set_ylabel("dy (pixels)")
     if im is not None:
-        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=f"{metric} ({reduce} over images)")
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9, label=f"{label}, {reduce} over images")
     fig.suptitle(title or f"Equivariance {metric} over all shifts")
     return fig
 
@@ -745,6 +840,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-shift", type=int, default=16)
     ap.add_argument("--sweep-slices", type=int, default=8)
+    ap.add_argument("--example-index", type=int, help="validation slice of the examples figure "
+                    "(default: the middle slice of the first volume)")
     ap.add_argument("--ood", action="store_true", help="also evaluate the out-of-distribution sets")
     ap.add_argument("--ood-size", type=int, default=128)
     ap.add_argument("--image-dir")
@@ -753,14 +850,15 @@ def main(argv=None) -> int:
     try:
         if args.data:
             r = evaluate_runs(args.run_dir, args.data, args.models, args.results_dir, seed=args.seed,
-                              max_shift=args.max_shift, sweep_slices=args.sweep_slices, device=args.device)
+                              max_shift=args.max_shift, sweep_slices=args.sweep_slices, device=args.device,
+                              example_index=args.example_index)
             print(f"in distribution: {r.paths['table']} ({r.seconds:.1f} s)")
         if args.ood:
             r = evaluate_runs_ood(args.run_dir, args.models, args.results_dir, size=args.ood_size,
                                   image_dir=args.image_dir, seed=args.seed, max_shift=args.max_shift,
                                   device=args.device)
             print(f"out of distribution: {r.paths['table']} ({r.seconds:.1f} s)")
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, IndexError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .evaluate import PLOT_FLOOR
+from .plots import COLUMN_WIDTH
 
 __all__ = ["PAPER_FILE", "QUANTITIES", "paper_numbers", "paper_source", "side_by_side",
            "flatten", "to_markdown", "plot_side_by_side", "plot_ood", "plot_distribution"]
@@ -171,7 +172,7 @@ def plot_side_by_side(t: pd.DataFrame, quantities: Sequence[str], *, ylabel: str
     import matplotlib.pyplot as plt
 
     names = list(t.index)
-    fig, axes = plt.subplots(1, len(quantities), figsize=(3.5 * len(quantities), 2.6), squeeze=False,
+    fig, axes = plt.subplots(1, len(quantities), figsize=(COLUMN_WIDTH * len(quantities), 2.6), squeeze=False,
                              sharey=True, layout="constrained")
     x = np.arange(len(names))
     for i, (ax, q) in enumerate(zip(axes[0], quantities)):
@@ -184,11 +185,11 @@ def plot_side_by_side(t: pd.DataFrame, quantities: Sequence[str], *, ylabel: str
         if log and np.nanmin(np.concatenate([ours, paper, [np.inf]])) <= floor:
             _floor_line(ax, floor)
         _model_axis(ax, names)
-        ax.set_title(panel_titles[i] if panel_titles else q, fontsize=8)
+        ax.set_title(panel_titles[i] if panel_titles else q)
         if i == 0:
             ax.set_ylabel(ylabel)
-    axes[0, -1].legend(fontsize=6, loc="center left")
-    fig.suptitle(title, fontsize=9)
+    axes[0, -1].legend(loc="center left")
+    fig.suptitle(title)
     return fig
 
 
@@ -203,7 +204,7 @@ def plot_ood(ours: pd.DataFrame, models: Sequence[str], *, floor: float = PLOT_F
     paper = paper_numbers().query("table == '2' and metric == 'eq_nmse'")
     names = list(dict.fromkeys([*models, *paper.model]))
     sets = list(dict.fromkeys(d.dataset))
-    fig, ax = plt.subplots(figsize=(4.2, 2.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.8), layout="constrained")
     width = 0.7 / max(len(sets) + 1, 1)
     low = np.inf
     for j, s in enumerate(sets):
@@ -220,8 +221,8 @@ def plot_ood(ours: pd.DataFrame, models: Sequence[str], *, floor: float = PLOT_F
         _floor_line(ax, floor)
     _model_axis(ax, names)
     ax.set_ylabel("equivariance NMSE (mean, unitless)")
-    ax.legend(fontsize=6, loc="best")
-    ax.set_title(title, fontsize=9)
+    ax.legend(loc="best")
+    ax.set_title(title)
     return fig
 
 
@@ -234,7 +235,7 @@ def plot_distribution(sweeps: dict[str, pd.DataFrame], models: Sequence[str], *,
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(3.5 * len(sweeps), 2.8), squeeze=False,
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(COLUMN_WIDTH * len(sweeps), 2.8), squeeze=False,
                              sharey=True, layout="constrained")
     for i, (ax, (name, sw)) in enumerate(zip(axes[0], sweeps.items())):
         sw = sw[sw.model.isin(models)].copy()
@@ -256,9 +257,8 @@ def plot_distribution(sweeps: dict[str, pd.DataFrame], models: Sequence[str], *,
         ax.set_xticklabels(order, rotation=35, ha="right")
         ax.set_xlabel("model")
         ax.set_ylabel("equivariance NMSE per (image, shift)" if metric == "eq_nmse" else metric)
-        ax.set_title(f"{name} ({sw.groupby('model').size().max() if len(sw) else 0} pairs per model)",
-                     fontsize=8)
+        ax.set_title(f"{name} ({sw.groupby('model').size().max() if len(sw) else 0} pairs per model)")
         if hue and ax.get_legend() is not None:
             sns.move_legend(ax, "best", fontsize=5, title=None, markerscale=3)
-    fig.suptitle(title or "Equivariance error over every shift mod 2**depth", fontsize=9)
+    fig.suptitle(title or "Equivariance error over every shift mod 2**depth")
     return fig

@@ -905,13 +905,15 @@ def plot_curves(frame, metrics: Sequence[str] = ("train_loss", "val_loss", "val_
     import matplotlib.pyplot as plt
 
     titles = {"train_loss": "training loss", "val_loss": "validation loss",
-              "val_equiv_mse": "validation equivariance MSE  $\\|F(T_k x) - T_k F(x)\\|^2$",
+              "val_equiv_mse": "validation equivariance MSE\n$\\|F(T_k x) - T_k F(x)\\|^2$",
               "val_psnr": "validation PSNR (dB)"}
     ylabels = {"train_loss": "MSE (normalised units)", "val_loss": "MSE (normalised units)",
                "val_equiv_mse": "MSE (normalised units)", "val_psnr": "PSNR (dB)"}
     styles = ["-", "--", "-.", ":"]  # models drawn on top of each other stay visible
     models = list(order) if order is not None else list(dict.fromkeys(frame["model"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6),
+    from .plots import TEXT_WIDTH
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(TEXT_WIDTH * len(metrics) / 3, 2.6),
                              layout="constrained", squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         log = metric != "val_psnr"
@@ -929,10 +931,9 @@ def plot_curves(frame, metrics: Sequence[str] = ("train_loss", "val_loss", "val_
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabels.get(metric, metric))
         title = titles.get(metric, metric)
-        ax.set_title(title + (f"\n(values < {floor:g}, e.g. exact 0, drawn at {floor:g})"
-                              if floored else ""), fontsize=9)
+        ax.set_title(title + (f"\n(exact 0 drawn at {floor:g})" if floored else ""))
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend()
     return fig
 
 

@@ -82,7 +82,8 @@ def test_sweep_exact_for_aps_and_not_for_baseline():
     table, frame = ev.sweep(runs, x)
     assert len(frame) == 2 * 2 * 16  # models x images x shifts mod 4
     aps, base = frame[frame.model == "aps"], frame[frame.model == "baseline"]
-    assert aps.eq_nmse.max() < 1e-10 and aps.eq_ssim.min() > 1 - 1e-9
+    # exact: the reference F(x) is the zero shift of the same batched passes
+    assert aps.eq_nmse.max() == 0 and aps.eq_ssim.min() == pytest.approx(1.0, abs=1e-12)
     assert (aps.flip_level == 0).all()
     assert base.eq_nmse.max() > 1e-6
     # shift (0, 0) is always exact up to batch rounding, and multiples of 2**depth are exact too
@@ -91,6 +92,63 @@ def test_sweep_exact_for_aps_and_not_for_baseline():
     assert worst.value.iloc[0] == pytest.approx(base.eq_nmse.max())
     flips = table[(table.model == "aps") & (table.metric == "flips")]
     assert flips.value.iloc[0] == 0 and flips.n.iloc[0] == 32
+
+
+@pytest.mark.parametrize("seed,batch_size", [(0, 3), (1, 5), (2, 16), (3, 7)])
+def test_sweep_aps_is_exact_whatever_the_batch_size(seed, batch_size):
+    # kernels round differently per batch size: a batch size that does not divide the 16
+    # shifts leaves a short last batch, which uniform_batches pads to the same shape
+    runs = _random_models(seed)
+    x = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(seed + 10))
+    _, frame = ev.sweep({"aps": runs["aps"]}, x, batch_size=batch_size)
+    assert len(frame) == 16 and frame.eq_nmse.max() == 0 and np.isinf(frame.eq_psnr).all()
+
+
+def test_predict_uniform_batches_keeps_results_and_order():
+    run = _random_models()["baseline"]
+    x = torch.randn(7, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    plain = ev.predict(run, x, batch_size=3)
+    padded, phases = ev.predict(run, x, batch_size=3, uniform_batches=True, return_phases=True)
+    assert padded.shape == plain.shape == (7, 1, 32, 32) and phases == []
+    assert torch.allclose(padded, plain, atol=1e-5)
+    # each image of the padded passes equals the same image in a full batch of 3
+    assert torch.equal(padded[6:7], ev.predict(run, torch.cat([x[6:7]] * 3), batch_size=3)[:1])
+
+
+# -- examples --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k", [(0, 0), (1, 0), (3, -5), (-16, 15), (33, 2)])
+def test_examples_exact_for_aps_not_for_baseline(k, tmp_path):
+    runs = _random_models(1)
+    x = torch.randn(1, 32, 32, generator=torch.Generator().manual_seed(sum(k) + 100))
+    ex = ev.examples(runs, x, k, target=x * 0.5, label="random")
+    assert ex.models == ["baseline", "aps"] and ex.out.shape == (2, 32, 32)
+    assert np.array_equal(ex.input_shifted, np.roll(ex.input, k, axis=(0, 1)))
+    assert np.array_equal(ex.ref, np.roll(ex.out, k, axis=(1, 2)))
+    aps = ex.models.index("aps")
+    assert ex.diff[aps].max() == 0 and ex.nmse[aps] == 0
+    if k[0] % 4 or k[1] % 4:  # multiples of 2**depth are exact for every circular U-Net
+        assert ex.nmse[0] > 1e-8
+    # the NMSE is the definition's, on the stored arrays
+    ref = ex.ref[0].astype(np.float64)
+    assert ex.nmse[0] == pytest.approx(((ex.out_shifted[0] - ref) ** 2).sum() / (ref ** 2).sum())
+    path = ev.write_examples(tmp_path / "ex.npz", {"val": ex, "other": ev.Examples(
+        ex.input, (1, 2), ["aps"], ex.out[1:], ex.out_shifted[1:])})
+    back = ev.read_examples(path)
+    assert list(back) == ["val", "other"] and back["other"].target is None
+    b = back["val"]
+    assert b.shift == tuple(k) and b.models == ex.models and b.label == "random"
+    for field in ("input", "out", "out_shifted", "target"):
+        assert np.array_equal(getattr(b, field), getattr(ex, field))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ex.npz"]  # no temp file left
+
+
+def test_examples_errors_say_what_to_do(tmp_path):
+    runs = _random_models()
+    with pytest.raises(ValueError, match=r"\(1, H, W\)"):
+        ev.examples(runs, torch.zeros(2, 1, 32, 32), (1, 1))
+    with pytest.raises(FileNotFoundError, match="notebooks 03 and 04"):
+        ev.read_examples(tmp_path / "missing.npz")
 
 
 # -- flip counting ---------------------------------------------------------------------
@@ -156,6 +214,12 @@ def test_evaluate_runs_end_to_end(tiny_runs, tmp_path):
                            device="cpu")
     for key in ("table", "sweep"):
         assert res.paths[key].is_file() and res.paths[key].with_suffix(".json").is_file()
+    ex = ev.read_examples(res.paths["examples"])["val"]
+    assert ex.models == ["Baseline", "APS"] and ex.target is not None and ex.label.endswith(")")
+    assert ex.nmse[1] == 0 and ex.target.shape == ex.input.shape == (32, 32)
+    with pytest.raises(IndexError, match="out of range"):
+        ev.evaluate_runs(run_dir, root, ["APS"], tmp_path / "r2", sweep_slices=1, device="cpu",
+                         example_index=99)
     df = ev.read_table(res.paths["table"])
     assert list(df.columns) == ev.COLUMNS
     t1 = ev.table1(df, ["Baseline", "APS", "Zero-filled"])
@@ -174,6 +238,11 @@ def test_evaluate_runs_end_to_end(tiny_runs, tmp_path):
     t2 = ev.table2(ood_res.table, ["Baseline", "APS"])
     assert {"noise", "photographs", "shepp_logan"} == {d for d, _ in t2.columns}
     assert (t2.loc["APS"].xs("eq_nmse", level="metric") < 1e-10).all()
+    ood_ex = ev.read_examples(ood_res.paths["examples"])
+    assert set(ood_ex) == {"noise", "photographs", "shepp_logan"}
+    assert all(e.target is None and e.nmse[1] == 0 for e in ood_ex.values())
+    sw = ood_res.sweep
+    assert (sw[sw.model == "APS"].eq_nmse == 0).all()  # exact, Shepp-Logan included
 
 
 def test_missing_run_names_run_dir_and_how_to_train(tmp_path):

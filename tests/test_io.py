@@ -25,3 +25,20 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         atomic_torch_save(lambda: 0, tmp_path / "a.txt")  # lambdas do not pickle
     assert p.read_text() == "old"
     assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_new_files_get_the_umask_mode_and_replaced_files_keep_theirs(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        p = atomic_write_text(tmp_path / "new.txt", "a")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640  # like open(): 0o666 & ~umask, not 0o600
+        q = tmp_path / "kept.txt"
+        q.write_text("old")
+        os.chmod(q, 0o604)
+        atomic_write_text(q, "new")
+        assert stat.S_IMODE(q.stat().st_mode) == 0o604 and q.read_text() == "new"
+    finally:
+        os.umask(old)
