@@ -577,7 +577,8 @@ def val_example(runs: dict[str, ModelRun], val: ValData, index: int | None = Non
 
 
 def evaluate_runs_ood(run_dir, models: Sequence[str], results_dir, *, size: int = 128,
-                      image_dir=None, seed: int = 0, max_shift: int = 16, sweep_images: int = 4,
+                      image_dir=None, image_limit: int | None = None, seed: int = 0,
+                      max_shift: int = 16, sweep_images: int = 4,
                       noise_count: int = 8, device: str = "auto", batch_size: int = 32,
                       prefix: str = "ood") -> EvalResult:
     """Out-of-distribution evaluation on every set of :func:`apslib.data.ood_sets`; writes
@@ -586,7 +587,7 @@ def evaluate_runs_ood(run_dir, models: Sequence[str], results_dir, *, size: int 
 
     start = time.perf_counter()
     runs = load_runs(run_dir, models, device)
-    sets = ood_sets(size, image_dir=image_dir, noise_count=noise_count, seed=seed)
+    sets = ood_sets(size, image_dir=image_dir, image_limit=image_limit, noise_count=noise_count, seed=seed)
     table, frame = evaluate_ood(runs, sets, max_shift=max_shift, seed=seed,
                                 sweep_images=sweep_images, batch_size=batch_size)
     ex = {}
@@ -844,7 +845,8 @@ def main(argv=None) -> int:
                     "(default: the middle slice of the first volume)")
     ap.add_argument("--ood", action="store_true", help="also evaluate the out-of-distribution sets")
     ap.add_argument("--ood-size", type=int, default=128)
-    ap.add_argument("--image-dir")
+    ap.add_argument("--image-dir", help="a folder of images (e.g. ImageNet val) as one more OOD set")
+    ap.add_argument("--image-limit", type=int, help="at most this many images of --image-dir (by path)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     try:
@@ -855,7 +857,8 @@ def main(argv=None) -> int:
             print(f"in distribution: {r.paths['table']} ({r.seconds:.1f} s)")
         if args.ood:
             r = evaluate_runs_ood(args.run_dir, args.models, args.results_dir, size=args.ood_size,
-                                  image_dir=args.image_dir, seed=args.seed, max_shift=args.max_shift,
+                                  image_dir=args.image_dir, image_limit=args.image_limit, seed=args.seed,
+                                  max_shift=args.max_shift,
                                   device=args.device)
             print(f"out of distribution: {r.paths['table']} ({r.seconds:.1f} s)")
     except (FileNotFoundError, ValueError, IndexError) as err:

@@ -437,6 +437,8 @@ def test_image_folder(tmp_path):
     for _, x in items:
         _check_input(x, 32)
     assert len(data.image_folder(tmp_path, 32, recursive=False)) == 3
+    limited = data.ood_sets(32, image_dir=tmp_path, image_limit=2, noise_count=1)["folder"]
+    assert limited.names == ["b.PNG", "c.png"]  # the first ones by path
     with pytest.raises(FileNotFoundError, match="nowhere"):
         data.image_folder(tmp_path / "nowhere", 32)
     empty = tmp_path / "empty"
