@@ -895,6 +895,18 @@ def history_frame(runs):
     return pd.DataFrame(rows)
 
 
+def _label_short_log_axis(ax) -> None:
+    """A log axis spanning less than a decade gets one or no major label: label the minor
+    ticks too (plain numbers), so the values can be read."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    lo, hi = ax.dataLim.intervaly
+    if lo > 0 and hi / lo < 10:
+        ax.yaxis.set_minor_locator(LogLocator(subs=tuple(range(1, 10))))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+
+
 def plot_curves(frame, metrics: Sequence[str] = ("train_loss", "val_loss", "val_equiv_mse"),
                 order: Sequence[str] | None = None, floor: float = 1e-16):
     """One panel per metric (log scale, PSNR linear) against the epoch, one line per model.
@@ -928,6 +940,7 @@ def plot_curves(frame, metrics: Sequence[str] = ("train_loss", "val_loss", "val_
                     linestyle=styles[n % len(styles)], zorder=len(models) - n)
         if log:
             ax.set_yscale("log")
+            _label_short_log_axis(ax)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabels.get(metric, metric))
         title = titles.get(metric, metric)

@@ -283,3 +283,31 @@ def test_ddp_two_processes_gloo(tiny_data, tmp_path):
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["world_size"] == 2
     assert not any(k.startswith("module.") for k in ckpt["model"])
+
+
+@pytest.mark.parametrize("low,high", [(0.063, 0.17), (0.0525, 0.185), (1.30, 1.31), (2e-3, 5e-3)])
+def test_training_curves_label_short_log_axes_and_floor_zeros(low, high):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from apslib import plots
+
+    plots.set_style()
+    vals = [high, (high + low) / 2, low * 1.01, low]
+    frame = pd.DataFrame({"model": ["APS"] * 4, "epoch": [1, 2, 3, 4], "train_loss": vals,
+                          "val_loss": vals, "val_equiv_mse": [0.0] * 4})
+    fig = train.plot_curves(frame)
+    loss_ax, eq_ax = fig.axes[0], fig.axes[2]
+    fig.canvas.draw()
+    lo, hi = loss_ax.get_ylim()
+    shown = [t.get_text() for t in loss_ax.yaxis.get_majorticklabels() + loss_ax.yaxis.get_minorticklabels()
+             if t.get_text() and lo <= t.get_position()[1] <= hi]
+    # an axis spanning under a decade is labelled with at least three plain numbers
+    # (matplotlib's default gives one or two labels such as "6x10^-2" for these ranges)
+    assert len(shown) >= 3 and all(float(t) > 0 for t in shown), shown
+    assert "exact 0 drawn" in eq_ax.get_title()
+    assert eq_ax.lines[0].get_ydata().min() == 1e-16
+    plt.close(fig)
