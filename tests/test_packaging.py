@@ -1,5 +1,6 @@
 """The project's own files: dependency lists agree, notebooks are clean, CI calls the tests."""
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -41,6 +42,31 @@ def test_runtime_dependencies_cover_what_users_expect():
         assert needed in names, needed
     torch_req = next(r for r in project["dependencies"] if r.startswith("torch"))
     assert "==" not in torch_req, "a pinned torch breaks fastmri's torchvision"
+
+
+# import name -> distribution name, where they differ
+DIST = {"skimage": "scikit-image", "PIL": "pillow", "yaml": "pyyaml", "jupyter_client": "jupyter-client",
+        "IPython": "ipython"}
+
+
+def test_every_third_party_import_of_the_library_is_declared():
+    import sys
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {re.match(r"[A-Za-z0-9_.\-]+", r).group().lower().replace("_", "-")
+                for r in project["dependencies"]}
+    imported = set()
+    for path in (REPO / "apslib").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):  # lazy imports inside functions too
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    imported -= {"apslib", "__future__"}
+    third_party = {name for name in imported if name not in sys.stdlib_module_names}
+    assert third_party, "the scan found no imports"
+    missing = sorted(n for n in third_party if DIST.get(n, n).lower().replace("_", "-") not in declared)
+    assert not missing, f"apslib imports {missing} without declaring them in pyproject.toml"
 
 
 def test_readme_leads_with_the_two_commands_and_ci_runs_the_tests():
