@@ -95,3 +95,57 @@ def test_blur_kernel_is_not_saved_but_follows_dtype():
     assert m.double().kernel.dtype == torch.float64
     x = torch.randn(1, 4, 6, 6)
     assert m.float()(x).dtype == torch.float32
+
+
+# -- circular padding by concatenation --------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(6))
+def test_circular_pad_equals_torch_circular_pad_values_and_gradients(seed):
+    from apslib.filters import circular_pad
+
+    g = torch.Generator().manual_seed(seed)
+    h, w = (int(v) for v in torch.randint(1, 9, (2,), generator=g))
+    pads = [int(torch.randint(0, s + 1, (1,), generator=g)) for s in (w, w, h, h)]
+    x = torch.randn(2, 3, h, w, dtype=torch.float64, generator=g, requires_grad=True)
+    ref = torch.nn.functional.pad(x, pads, mode="circular")
+    got = circular_pad(x, pads)
+    assert got.shape == ref.shape and torch.equal(got, ref), (h, w, pads)
+    up = torch.randn(ref.shape, dtype=torch.float64, generator=g)
+    (gr,) = torch.autograd.grad(ref, x, up)
+    (gg,) = torch.autograd.grad(got, x, up)
+    assert torch.allclose(gg, gr, rtol=0, atol=1e-12)
+    # channels_last and a non-contiguous view pad to the same values
+    cl = x.detach().to(memory_format=torch.channels_last)
+    assert torch.equal(circular_pad(cl, pads), ref.detach())
+    assert torch.equal(circular_pad(x.detach().transpose(-1, -2), pads[2:] + pads[:2]),
+                       torch.nn.functional.pad(x.detach().transpose(-1, -2), pads[2:] + pads[:2],
+                                               mode="circular"))
+
+
+def test_circular_pad_larger_than_the_map_fails_like_torch():
+    from apslib.filters import circular_pad
+
+    with pytest.raises(Exception) as ours:
+        circular_pad(torch.zeros(1, 1, 2, 2), (3, 0, 0, 0))
+    with pytest.raises(Exception) as theirs:
+        torch.nn.functional.pad(torch.zeros(1, 1, 2, 2), (3, 0, 0, 0), mode="circular")
+    assert type(ours.value) is type(theirs.value)
+
+
+@pytest.mark.parametrize("mode", ["circular", "zeros", "reflect", "replicate"])
+def test_unet_conv_equals_torch_conv(mode):
+    from apslib.unet import Conv2d
+
+    torch.manual_seed(0)
+    ours = Conv2d(3, 5, 3, padding=1, bias=False, padding_mode=mode).double()
+    torch.manual_seed(0)
+    theirs = torch.nn.Conv2d(3, 5, 3, padding=1, bias=False, padding_mode=mode).double()
+    assert torch.equal(ours.weight, theirs.weight)  # same initialisation, same state dict
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = torch.randn(2, 3, 8, 6, dtype=torch.float64, requires_grad=True)
+    a, b = ours(x), theirs(x)
+    assert torch.equal(a, b)
+    ga = torch.autograd.grad(a.sum(), [x, ours.weight])
+    gb = torch.autograd.grad(b.sum(), [x, theirs.weight])
+    for u, v in zip(ga, gb):
+        assert torch.allclose(u, v, rtol=0, atol=1e-12)
