@@ -591,9 +591,10 @@ def evaluate_runs_ood(run_dir, models: Sequence[str], results_dir, *, size: int 
     table, frame = evaluate_ood(runs, sets, max_shift=max_shift, seed=seed,
                                 sweep_images=sweep_images, batch_size=batch_size)
     ex = {}
-    for name, images in sets.items():  # the first image of each set under its random shift
+    for name, images in sets.items():  # the first (readable) image of each set, its random shift
         k = volume_shifts(len(images), max_shift, seed)[0].tolist()
-        ex[name] = examples(runs, images.stack()[0].float(), k, label=f"{name}: {images.names[0]}")
+        first, x0 = next(images.items())  # loads one image, not the whole set again
+        ex[name] = examples(runs, x0.float(), k, label=f"{name}: {first}")
     results_dir = Path(results_dir)
     paths = {"table": write_table(table, results_dir / f"{prefix}.csv"),
              "sweep": write_table(frame, results_dir / f"{prefix}_sweep.csv"),
