@@ -90,6 +90,11 @@ def _scalar(v) -> float:
     return float(np.asarray(v, dtype=np.float64).reshape(-1)[0])
 
 
+def _nmse(err_sum: np.ndarray, ref_energy: np.ndarray) -> np.ndarray:
+    """``||a - b||^2 / ||b||^2`` from the per-image sums (0 when both are 0)."""
+    return err_sum / np.maximum(ref_energy, np.finfo(np.float64).tiny)
+
+
 def image_metrics(pred, ref) -> dict[str, np.ndarray]:
     """Per-image ``eq_nmse``, ``eq_psnr`` and ``eq_ssim`` of ``pred`` against ``ref``.
 
@@ -105,8 +110,7 @@ def image_metrics(pred, ref) -> dict[str, np.ndarray]:
     a = a.reshape(-1, *a.shape[-2:])
     b = b.reshape(-1, *b.shape[-2:])
     err = ((a - b) ** 2).reshape(len(a), -1)
-    ref_energy = (b ** 2).reshape(len(b), -1).sum(1)
-    nmse = err.sum(1) / np.maximum(ref_energy, np.finfo(np.float64).tiny)
+    nmse = _nmse(err.sum(1), (b ** 2).reshape(len(b), -1).sum(1))
     peak = np.abs(b).reshape(len(b), -1).max(1)
     mse = err.mean(1)
     with np.errstate(divide="ignore"):
@@ -719,10 +723,8 @@ class Examples:
 
     @property
     def nmse(self) -> np.ndarray:
-        ref = self.ref.astype(np.float64)
-        num = (self.diff ** 2).sum(axis=(-2, -1))
-        den = (ref ** 2).sum(axis=(-2, -1))
-        return np.where(num == 0, 0.0, num / np.where(den > 0, den, np.finfo(np.float64).tiny))
+        return _nmse((self.diff ** 2).sum(axis=(-2, -1)),
+                     (self.ref.astype(np.float64) ** 2).sum(axis=(-2, -1)))
 
 
 @torch.no_grad()
