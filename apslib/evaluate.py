@@ -55,7 +55,7 @@ import pandas as pd
 import torch
 
 from .io import atomic_open, atomic_write_text
-from .metrics import roll2d, shift_grid
+from .shifts import roll2d, seeded_shifts, shift_each, shift_grid
 from .polyphase import PHASES
 
 __all__ = [
@@ -157,7 +157,8 @@ class ModelRun:
 def load_runs(run_dir, models: Sequence[str], device: str | torch.device = "cpu") -> dict[str, ModelRun]:
     """Load ``run_dir/<slug>/`` of each paper name in ``models``; a clear error naming
     ``run_dir`` and how to train them when some are missing."""
-    from .train import CHECKPOINT_FILE, load_model, read_run, resolve_device, slugify
+    from .device import resolve_device
+    from .runs import CHECKPOINT_FILE, load_model, read_run, slugify
 
     run_dir = Path(run_dir)
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -252,16 +253,7 @@ def load_val(data_root, *, center_fractions=(0.08,), accelerations=(4,), seed: i
         acquisition=[ACQ_SHORT.get(s.acquisition, s.acquisition) for s in items])
 
 
-def volume_shifts(n: int, max_shift: int = 16, seed: int = 0) -> torch.Tensor:
-    """``(n, 2)`` shifts, each axis uniform in ``[-max_shift, max_shift - 1]``, seeded."""
-    from .train import random_shifts
-
-    g = torch.Generator().manual_seed(int(seed))
-    return random_shifts(n, max_shift, g)
-
-
-def _shift_each(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    return torch.stack([roll2d(xi, k) for xi, k in zip(x, shifts.tolist())]) if len(x) else x
+volume_shifts = seeded_shifts  # the random protocol's shifts, one per volume (apslib.shifts)
 
 
 # --------------------------------------------------------------------------------------
@@ -363,7 +355,7 @@ def evaluate_in_distribution(runs: dict[str, ModelRun], val: ValData, *, max_shi
         shifts[vidx[v]] = k
     vol_acq = [val.acquisition[vidx[v][0]] for v in vols]
     y = val.denorm(val.target)
-    y_shift = _shift_each(y, shifts)
+    y_shift = shift_each(y, shifts)
     rows: list[dict] = []
 
     def recon_rows(name, pred, pred_shift=None):
@@ -389,11 +381,11 @@ def evaluate_in_distribution(runs: dict[str, ModelRun], val: ValData, *, max_shi
 
     if zero_filled:
         recon_rows("Zero-filled", val.denorm(val.image))
-    x_shift = _shift_each(val.image, shifts)
+    x_shift = shift_each(val.image, shifts)
     for name, run in runs.items():
         out, ph = predict(run, val.image, batch_size=batch_size, return_phases=True)
         out_s, ph_s = predict(run, x_shift, batch_size=batch_size, return_phases=True)
-        eq = image_metrics(out_s, _shift_each(out, shifts))
+        eq = image_metrics(out_s, shift_each(out, shifts))
         for acq, mask in _groups(val.acquisition):
             for metric in EQ_METRICS:
                 rows.extend(_stat_rows(eq[metric][mask], model=name, dataset=dataset,
@@ -471,11 +463,11 @@ def evaluate_ood(runs: dict[str, ModelRun], sets: dict, *, max_shift: int = 16, 
         x = images.stack().float()
         names = images.names
         shifts = volume_shifts(len(x), max_shift, seed)
-        x_shift = _shift_each(x, shifts)
+        x_shift = shift_each(x, shifts)
         for name, run in runs.items():
             out, ph = predict(run, x, batch_size=batch_size, return_phases=True)
             out_s, ph_s = predict(run, x_shift, batch_size=batch_size, return_phases=True)
-            eq = image_metrics(out_s, _shift_each(out, shifts))
+            eq = image_metrics(out_s, shift_each(out, shifts))
             for metric in EQ_METRICS:
                 rows.extend(_stat_rows(eq[metric], model=name, dataset=set_name,
                                        acquisition="all", protocol="random", metric=metric))
@@ -834,7 +826,7 @@ def plot_shift_heatmaps(frame: pd.DataFrame, *, metric: str = "eq_nmse", reduce:
 # --------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    from .train import PAPER_MODELS
+    from .runs import PAPER_MODELS
 
     ap = argparse.ArgumentParser(prog="python -m apslib.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", required=True)

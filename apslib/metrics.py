@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
+from .shifts import roll2d, shift_grid
+
 __all__ = [
     "roll2d",
     "shift_grid",
@@ -19,18 +21,6 @@ __all__ = [
     "equivariance_error_map",
     "phase_margins",
 ]
-
-
-def roll2d(x: torch.Tensor, shift: Sequence[int]) -> torch.Tensor:
-    """Circular shift ``T_k`` of the last two axes by ``shift = (dy, dx)``."""
-    dy, dx = (int(s) for s in shift)
-    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
-
-
-def shift_grid(period: int | tuple[int, int]) -> list[tuple[int, int]]:
-    """Every shift ``(dy, dx)`` with ``0 <= dy < py`` and ``0 <= dx < px``."""
-    py, px = (period, period) if isinstance(period, int) else period
-    return [(dy, dx) for dy in range(py) for dx in range(px)]
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -87,14 +77,12 @@ def phase_margins(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]
     ReLU): the pool copies it into two (or four) polyphase components. Models without APS
     levels give an empty list.
     """
-    from .polyphase import polyphase_norms
-    from .unet import APSPoolDown, _pool_stride1
+    from .unet import APSPoolDown
 
     margins: list[torch.Tensor] = []
 
     def hook(module, inputs, _output):
-        m = module.blur(_pool_stride1(inputs[0], module.padding_mode))
-        top = polyphase_norms(m, module.criterion).topk(2, dim=1).values
+        top = module.phase_norms(inputs[0]).topk(2, dim=1).values
         margins.append(((top[:, 0] - top[:, 1]) / top[:, 0].clamp_min(1e-300)).cpu())
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, APSPoolDown)]

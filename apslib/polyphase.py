@@ -33,6 +33,8 @@ about 1e-15 relative.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,6 +49,7 @@ __all__ = [
     "aps_down",
     "aps_up",
     "phase_shift",
+    "predicted_phases",
     "APSDown",
     "APSUp",
 ]
@@ -242,6 +245,36 @@ def phase_shift(u: torch.Tensor, idx: torch.Tensor, *, circular: bool = True,
     """
     _check_idx(idx, u.shape[0])
     return _PhaseShift.apply(u, idx, bool(circular), bool(inverse))
+
+
+def predicted_phases(phases: Sequence[torch.Tensor], shifts) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The grids an exactly equivariant APS U-Net chooses for ``T_k x``, level by level.
+
+    ``phases[l]``: the ``(N,)`` phase indices chosen for ``x`` at level ``l`` (encoder
+    order); ``shifts``: ``(N, 2)`` or one ``(dy, dx)``. Level 1 sees the shift ``k``; if
+    ``x`` chose ``(i, j)`` there, ``T_k x`` must choose ``(i', j') = ((i + dy) % 2,
+    (j + dx) % 2)`` (Proposition 1), and the next level sees the shift
+    ``((dy + i - i') / 2, (dx + j - j') / 2)``, an integer.
+
+    Returns ``(predicted, seen)``: per level the ``(N,)`` predicted phase indices and the
+    ``(N, 2)`` shift that level sees. A choice for ``T_k x`` that differs from
+    ``predicted`` is a grid flip (a tie decided otherwise).
+    """
+    n = len(phases[0]) if len(phases) else 0
+    k = torch.as_tensor(shifts, dtype=torch.long).reshape(-1, 2).cpu()
+    if k.shape[0] == 1 and n != 1:
+        k = k.expand(n, 2)
+    dy, dx = k[:, 0].clone(), k[:, 1].clone()
+    predicted, seen = [], []
+    for p in phases:
+        p = p.long().cpu()
+        i, j = p // 2, p % 2  # PHASES[idx] == (idx // 2, idx % 2)
+        ei, ej = (i + dy) % 2, (j + dx) % 2
+        seen.append(torch.stack([dy, dx], 1))
+        predicted.append(2 * ei + ej)
+        dy = torch.div(dy + i - ei, 2, rounding_mode="floor")
+        dx = torch.div(dx + j - ej, 2, rounding_mode="floor")
+    return predicted, seen
 
 
 class APSDown(nn.Module):

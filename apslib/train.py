@@ -67,8 +67,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import data as data_mod
+from .config import LOSSES, RUNTIME_FIELDS, TrainConfig, config_for
+from .device import resolve_device
 from .io import atomic_torch_save, atomic_write_json
-from .unet import UNet, UNetConfig
+from .runs import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    PAPER_MODELS,
+    RunConflictError,
+    RunResult,
+    TrainingError,
+    _history_doc,
+    _read_history,
+    history_frame,
+    load_model,
+    model_name,
+    parse_model_name,
+    plan_run,
+    read_run,
+    slugify,
+)
+from .shifts import random_shifts, shift_each
+from .unet import UNet, UNetConfig, check_size
+
+
+class NonFiniteLossError(TrainingError, FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+shift_images = shift_each  # the old name; one definition in apslib.shifts
 
 __all__ = [
     "PAPER_MODELS",
@@ -101,234 +130,21 @@ __all__ = [
     "main",
 ]
 
-PAPER_MODELS = ("Baseline", "LPF-3", "Baseline + DA", "APS", "APS-3")
-CONFIG_FILE = "config.json"
-HISTORY_FILE = "history.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
-LOSSES = ("mse", "l1")
-
-# Fields that may change between the calls of one run (where and how it runs, how long);
-# every other field defines the run, and a mismatch is an error.
-RUNTIME_FIELDS = ("name", "epochs", "data_root", "run_dir", "device", "workers",
-                  "channels_last")
-
 # Purposes of the derived seeds (second entry of the seed sequence).
 _SHUFFLE, _MASK, _AUGMENT, _VAL_SHIFT, _LOADER = 1, 2, 3, 4, 5
-
-
-class TrainingError(RuntimeError):
-    """A training run cannot go on; the message says why and what to do."""
-
-
-class NonFiniteLossError(TrainingError, FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class RunConflictError(TrainingError, ValueError):
-    """The run folder holds a run with another configuration."""
 
 
 # --------------------------------------------------------------------------------------
 # Model names
 # --------------------------------------------------------------------------------------
 
-_NAME_RE = re.compile(r"^(baseline|lpf|aps)(?:\s*-?\s*(\d+))?(\s*[-+]\s*da)?$", re.IGNORECASE)
-
-
-def model_name(variant: str, filter_size: int = 1, shift_augment: bool = False) -> str:
-    """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-2``, ``Baseline + DA``."""
-    base = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS"}[variant]
-    name = f"{base}-{filter_size}" if filter_size > 1 or variant == "lpf" else base
-    return f"{name} + DA" if shift_augment else name
-
-
-def parse_model_name(name: str) -> dict:
-    """``"APS-3"`` -> ``{"variant": "aps", "filter_size": 3, "shift_augment": False}``.
-
-    Accepts the paper's names (``Baseline``, ``LPF-j``, ``Baseline + DA``, ``APS``,
-    ``APS-j``, and ``+ DA`` after any of them), case-insensitively, and their slugs
-    (``baseline-da``, ``aps-3``).
-    """
-    m = _NAME_RE.match(str(name).strip())
-    if not m:
-        raise ValueError(
-            f"unknown model name {name!r}: use Baseline, LPF-<j>, APS, APS-<j> (j = blur "
-            f"size 2..7), optionally followed by ' + DA'; the paper's five are {list(PAPER_MODELS)}")
-    variant = m.group(1).lower()
-    filter_size = int(m.group(2)) if m.group(2) else 1
-    if variant == "baseline" and m.group(2):
-        raise ValueError(f"{name!r}: the Baseline has no blur; use LPF-{m.group(2)}")
-    if variant == "lpf" and filter_size < 2:
-        raise ValueError(f"{name!r}: LPF needs a blur size >= 2, e.g. LPF-3")
-    return {"variant": variant, "filter_size": filter_size, "shift_augment": bool(m.group(3))}
-
-
-def slugify(name: str) -> str:
-    """Folder name of a run: ``"Baseline + DA"`` -> ``"baseline-da"``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
-    if not slug:
-        raise ValueError(f"cannot make a folder name from {name!r}")
-    return slug
-
-
 # --------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------
 
-@dataclass
-class TrainConfig:
-    """One training run. Defaults: the paper's protocol and model sizes.
-
-    ``criterion`` is the APS norm (``"l2"``, the paper's); ``loss`` the training loss
-    (``"mse"``, the paper's, or ``"l1"``). ``channels=None`` means the paper's widths
-    ``64 * 2**k`` for ``k = 0..depth``. ``clamp``/``grad_clip`` ``None`` (or 0) switch the
-    output clamp / gradient clipping off. ``batch_size`` is per process under DDP.
-    ``sample_fraction``/``volume_fraction``/``acquisition`` select a deterministic subset
-    of both splits (see :func:`apslib.data.make_dataset`).
-    """
-
-    variant: str = "aps"
-    filter_size: int = 1
-    depth: int = 4
-    channels: tuple[int, ...] | None = None
-    criterion: str = "l2"
-    padding_mode: str = "circular"
-    loss: str = "mse"
-    lr: float = 1e-3
-    epochs: int = 50
-    batch_size: int = 16
-    lr_step: int = 5
-    lr_gamma: float = 0.5
-    shift_augment: bool = False
-    max_shift: int = 16
-    clamp: float | None = 6.0
-    grad_clip: float | None = 1.0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    channels_last: bool = False
-    sync_bn: bool = False
-    workers: int = 0
-    data_root: str | None = None
-    run_dir: str | None = None
-    name: str | None = None
-    center_fractions: tuple[float, ...] = (0.08,)
-    accelerations: tuple[int, ...] = (4,)
-    acquisition: str | None = None
-    sample_fraction: float | None = None
-    volume_fraction: float | None = None
-
-    def __post_init__(self):
-        if self.channels is None:
-            self.channels = tuple(64 * 2 ** k for k in range(max(int(self.depth), 0) + 1))
-        self.channels = tuple(int(c) for c in self.channels)
-        self.center_fractions = tuple(float(c) for c in self.center_fractions)
-        self.accelerations = tuple(int(a) for a in self.accelerations)
-        for name in ("data_root", "run_dir"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, str(value))
-        if not self.clamp:
-            self.clamp = None
-        if not self.grad_clip:
-            self.grad_clip = None
-        self.unet_config()  # validates variant, depth, channels, filter size, criterion
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("epochs", "batch_size", "lr_step"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if not self.lr_gamma > 0:
-            raise ValueError(f"lr_gamma must be positive, got {self.lr_gamma!r}")
-        if int(self.max_shift) < 1:
-            raise ValueError(f"max_shift must be >= 1, got {self.max_shift!r}")
-        if self.clamp is not None and self.clamp < 0:
-            raise ValueError(f"clamp must be positive (or None), got {self.clamp!r}")
-        if self.grad_clip is not None and self.grad_clip < 0:
-            raise ValueError(f"grad_clip must be positive (or None), got {self.grad_clip!r}")
-        if int(self.seed) < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
-        if int(self.workers) < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
-        self.max_shift, self.seed, self.workers = int(self.max_shift), int(self.seed), int(self.workers)
-        if self.name is not None:
-            slugify(self.name)
-
-    def unet_config(self) -> UNetConfig:
-        return UNetConfig(variant=self.variant, depth=self.depth, channels=tuple(self.channels),
-                          filter_size=self.filter_size, criterion=self.criterion,
-                          padding_mode=self.padding_mode)
-
-    @property
-    def display_name(self) -> str:
-        """``name``, or the paper-style name of the variant, blur and augmentation."""
-        return self.name or model_name(self.variant, self.filter_size, self.shift_augment)
-
-    @property
-    def slug(self) -> str:
-        return slugify(self.display_name)
-
-    @property
-    def run_path(self) -> Path:
-        if self.run_dir is None:
-            raise ValueError("TrainConfig.run_dir is not set: say where runs are written")
-        return Path(self.run_dir).expanduser() / self.slug
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def identity(self) -> dict:
-        """The fields that define the run (everything but :data:`RUNTIME_FIELDS`)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
-
-    def replace(self, **changes) -> "TrainConfig":
-        return replace(self, **changes)
-
-
-def config_for(name: str, **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` of a paper model name (``"LPF-3"``, ``"Baseline + DA"``),
-    with ``overrides`` (e.g. ``depth=3, channels=[8, 16, 32, 64], epochs=10``)."""
-    spec = parse_model_name(name)
-    clash = set(spec) & set(overrides)
-    if clash:
-        raise ValueError(f"{sorted(clash)} come from the model name {name!r}; do not override them")
-    return TrainConfig(**spec, name=model_name(**spec), **overrides)
-
-
 # --------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------
-
-def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
-    """``"auto"``: cuda (the process's local rank under torchrun), else mps, else cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
-        if device.index is None:
-            device = torch.device("cuda", local_rank or 0)
-    return device
-
 
 def build_model(config: TrainConfig) -> UNet:
     """The U-Net of ``config``, initialised from ``torch.manual_seed(config.seed)``."""
@@ -342,18 +158,12 @@ def _derive_seed(*parts: int) -> int:
 
 
 def check_data_size(dataset, unet_config: UNetConfig, what: str = "data") -> None:
-    """``ValueError`` unless every target size in ``dataset`` suits the U-Net: a multiple
-    of ``2**depth`` and at least ``unet_config.min_size`` on each side."""
+    """``ValueError`` unless every target size in ``dataset`` suits the U-Net
+    (:func:`apslib.unet.check_size`)."""
     sizes = sorted({tuple(int(v) for v in r.metadata["recon_size"][:2])
                     for r in dataset.raw_samples})
     for shape in sizes:
-        data_mod.check_multiple(shape, unet_config.multiple, what=f"target size of {what}")
-        if min(shape) < unet_config.min_size:
-            raise ValueError(
-                f"target size {shape[0]}x{shape[1]} of {what} is too small for the "
-                f"{unet_config.variant} U-Net of depth {unet_config.depth}: it needs at least "
-                f"{unet_config.min_size}x{unet_config.min_size}. Lower the depth (or use "
-                "larger images)")
+        check_size(shape, unet_config, what=f"target size of {what}")
 
 
 def build_datasets(config: TrainConfig):
@@ -380,19 +190,6 @@ def val_loader(config: TrainConfig, batch_size: int | None = None):
     return torch.utils.data.DataLoader(val, batch_size=batch_size or config.batch_size,
                                        shuffle=False, num_workers=config.workers,
                                        worker_init_fn=data_mod.seed_mask_worker if config.workers else None)
-
-
-def random_shifts(n: int, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``(n, 2)`` int64 shifts ``(dy, dx)``, each uniform in ``[-max_shift, max_shift - 1]``."""
-    return torch.randint(-int(max_shift), int(max_shift), (int(n), 2), generator=generator)
-
-
-def shift_images(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Circularly shift sample ``i`` of ``x`` (last two axes) by ``shifts[i] = (dy, dx)``."""
-    shifts = shifts.tolist()
-    if len(shifts) != x.shape[0]:
-        raise ValueError(f"{len(shifts)} shifts for a batch of {x.shape[0]}")
-    return torch.stack([torch.roll(xi, (dy, dx), dims=(-2, -1)) for xi, (dy, dx) in zip(x, shifts)])
 
 
 def augment_batch(x: torch.Tensor, y: torch.Tensor, max_shift: int,
@@ -535,92 +332,6 @@ def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
 # Run folder
 # --------------------------------------------------------------------------------------
 
-@dataclass
-class RunResult:
-    """What :func:`train` did: ``skipped`` (already finished), the history, the folder."""
-
-    name: str
-    path: Path
-    config: TrainConfig
-    history: list = field(default_factory=list)
-    done: bool = False
-    skipped: bool = False
-    seconds: float = 0.0
-
-    @property
-    def final(self) -> dict:
-        return self.history[-1] if self.history else {}
-
-    @property
-    def train_seconds(self) -> float:
-        """Wall time of all epochs of the run (over every call that trained it)."""
-        return float(sum(r["seconds"] for r in self.history))
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "path": str(self.path), "done": self.done,
-                "skipped": self.skipped, "seconds": round(self.seconds, 2),
-                "train_seconds": round(self.train_seconds, 2), "final": self.final,
-                "config": self.config.to_dict()}
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as err:
-        raise TrainingError(f"cannot parse {path}: {err}. Delete the run folder "
-                            f"{path.parent} or pass retrain=True (--retrain)") from err
-
-
-def _normalise(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=str))
-
-
-def read_run(path) -> dict:
-    """``{"config": TrainConfig, "history": [...], "done": bool, "path": Path}`` of a run
-    folder (config.json + history.json)."""
-    path = Path(path)
-    cfg = _read_json(path / CONFIG_FILE)
-    if cfg is None:
-        raise FileNotFoundError(f"no training run in {path} (no {CONFIG_FILE})")
-    hist = _read_json(path / HISTORY_FILE) or {}
-    return {"path": path, "config": TrainConfig.from_dict(cfg["config"]),
-            "history": hist.get("history", []), "done": bool(hist.get("done", False)),
-            "name": cfg.get("name", path.name)}
-
-
-def _diff(old: dict, new: dict) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-
-
-def _plan(config: TrainConfig, path: Path, retrain: bool) -> str:
-    """``"skip"``, ``"resume"`` or ``"fresh"`` for this run folder (all ranks agree: each
-    reads the same files)."""
-    cfg = _read_json(path / CONFIG_FILE)
-    if cfg is None:
-        return "fresh"
-    if retrain:
-        return "fresh"
-    old = {k: v for k, v in cfg.get("config", {}).items() if k not in RUNTIME_FIELDS}
-    diff = _diff(old, _normalise(config.identity()))
-    if diff:
-        raise RunConflictError(
-            f"{path} holds a run of {cfg.get('name', '?')!r} with another configuration ("
-            + "; ".join(diff) + "). Use another run_dir or name, or retrain=True (--retrain) "
-            "to delete it and start over")
-    old_root, new_root = cfg.get("config", {}).get("data_root"), config.data_root
-    if old_root and new_root and Path(old_root).expanduser().resolve() != Path(new_root).expanduser().resolve():
-        warnings.warn(f"{path} was trained on data_root {old_root}; now {new_root} is given "
-                      "(fine if it is the same data moved; otherwise use another run_dir or "
-                      "retrain)", stacklevel=3)
-    hist = _read_json(path / HISTORY_FILE) or {}
-    if hist.get("done") and len(hist.get("history", [])) >= config.epochs:
-        return "skip"
-    return "resume" if (path / CHECKPOINT_FILE).is_file() else "fresh"
-
-
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -633,15 +344,6 @@ def _set_rng_state(state: dict) -> None:
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-
-
-def _history_doc(name: str, config: TrainConfig, history: list, done: bool,
-                 error: str | None = None) -> dict:
-    doc = {"name": name, "done": done, "epochs_planned": config.epochs,
-           "epochs_completed": len(history), "history": history}
-    if error:
-        doc["error"] = error
-    return doc
 
 
 # --------------------------------------------------------------------------------------
@@ -672,7 +374,7 @@ def train(config: TrainConfig, *, retrain: bool = False, progress: bool = True,
     data_mod.check_data_root(config.data_root)
     dist, device = _setup_distributed(config.device)
     try:
-        plan = _plan(config, path, retrain)
+        plan = plan_run(config, path, retrain)
         if plan == "skip":
             run = read_run(path)
             return RunResult(name, path, config, run["history"], done=True, skipped=True,
@@ -857,43 +559,9 @@ def _check_finite(pending: list, step: int, epoch: int, config: TrainConfig, pat
     raise NonFiniteLossError(msg)
 
 
-def _read_history(path: Path) -> list:
-    doc = _read_json(path / HISTORY_FILE) or {}
-    return doc.get("history", [])
-
-
 # --------------------------------------------------------------------------------------
 # Reading runs back
 # --------------------------------------------------------------------------------------
-
-def load_model(path, device: str | torch.device = "cpu") -> UNet:
-    """The trained U-Net of a run folder (or a checkpoint file), in eval mode."""
-    path = Path(path)
-    ckpt_path = path / CHECKPOINT_FILE if path.is_dir() else path
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"no checkpoint {ckpt_path}: train the model first")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    model = UNet(UNetConfig(**{**ckpt["unet"], "channels": tuple(ckpt["unet"]["channels"])}))
-    model.load_state_dict(ckpt["model"])
-    return model.to(resolve_device(str(device)) if isinstance(device, str) else device).eval()
-
-
-def history_frame(runs):
-    """Long table of the histories of ``runs`` (:class:`RunResult`, run folders, or a
-    mapping name -> either): one row per model and epoch, column ``model`` first."""
-    import pandas as pd
-
-    items = runs.items() if isinstance(runs, dict) else [(None, r) for r in runs]
-    rows = []
-    for key, run in items:
-        if isinstance(run, RunResult):
-            name, hist = run.name, run.history
-        else:
-            info = read_run(run)
-            name, hist = info["name"], info["history"]
-        rows += [{"model": key or name, **rec} for rec in hist]
-    return pd.DataFrame(rows)
-
 
 def _label_short_log_axis(ax) -> None:
     """A log axis spanning less than a decade gets one or no major label: label the minor

@@ -36,6 +36,7 @@ __all__ = [
     "VARIANTS",
     "PAPER_CHANNELS",
     "UNetConfig",
+    "check_size",
     "DoubleConv",
     "MaxPoolDown",
     "BlurPoolDown",
@@ -95,6 +96,38 @@ def check_aps_criterion(criterion: str, filter_size: int) -> None:
             "their l-infinity norms tie and the grid would be chosen by the tie rule, not by "
             "the signal; equivariance would be lost. Use criterion='l2' (the paper's) or "
             "'l1', or a blur (filter_size >= 2)."
+        )
+
+
+def check_size(shape, config: "UNetConfig", what: str = "input size") -> None:
+    """The one size rule of this U-Net family, with one message.
+
+    ``shape`` = ``(H, W)`` (or a single side). Each side must be a multiple of
+    ``2 ** depth`` (``config.multiple``) and at least ``config.min_size`` (a 2x2 bottleneck
+    for the stride-1-pooling variants). Raises ``ValueError`` naming sizes that work.
+    """
+    shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    m, depth = config.multiple, config.depth
+    bad = [n for n in shape if n % m]
+    if bad:
+        n = bad[0]
+        works = sorted({max(n - n % m, config.min_size), max(n - n % m + m, config.min_size)})
+        fits = max(d for d in range(0, 16) if n % (2 ** d) == 0)
+        raise ValueError(
+            f"{what} {'x'.join(map(str, shape))} is not divisible by 2**depth = {m} "
+            f"(depth={depth}): the U-Net needs sides that are multiples of {m}. Sizes that "
+            f"work: {' or '.join(map(str, works))} (crop or "
+            f"pad), or a depth of at most {fits} for side {n}"
+        )
+    smallest = config.min_size
+    if min(shape) < smallest:
+        raise ValueError(
+            f"{what} {'x'.join(map(str, shape))} is too small for the {config.variant} U-Net "
+            f"of depth {depth}: it needs at least {smallest}x{smallest}"
+            + (" (a bottleneck of 2x2 pixels: with a 1-pixel bottleneck the last stride-1 "
+               "max-pool sees a 2-pixel map, makes its two rows (or columns) identical, and "
+               "the polyphase choice ties)" if config.variant != "baseline" else "")
+            + ". Use larger images or a lower depth"
         )
 
 
@@ -161,6 +194,11 @@ class APSPoolDown(nn.Module):
         check_aps_criterion(criterion, check_filter_size(filter_size))
         self.padding_mode = padding_mode
         self.blur = Blur(channels, filter_size, padding_mode=padding_mode)
+
+    def phase_norms(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 4)`` float64 norms of the four polyphase components of the map this layer
+        chooses on (the stride-1-pooled, blurred ``x``); ``argmax`` is its choice."""
+        return polyphase_norms(self.blur(_pool_stride1(x, self.padding_mode)), self.criterion)
 
     def forward(self, x: torch.Tensor):
         if (self.blur.filter_size == 1 and self.padding_mode == "circular"
@@ -293,8 +331,9 @@ class UNetConfig:
     @property
     def name(self) -> str:
         """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-3``."""
-        base = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS"}[self.variant]
-        return f"{base}-{self.filter_size}" if self.filter_size > 1 else base
+        from .runs import model_name  # the one naming rule (runs imports this module)
+
+        return model_name(self.variant, self.filter_size)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -348,25 +387,7 @@ class UNet(nn.Module):
             )
         if x.shape[1] != cfg.in_channels:
             raise ValueError(f"input has {x.shape[1]} channels, the model expects {cfg.in_channels}")
-        m = cfg.multiple
-        bad = [(ax, n) for ax, n in zip(("height", "width"), x.shape[-2:]) if n % m]
-        if bad:
-            msg = "; ".join(
-                f"{ax} {n} -> use {max(m, n - n % m)} or {n - n % m + m}" for ax, n in bad
-            )
-            raise ValueError(
-                f"input size {x.shape[-2]}x{x.shape[-1]} is not divisible by 2**depth = {m} "
-                f"(depth={cfg.depth}): {msg} (crop or pad), or lower the depth"
-            )
-        smallest = cfg.min_size
-        if min(x.shape[-2:]) < smallest:
-            raise ValueError(
-                f"input size {x.shape[-2]}x{x.shape[-1]} is too small for the {cfg.variant} "
-                f"U-Net of depth {cfg.depth}: it needs at least {smallest}x{smallest} (a "
-                f"bottleneck of 2x2 pixels). With a 1-pixel bottleneck the last stride-1 "
-                "max-pool sees a 2-pixel map, makes its two rows (or columns) identical, and "
-                "the polyphase choice ties. Use a larger input or a lower depth"
-            )
+        check_size(tuple(x.shape[-2:]), cfg)
 
     def forward(self, x: torch.Tensor, return_phases: bool = False):
         self.check_input(x)

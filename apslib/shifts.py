@@ -1,0 +1,47 @@
+"""Integer circular shifts: the one home of every shift helper.
+
+``T_k`` is the circular shift by ``k = (dy, dx)`` pixels (down, right) of the last two
+axes. Training (shift augmentation, the validation equivariance loss) and evaluation (the
+random protocol, the exhaustive sweep) draw and apply shifts only through these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["roll2d", "shift_grid", "shift_each", "random_shifts", "seeded_shifts"]
+
+
+def roll2d(x: torch.Tensor, shift: Sequence[int]) -> torch.Tensor:
+    """Circular shift ``T_k`` of the last two axes by ``shift = (dy, dx)``."""
+    dy, dx = (int(s) for s in shift)
+    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+def shift_grid(period: int | tuple[int, int]) -> list[tuple[int, int]]:
+    """Every shift ``(dy, dx)`` with ``0 <= dy < py`` and ``0 <= dx < px``."""
+    py, px = (period, period) if isinstance(period, int) else period
+    return [(dy, dx) for dy in range(py) for dx in range(px)]
+
+
+def shift_each(x: torch.Tensor, shifts: torch.Tensor | Sequence[Sequence[int]]) -> torch.Tensor:
+    """Circularly shift sample ``i`` of ``x`` (last two axes) by ``shifts[i] = (dy, dx)``."""
+    shifts = shifts.tolist() if isinstance(shifts, torch.Tensor) else [list(k) for k in shifts]
+    if len(shifts) != x.shape[0]:
+        raise ValueError(f"{len(shifts)} shifts for a batch of {x.shape[0]}: give one "
+                         "(dy, dx) per sample")
+    if not shifts:
+        return x
+    return torch.stack([roll2d(xi, k) for xi, k in zip(x, shifts)])
+
+
+def random_shifts(n: int, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(n, 2)`` int64 shifts ``(dy, dx)``, each uniform in ``[-max_shift, max_shift - 1]``."""
+    return torch.randint(-int(max_shift), int(max_shift), (int(n), 2), generator=generator)
+
+
+def seeded_shifts(n: int, max_shift: int = 16, seed: int = 0) -> torch.Tensor:
+    """:func:`random_shifts` from a generator seeded with ``seed`` (same seed, same shifts)."""
+    return random_shifts(n, max_shift, torch.Generator().manual_seed(int(seed)))
