@@ -60,6 +60,8 @@ from .io import atomic_write_json
 
 __all__ = [
     "ACQUISITIONS",
+    "ACQUISITION_NAMES",
+    "denormalize",
     "SPLITS",
     "DataError",
     "DataWarning",
@@ -95,7 +97,9 @@ __all__ = [
 ]
 
 ACQUISITIONS = ("CORPD_FBK", "CORPDFS_FBK")
-_ACQ_ALIASES = {"PD": "CORPD_FBK", "PDFS": "CORPDFS_FBK"}
+# fastMRI acquisition -> the short name of tables and figures (the one list of both names)
+ACQUISITION_NAMES = {"CORPD_FBK": "PD", "CORPDFS_FBK": "PDFS"}
+_ACQ_ALIASES = {short: full for full, short in ACQUISITION_NAMES.items()}
 SPLITS = ("train", "val")
 ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
 MANIFEST = "apslib_synth.json"
@@ -588,6 +592,15 @@ def check_multiple(shape, multiple: int | None, what: str = "target size") -> No
         f"{f' of depth {depth}' if depth is not None else ''} needs sizes that are multiples "
         f"of {multiple}. Sizes that work: {', '.join(str(v) for v in (lo, hi) if v > 0)}; "
         f"or a depth of at most {max(fits)} for size {s}.")
+
+
+def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """Undo the transform's instance normalisation, per sample: ``x * std + mean`` in
+    float64 (``mean``/``std``: ``(B,)``, broadcast over the other axes of ``x``)."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    mean = torch.as_tensor(mean).to(x.device, torch.float64).reshape(shape)
+    std = torch.as_tensor(std).to(x.device, torch.float64).reshape(shape)
+    return x.double() * std + mean
 
 
 def resolve_acquisition(acquisition: str | None) -> str | None:

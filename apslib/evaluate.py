@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .data import ACQUISITION_NAMES
 from .io import atomic_open, atomic_write_text
 from .shifts import roll2d, seeded_shifts, shift_each, shift_grid
 from .polyphase import PHASES
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 COLUMNS = ["model", "dataset", "acquisition", "protocol", "metric", "statistic", "value", "n"]
-ACQ_SHORT = {"CORPD_FBK": "PD", "CORPDFS_FBK": "PDFS"}
+ACQ_SHORT = ACQUISITION_NAMES  # the old name
 PLOT_FLOOR = 1e-20  # NMSE floor for log-scale plots (exact zeros are drawn at this value)
 EQ_METRICS = ("eq_nmse", "eq_psnr", "eq_ssim")
 TRAIN_HINT = ("train them with notebooks/02_train.ipynb (`python -m apslib.notebooks --only 02`) "
@@ -228,9 +229,10 @@ class ValData:
         return self.image.shape[0]
 
     def denorm(self, x: torch.Tensor, index=None) -> torch.Tensor:
+        from .data import denormalize
+
         idx = slice(None) if index is None else index
-        s = (-1, 1, 1, 1)
-        return x.double() * self.std[idx].double().reshape(s) + self.mean[idx].double().reshape(s)
+        return denormalize(x, self.mean[idx], self.std[idx])
 
     def volume_index(self, vol: str) -> list[int]:
         return [i for i, f in enumerate(self.fname) if f == vol]

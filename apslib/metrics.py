@@ -17,10 +17,19 @@ __all__ = [
     "roll2d",
     "shift_grid",
     "relative_error",
+    "psnr",
     "equivariance_errors",
     "equivariance_error_map",
     "phase_margins",
 ]
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, max_value) -> torch.Tensor:
+    """Per-sample PSNR (dB, float64) with data range ``max_value`` (shape ``(B,)``)."""
+    pred, target = pred.double().flatten(1), target.double().flatten(1)
+    mse = (pred - target).pow(2).mean(1).clamp_min(1e-300)
+    peak = torch.as_tensor(max_value, dtype=torch.float64, device=mse.device).reshape(-1)
+    return 10 * torch.log10(peak ** 2 / mse)
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -89,6 +89,7 @@ from .runs import (
     read_run,
     slugify,
 )
+from .metrics import psnr
 from .shifts import random_shifts, shift_each
 from .unet import UNet, UNetConfig, check_size
 
@@ -225,19 +226,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     return value.detach()
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor, max_value: torch.Tensor) -> torch.Tensor:
-    """Per-sample PSNR (dB, float64) with data range ``max_value`` (shape ``(B,)``)."""
-    pred, target = pred.double().flatten(1), target.double().flatten(1)
-    mse = (pred - target).pow(2).mean(1).clamp_min(1e-300)
-    peak = torch.as_tensor(max_value, dtype=torch.float64, device=mse.device).reshape(-1)
-    return 10 * torch.log10(peak ** 2 / mse)
-
-
 def _denorm(x: torch.Tensor, batch) -> torch.Tensor:
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    mean = batch.mean.to(x.device, torch.float64).reshape(shape)
-    std = batch.std.to(x.device, torch.float64).reshape(shape)
-    return x.double() * std + mean
+    return data_mod.denormalize(x, batch.mean, batch.std)
 
 
 @torch.no_grad()

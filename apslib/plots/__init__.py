@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_open
+from ..io import atomic_open
 
 __all__ = ["COLUMN_WIDTH", "TEXT_WIDTH", "STYLE_RC", "set_style", "save_figure", "image_range",
            "plot_examples"]
