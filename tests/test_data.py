@@ -1,10 +1,15 @@
 """apslib.data: the embedded fastMRI-format dataset, loading through fastmri's own classes
-(real-shaped files too), out-of-distribution image sets, and the bad-input messages."""
+(real-shaped files too), out-of-distribution image sets, the image-size check against the
+U-Net, the CLI, and the bad-input messages."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as etree
 from pathlib import Path
@@ -16,6 +21,7 @@ import torch
 from fastmri.data.mri_data import et_query
 
 from apslib import data
+from apslib.unet import UNetConfig, check_size
 
 SIZE, SLICES = 32, 3
 
@@ -358,11 +364,25 @@ def test_hdf5_without_fastmri_content_raises_naming_the_file(root_copy):
 
 
 def test_size_not_divisible_by_two_to_the_depth():
-    data.check_multiple((320, 320), 16)
-    with pytest.raises(ValueError) as err:
+    with pytest.deprecated_call():
+        data.check_multiple((320, 320), 16)
+    with pytest.raises(ValueError) as err, pytest.deprecated_call():
         data.check_multiple(100, 16)
     msg = str(err.value)
     assert "2**depth = 16" in msg and "96" in msg and "112" in msg and "depth of at most 2" in msg
+
+
+def test_check_multiple_is_a_thin_wrapper_over_the_one_size_rule():
+    config = UNetConfig(variant="baseline", depth=4, channels=(1,) * 5)
+    with pytest.raises(ValueError) as ours, pytest.deprecated_call():
+        data.check_multiple((100, 96), 16, what="size")
+    with pytest.raises(ValueError) as rule:
+        check_size((100, 96), config, what="size")
+    assert str(ours.value) == str(rule.value)
+    with pytest.deprecated_call():
+        data.check_multiple((7, 9), None)  # None skips
+    with pytest.raises(ValueError, match="power of two"), pytest.deprecated_call():
+        data.check_multiple((96, 96), 12)
 
 
 def test_size_check_happens_before_training(root):
@@ -459,3 +479,200 @@ def test_ood_sets_bundle():
     sets = data.ood_sets(32, noise_count=2)
     assert set(sets) == {"photographs", "noise", "shepp_logan"}
     assert len(sets["noise"]) == 2
+
+
+# ---------------------------------------------------------------- the package's shared pieces
+
+def test_decode_attr_reads_every_kind_of_hdf5_string(tmp_path):
+    assert data.decode_attr(b"CORPD_FBK") == "CORPD_FBK"
+    assert data.decode_attr(np.bytes_(b"CORPDFS_FBK")) == "CORPDFS_FBK"
+    assert data.decode_attr("PD") == "PD" and data.decode_attr(np.str_("PD")) == "PD"
+    assert data.decode_attr(np.array(b"x")) == "x" and data.decode_attr(None) == ""
+    assert data.decode_attr(b"\xff") == "\ufffd"  # undecodable bytes do not raise
+    f = tmp_path / "attrs.h5"
+    with h5py.File(f, "w") as hf:
+        hf.attrs["vlen"] = "CORPD_FBK"  # variable-length: h5py gives str
+        hf.attrs["fixed"] = np.bytes_(b"CORPD_FBK")  # fixed-length: numpy bytes
+    with h5py.File(f, "r") as hf:
+        assert {data.decode_attr(v) for v in hf.attrs.values()} == {"CORPD_FBK"}
+
+
+def test_one_list_of_acquisition_names():
+    assert data.ACQUISITIONS == tuple(data.ACQUISITION_NAMES) == ("CORPD_FBK", "CORPDFS_FBK")
+    for full, short in data.ACQUISITION_NAMES.items():
+        for alias in (full, full.lower(), short, short.lower()):
+            assert data.resolve_acquisition(alias) == full
+    assert data.resolve_acquisition(None) is None
+    with pytest.raises(ValueError, match="'PD', 'PDFS'"):
+        data.resolve_acquisition("T2")
+
+
+def test_public_api_is_re_exported():
+    for name in data.__all__:
+        assert getattr(data, name) is not None, name
+    from apslib.data import main  # the CLI, loaded on first use
+
+    assert main is data.main
+
+
+def test_apslib_data_imports_no_matplotlib():
+    code = "import sys, apslib.data; sys.exit('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# ---------------------------------------------------------------- writing one volume
+
+def _arrays(slices=2, size=16, seed=0):
+    g = np.random.default_rng(seed)
+    H, W = data.kspace_shape(size)
+    k = (g.standard_normal((slices, H, W)) + 1j * g.standard_normal((slices, H, W))).astype(np.complex64)
+    return k, g.random((slices, size, size)).astype(np.float32)
+
+
+def test_write_fastmri_volume_bytes_match_a_plain_h5py_file(tmp_path):
+    k, t = _arrays()
+    kw = dict(acquisition="CORPD_FBK", patient_id="p1", extra_attrs={"z": 1.5})
+    a = data.write_fastmri_volume(tmp_path / "a" / "v.h5", k, t, **kw)
+    time.sleep(1.1)  # timestamps, if any were written, would now differ
+    b = data.write_fastmri_volume(tmp_path / "b" / "v.h5", k, t, **kw)
+    assert _sha(a) == _sha(b)
+    # the same file h5py writes to a path (how this writer wrote it before atomic_open)
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as hf:
+        hf.create_dataset("ismrmrd_header", data=data.ismrmrd_header(k.shape[1:], t.shape[1:],
+                          num_slices=2, protocol="CORPD_FBK"), track_times=False)
+        hf.create_dataset("kspace", data=k, track_times=False)
+        hf.create_dataset("reconstruction_esc", data=t, track_times=False)
+        hf.attrs["acquisition"] = "CORPD_FBK"
+        hf.attrs["max"] = float(t.max())
+        hf.attrs["norm"] = float(np.linalg.norm(t.astype(np.float64)))
+        hf.attrs["patient_id"] = "p1"
+        hf.attrs["z"] = 1.5
+    assert a.read_bytes() == plain.read_bytes()
+    with h5py.File(a, "r") as hf:
+        assert np.array_equal(hf["kspace"][()], k) and np.array_equal(hf["reconstruction_esc"][()], t)
+
+
+def test_write_fastmri_volume_is_atomic_with_plain_permissions(tmp_path, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    k, t = _arrays()
+    folder = tmp_path / "out"
+    path = data.write_fastmri_volume(folder / "v.h5", k, t, acquisition="CORPD_FBK", patient_id="p")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    before = path.read_bytes()
+    with pytest.raises(TypeError):  # an attr h5py cannot store: the old file stays
+        data.write_fastmri_volume(path, k, t, acquisition="CORPD_FBK", patient_id="p",
+                                  extra_attrs={"bad": object()})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["v.h5"]  # no temporary files left
+    assert list(cwd.iterdir()) == []  # the in-memory file touches no disk
+
+
+# ---------------------------------------------------------------- the image size the model sees
+
+def _volume(folder: Path, name: str, *, target: int | None, recon: int, kspace_hw=(64, 38)):
+    """A volume whose header says ``recon x recon`` and whose target array is
+    ``target x target`` (``None``: no target, as in fastMRI's test split)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = np.random.default_rng(0)
+    k = (g.standard_normal((2, *kspace_hw)) + 1j * g.standard_normal((2, *kspace_hw))).astype(np.complex64)
+    header = data.ismrmrd_header(kspace_hw, (recon, recon), num_slices=2)
+    if target is not None:
+        t = g.random((2, target, target)).astype(np.float32)
+        return data.write_fastmri_volume(folder / name, k, t, acquisition="CORPD_FBK",
+                                         patient_id=name, header=header)
+    with h5py.File(folder / name, "w") as hf:
+        hf["ismrmrd_header"] = header
+        hf["kspace"] = k
+        hf.attrs["acquisition"] = "CORPD_FBK"
+    return folder / name
+
+
+def _unet(depth, variant="baseline"):
+    return UNetConfig(variant=variant, depth=depth, channels=(1,) * (depth + 1))
+
+
+def test_dataset_size_comes_from_the_arrays_not_the_header(tmp_path):
+    # header bad (100 is not a multiple of 16), arrays good (32): passes
+    _volume(tmp_path / "singlecoil_train", "a.h5", target=32, recon=100)
+    ds = data.make_dataset(tmp_path, "train", mask=False)
+    assert ds[0].image.shape == (32, 32)  # what the model receives
+    data.check_dataset_size(ds, _unet(4))
+    data.make_dataset(tmp_path, "train", multiple=16)
+    # header good (32), arrays bad (36): fails, naming the size and the file
+    _volume(tmp_path / "singlecoil_val", "b.h5", target=36, recon=32, kspace_hw=(72, 42))
+    ds = data.make_dataset(tmp_path, "val", mask=False)
+    assert ds[0].image.shape == (36, 36)
+    with pytest.raises(ValueError, match=r"image size of val data \(b.h5\) 36x36 is not divisible "
+                                         r"by 2\*\*depth = 16"):
+        data.check_dataset_size(ds, _unet(4), what="val data")
+    with pytest.raises(ValueError, match="36x36 is not divisible by 2\\*\\*depth = 16"):
+        data.make_dataset(tmp_path, "val", multiple=16)
+    data.check_dataset_size(ds, _unet(2))  # 36 = 9 * 4
+
+
+def test_dataset_size_follows_the_unet_configs_whole_rule(root):
+    ds = data.make_dataset(root, "train")
+    data.check_dataset_size(ds, _unet(4, "aps"))  # 32 >= 2 * 16: a 2x2 bottleneck
+    with pytest.raises(ValueError, match="32x32 is too small for the aps U-Net of depth 5"):
+        data.check_dataset_size(ds, _unet(5, "aps"))
+    data.check_dataset_size(ds, _unet(5))  # the baseline needs only 32
+    sub = torch.utils.data.Subset(ds, [0, 1])
+    with pytest.raises(ValueError, match=r"\(file_synth_train_0000.h5 and 1 more\) 32x32"):
+        data.check_dataset_size(sub, _unet(6))
+
+
+def test_dataset_size_without_a_target_is_the_transforms_crop(tmp_path):
+    folder = tmp_path / "singlecoil_test"
+    _volume(folder, "c.h5", target=None, recon=24)
+    ds = data.make_dataset(tmp_path, "test", mask=False)
+    assert ds[0].image.shape == (24, 24)
+    data.check_dataset_size(ds, _unet(3))
+    with pytest.raises(ValueError, match="24x24"):
+        data.check_dataset_size(ds, _unet(4))
+    # header wider than the k-space: fastmri crops to (W, W), and so does the check
+    (folder / "c.h5").unlink()
+    _volume(folder, "d.h5", target=None, recon=40, kspace_hw=(64, 32))
+    ds = data.make_dataset(tmp_path, "test", mask=False)
+    assert ds[0].image.shape == (32, 32)
+    data.check_dataset_size(ds, _unet(5))
+    assert data.inspect_slice(tmp_path, "test", 0)["zero_filled"].shape == (32, 32)
+
+
+def test_unreadable_volume_in_the_size_check_raises_naming_it(root_copy):
+    ds = data.make_dataset(root_copy, "val")
+    f = root_copy / "singlecoil_val" / "file_synth_val_0000.h5"
+    f.write_bytes(f.read_bytes()[:2000])
+    with pytest.raises(data.DataError, match="file_synth_val_0000.h5"):
+        data.check_dataset_size(ds, _unet(2))
+
+
+# ---------------------------------------------------------------- the command line
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert data.main(["synth", "--out", str(a_file), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "is a file" in err
+    assert a_file.read_text() == "not a folder"
+    assert data.main(["synth", "--out", str(a_file / "sub"), "--quiet"]) == 1  # OSError
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert data.main(["info", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no fastMRI data folder") and err.count("\n") == 1
+
+
+def test_python_m_apslib_data_runs_the_cli(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    res = subprocess.run([sys.executable, "-m", "apslib.data", "synth", "--out", str(a_file)],
+                         capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
+    assert "Traceback" not in res.stderr and "RuntimeWarning" not in res.stderr

@@ -1,0 +1,145 @@
+"""Data: fastMRI-format single-coil volumes, loaders, and out-of-distribution image sets.
+
+One package, one module per concern (each states its own conventions):
+
+* :mod:`~apslib.data.common`: errors, acquisition names (:data:`ACQUISITION_NAMES`, the
+  one list), split folders, the HDF5 signature, :func:`decode_attr`.
+* :mod:`~apslib.data.synth`: the **embedded dataset**. :func:`synthesize_dataset` (CLI:
+  ``python -m apslib.data synth --out DIR``) writes single-coil volumes in the exact HDF5
+  layout of the real fastMRI knee files, from the real brain anatomy that ships inside
+  nilearn, into ``DIR/singlecoil_train`` and ``DIR/singlecoil_val``.
+* :mod:`~apslib.data.fastmri`: **loading** through fastmri's own ``SliceDataset``,
+  ``UnetDataTransform`` and ``RandomMaskFunc`` (:func:`make_loaders`,
+  :func:`make_dataset`); the same code reads a real fastMRI single-coil folder. Samples
+  are :class:`MRISample`, images ``(H, W)`` per sample. :func:`check_dataset_size` checks
+  the image sizes the model will receive against the U-Net.
+* :mod:`~apslib.data.ood`: **out-of-distribution sets** (:func:`photographs`,
+  :func:`noise_images`, :func:`shepp_logan`, :func:`image_folder`, :func:`ood_sets`):
+  :class:`ImageSet` iterables of ``(1, size, size)`` tensors normalised like the model input.
+* :mod:`~apslib.data.__main__`: the CLI (``synth``, ``info``).
+
+Bad input fails loudly: a missing data folder names the command that creates it
+(:func:`check_data_root`); a file without the HDF5 signature in a split folder is skipped
+with a :class:`DataWarning` naming it; a truncated or malformed HDF5 file raises
+:class:`DataError` naming it; an image size the U-Net cannot take raises ``ValueError``
+before any training starts (:func:`check_dataset_size`). Nothing here imports matplotlib:
+the figures of the data live in :mod:`apslib.plots.data`.
+"""
+
+from __future__ import annotations
+
+from .common import (
+    ACQUISITION_NAMES,
+    ACQUISITIONS,
+    HDF5_SIGNATURE,
+    SPLITS,
+    SYNTH_COMMAND,
+    DataError,
+    DataWarning,
+    decode_attr,
+    has_hdf5_signature,
+    split_dir,
+)
+from .fastmri import (
+    FastMRISliceDataset,
+    MRISample,
+    SliceTransform,
+    check_data_root,
+    check_dataset_size,
+    check_multiple,
+    dataset_summary,
+    denormalize,
+    example_targets,
+    inspect_slice,
+    make_dataset,
+    make_loaders,
+    resolve_acquisition,
+    seed_mask_worker,
+    split_files,
+)
+from .ood import (
+    IMAGE_EXTENSIONS,
+    PHOTO_NAMES,
+    RESIZE_RATIO,
+    ImageSet,
+    image_folder,
+    noise_images,
+    ood_sets,
+    photographs,
+    shepp_logan,
+    to_model_input,
+)
+from .synth import (
+    ISMRMRD_NS,
+    MANIFEST,
+    SYNTH_PATTERN,
+    Anatomy,
+    SynthParams,
+    ismrmrd_header,
+    kspace_shape,
+    load_anatomy,
+    synth_volume,
+    synthesize_dataset,
+    write_fastmri_volume,
+)
+
+__all__ = [
+    "ACQUISITIONS",
+    "ACQUISITION_NAMES",
+    "denormalize",
+    "SPLITS",
+    "DataError",
+    "DataWarning",
+    "decode_attr",
+    "split_dir",
+    "has_hdf5_signature",
+    "HDF5_SIGNATURE",
+    "SYNTH_COMMAND",
+    "ISMRMRD_NS",
+    "MANIFEST",
+    "SYNTH_PATTERN",
+    "SynthParams",
+    "Anatomy",
+    "synthesize_dataset",
+    "synth_volume",
+    "write_fastmri_volume",
+    "ismrmrd_header",
+    "kspace_shape",
+    "load_anatomy",
+    "check_data_root",
+    "split_files",
+    "check_multiple",
+    "check_dataset_size",
+    "resolve_acquisition",
+    "MRISample",
+    "SliceTransform",
+    "FastMRISliceDataset",
+    "make_dataset",
+    "make_loaders",
+    "seed_mask_worker",
+    "inspect_slice",
+    "example_targets",
+    "dataset_summary",
+    "ImageSet",
+    "to_model_input",
+    "photographs",
+    "noise_images",
+    "shepp_logan",
+    "image_folder",
+    "ood_sets",
+    "PHOTO_NAMES",
+    "IMAGE_EXTENSIONS",
+    "RESIZE_RATIO",
+    "main",
+]
+
+
+def __getattr__(name: str):
+    # The CLI is imported on first use, not here: `python -m apslib.data` runs
+    # apslib/data/__main__.py as __main__, and importing it from the package first would
+    # load it twice (runpy warns about exactly that).
+    if name == "main":
+        from .__main__ import main
+
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,458 @@
+"""Loading fastMRI single-coil folders (real or embedded) through fastmri's own classes.
+
+:func:`make_loaders` / :func:`make_dataset` build on fastmri's ``SliceDataset``,
+``UnetDataTransform`` and ``RandomMaskFunc``; the same code reads a real fastMRI
+single-coil folder and the embedded dataset of :mod:`apslib.data.synth`.
+
+Conventions:
+
+* **Samples** are :class:`MRISample` (fastmri's ``UnetSample`` fields plus
+  ``acquisition``); images are ``(H, W)`` per sample, so a batch is ``(B, H, W)``: add the
+  channel axis with ``batch.image.unsqueeze(1)``. Input and target are normalised by the
+  input's mean/std and clamped to [-6, 6]; :func:`denormalize` undoes it.
+* **Masks**: validation masks are seeded by the file name (fixed); training masks come
+  from the mask function's own generator, seeded by ``seed`` and reseeded per DataLoader
+  worker (:func:`seed_mask_worker`).
+* **Image size**: the model sees the centre crop ``UnetDataTransform`` takes, i.e. the
+  shape of ``reconstruction_esc`` (or, without a target, the header's ``reconSpace``);
+  :func:`check_dataset_size` checks those sizes against the U-Net
+  (:func:`apslib.unet.check_size`), never the header alone.
+* **Bad input fails loudly**: a missing data folder names the command that creates it
+  (:func:`check_data_root`); a file without the HDF5 signature in a split folder (a stray
+  ``.gitkeep`` or ``README``) is skipped with a :class:`DataWarning` naming it; a
+  truncated or malformed HDF5 file raises :class:`DataError` naming it.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+import torch
+from fastmri.data import SliceDataset
+from fastmri.data.subsample import RandomMaskFunc
+from fastmri.data.transforms import UnetDataTransform
+
+from ..unet import UNetConfig, check_size
+from .common import (
+    ACQUISITION_NAMES,
+    ACQUISITIONS,
+    SPLITS,
+    SYNTH_COMMAND,
+    DataError,
+    DataWarning,
+    decode_attr,
+    has_hdf5_signature,
+    split_dir,
+)
+
+__all__ = [
+    "check_data_root",
+    "split_files",
+    "check_multiple",
+    "check_dataset_size",
+    "denormalize",
+    "resolve_acquisition",
+    "MRISample",
+    "SliceTransform",
+    "FastMRISliceDataset",
+    "make_dataset",
+    "make_loaders",
+    "seed_mask_worker",
+    "inspect_slice",
+    "example_targets",
+    "dataset_summary",
+]
+
+# "PD", "PDFS" and the fastMRI names themselves -> the fastMRI name
+_ACQ_ALIASES = {**{full: full for full in ACQUISITION_NAMES},
+                **{short: full for full, short in ACQUISITION_NAMES.items()}}
+
+
+def check_data_root(path, splits: Sequence[str] = SPLITS) -> Path:
+    """Check that ``path`` holds ``singlecoil_<split>`` folders with HDF5 volumes.
+
+    Raises ``FileNotFoundError`` naming the missing folder and the command that writes
+    the embedded dataset there. Returns ``path`` as an absolute ``Path``.
+    """
+    root = Path(path).expanduser().resolve()
+    how = (f"Create the embedded dataset with `{SYNTH_COMMAND.format(path=root)}` (or run "
+           "notebooks/00_data.ipynb with data_root set to it), or point data_root at a real "
+           "fastMRI single-coil folder that holds singlecoil_train/ and singlecoil_val/.")
+    for split in splits:
+        folder = split_dir(root, split)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no fastMRI data folder {folder}. {how}")
+        if not split_files(folder, warn=False):
+            raise FileNotFoundError(f"no HDF5 volumes in {folder}. {how}")
+    return root
+
+
+def split_files(folder, warn: bool = True) -> list[Path]:
+    """The HDF5 files of a split folder, sorted; anything else is skipped with a warning."""
+    out = []
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file() and has_hdf5_signature(p):
+            out.append(p)
+        elif warn:
+            _warn_skip(p)
+    return out
+
+
+def _warn_skip(path: Path) -> None:
+    warnings.warn(f"skipping {path}: not an HDF5 file (a split folder should hold only "
+                  "fastMRI .h5 volumes)", DataWarning, stacklevel=3)
+
+
+def _multiple_config(multiple: int) -> UNetConfig:
+    """The smallest U-Net config whose size rule is "a multiple of ``multiple``" (a
+    baseline of depth ``log2(multiple)``: its minimum size is ``multiple`` itself)."""
+    m = int(multiple)
+    if m < 2 or m & (m - 1):
+        raise ValueError(f"multiple must be 2**depth (a power of two >= 2), got {multiple!r}")
+    depth = m.bit_length() - 1
+    return UNetConfig(variant="baseline", depth=depth, channels=(1,) * (depth + 1))
+
+
+def check_multiple(shape, multiple: int | None, what: str = "target size") -> None:
+    """Deprecated: use :func:`apslib.unet.check_size` with the model's ``UNetConfig`` (it
+    also knows the minimum size of the stride-1-pooling variants).
+
+    ``ValueError`` (from :func:`~apslib.unet.check_size`, for a baseline U-Net of depth
+    ``log2(multiple)``) unless every side of ``shape`` is a multiple of ``multiple``;
+    ``None`` skips.
+    """
+    warnings.warn("apslib.data.check_multiple is deprecated: use apslib.unet.check_size(shape, "
+                  "unet_config) (or apslib.data.check_dataset_size for a dataset)",
+                  DeprecationWarning, stacklevel=2)
+    if multiple is not None:
+        check_size(shape, _multiple_config(multiple), what=what)
+
+
+def _model_size(target_shape, recon_size, kspace_width: int) -> tuple[int, int]:
+    """The ``(h, w)`` crop ``UnetDataTransform`` takes (hence the model's image size): the
+    target's shape, or the header's ``reconSpace`` without a target; cut to
+    ``(W, W)`` when the k-space is narrower than that (fastmri's "FLAIR 203" rule)."""
+    crop = tuple(int(v) for v in (target_shape if target_shape is not None else recon_size[:2]))
+    if kspace_width < crop[1]:
+        crop = (int(kspace_width), int(kspace_width))
+    return crop
+
+
+def check_dataset_size(dataset, unet_config: UNetConfig, what: str = "data") -> None:
+    """``ValueError`` (:func:`apslib.unet.check_size`) unless every image the model will
+    receive from ``dataset`` suits the U-Net of ``unet_config``.
+
+    The sizes are those of the arrays, not of the ISMRMRD header: per file, the shape of
+    its target (``reconstruction_esc``; h5py's ``.shape``, nothing is read) or, without a
+    target, the crop size the transform uses (see :func:`make_dataset`). ``dataset``: a
+    :class:`FastMRISliceDataset` (or any fastmri ``SliceDataset``, or a wrapper with a
+    ``.dataset``); ``what`` names it in the message. An unreadable file raises
+    :class:`DataError` naming it.
+    """
+    while not hasattr(dataset, "raw_samples") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset  # Subset and similar wrappers
+    recon_key = getattr(dataset, "recon_key", "reconstruction_esc")
+    files: dict[Path, dict] = {}
+    for r in dataset.raw_samples:
+        files.setdefault(Path(r.fname), r.metadata)
+    sizes: dict[tuple[int, int], list[str]] = {}
+    for fname, meta in files.items():
+        try:
+            with h5py.File(fname, "r") as hf:
+                target = hf[recon_key].shape[-2:] if recon_key in hf else None
+                width = hf["kspace"].shape[-1]
+                shape = _model_size(target, meta.get("recon_size", (0, 0)), width)
+        except (OSError, KeyError) as err:
+            raise DataError(f"cannot read the array sizes of fastMRI volume {fname}: "
+                            f"{type(err).__name__}: {err}") from err
+        sizes.setdefault(shape, []).append(fname.name)
+    for shape, names in sorted(sizes.items()):
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        check_size(shape, unet_config, what=f"image size of {what} ({names[0]}{more})")
+
+
+def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """Undo the transform's instance normalisation, per sample: ``x * std + mean`` in
+    float64 (``mean``/``std``: ``(B,)``, broadcast over the other axes of ``x``)."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    mean = torch.as_tensor(mean).to(x.device, torch.float64).reshape(shape)
+    std = torch.as_tensor(std).to(x.device, torch.float64).reshape(shape)
+    return x.double() * std + mean
+
+
+def resolve_acquisition(acquisition: str | None) -> str | None:
+    """``None`` (all), a short name (``"PD"``, ``"PDFS"``) or a fastMRI name of
+    :data:`ACQUISITION_NAMES` (any case) -> the fastMRI name."""
+    if acquisition is None:
+        return None
+    name = _ACQ_ALIASES.get(str(acquisition).upper())
+    if name is None:
+        shorts = ", ".join(repr(v) for v in ACQUISITION_NAMES.values())
+        raise ValueError(f"unknown acquisition {acquisition!r}: use None, {shorts}, "
+                         f"or one of {ACQUISITIONS}")
+    return name
+
+
+class MRISample(NamedTuple):
+    """fastmri's ``UnetSample`` fields plus the acquisition (``CORPD_FBK`` / ``CORPDFS_FBK``).
+
+    ``image``/``target``: ``(H, W)`` normalised by the input's mean/std and clamped to
+    [-6, 6]; de-normalise with ``x * std + mean``. Collates with the default collate.
+    """
+
+    image: torch.Tensor
+    target: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    fname: str
+    slice_num: int
+    max_value: float
+    acquisition: str
+
+
+class SliceTransform:
+    """fastmri's ``UnetDataTransform`` (single-coil) whose output also carries the
+    acquisition attr. ``use_seed=True``: the mask depends on the file name only (fixed
+    validation masks); ``False``: drawn from the mask function's own generator."""
+
+    def __init__(self, mask_func=None, use_seed: bool = True):
+        self.unet = UnetDataTransform("singlecoil", mask_func=mask_func, use_seed=use_seed)
+
+    @property
+    def mask_func(self):
+        return self.unet.mask_func
+
+    def __call__(self, kspace, mask, target, attrs, fname, slice_num) -> MRISample:
+        s = self.unet(kspace, mask, target, attrs, fname, slice_num)
+        return MRISample(*s[:6], max_value=float(s.max_value),
+                         acquisition=decode_attr(attrs.get("acquisition", "")))
+
+
+class _AcquisitionFilter:
+    """``raw_sample_filter`` keeping one acquisition (a class, so it pickles)."""
+
+    def __init__(self, acquisition: str):
+        self.acquisition = acquisition
+
+    def __call__(self, raw_sample) -> bool:
+        return decode_attr(raw_sample.metadata.get("acquisition", "")) == self.acquisition
+
+
+class FastMRISliceDataset(SliceDataset):
+    """fastmri's ``SliceDataset`` with loud, named errors.
+
+    A file without the HDF5 signature (``.gitkeep``, ``README``, a sub-folder) contributes
+    no slices and raises a :class:`DataWarning` naming it; an HDF5 file that cannot be
+    read (truncated, or missing ``kspace``/``ismrmrd_header``) raises :class:`DataError`
+    naming it. Everything else is fastmri's own code.
+    """
+
+    def _retrieve_metadata(self, fname):
+        fname = Path(fname)
+        if not fname.is_file() or not has_hdf5_signature(fname):
+            _warn_skip(fname)
+            return {}, 0
+        try:
+            return super()._retrieve_metadata(fname)
+        except Exception as err:  # h5py raises OSError/KeyError, fastmri RuntimeError
+            raise DataError(
+                f"cannot read fastMRI volume {fname}: {type(err).__name__}: {err}. It is "
+                "truncated or not a single-coil fastMRI file (needs kspace, "
+                "reconstruction_esc, ismrmrd_header). Delete it and re-create it "
+                "(embedded data: rerun `python -m apslib.data synth`) or download it again."
+            ) from err
+
+    def __getitem__(self, i: int):
+        try:
+            return super().__getitem__(i)
+        except (OSError, KeyError, ValueError) as err:
+            fname, dataslice, _ = self.raw_samples[i]
+            raise DataError(f"cannot read slice {dataslice} of {fname}: "
+                            f"{type(err).__name__}: {err}") from err
+
+
+def _subset(raw_samples: list, *, volume_fraction, sample_fraction, seed: int) -> list:
+    """Deterministic volume or slice subset (fastmri's own uses the global ``random``)."""
+    if volume_fraction is not None and sample_fraction is not None:
+        raise ValueError("set volume_fraction or sample_fraction, not both")
+    rng = random.Random(seed)
+    if volume_fraction is not None:
+        if not 0 < volume_fraction <= 1:
+            raise ValueError(f"volume_fraction must be in (0, 1], got {volume_fraction}")
+        vols = sorted({Path(r.fname).name for r in raw_samples})
+        rng.shuffle(vols)
+        keep = set(vols[:max(1, round(len(vols) * volume_fraction))])
+        return [r for r in raw_samples if Path(r.fname).name in keep]
+    if sample_fraction is not None:
+        if not 0 < sample_fraction <= 1:
+            raise ValueError(f"sample_fraction must be in (0, 1], got {sample_fraction}")
+        idx = list(range(len(raw_samples)))
+        rng.shuffle(idx)
+        keep = sorted(idx[:max(1, round(len(idx) * sample_fraction))])
+        return [raw_samples[i] for i in keep]
+    return raw_samples
+
+
+def make_dataset(data_root, split: str, *, mask: bool = True, random_masks: bool | None = None,
+                 center_fractions: Sequence[float] = (0.08,), accelerations: Sequence[int] = (4,),
+                 acquisition: str | None = None, volume_fraction: float | None = None,
+                 sample_fraction: float | None = None, seed: int = 0,
+                 multiple: int | None = None) -> FastMRISliceDataset:
+    """One split of a fastMRI single-coil folder (real or embedded) as a dataset of
+    :class:`MRISample`.
+
+    ``mask=False``: fully sampled input. ``random_masks`` (default: ``split == "train"``):
+    masks drawn from the mask function's generator (seeded by ``seed``; reseed it per
+    DataLoader worker with :func:`seed_mask_worker`); otherwise a fixed mask per file
+    name. ``acquisition``: ``None``, ``"PD"`` or ``"PDFS"``. ``volume_fraction`` /
+    ``sample_fraction``: a deterministic subset (by ``seed``). ``multiple``: the U-Net's
+    ``2**depth``; every image size the model will see must be a multiple (else
+    ``ValueError``; the sizes of the arrays, see :func:`check_dataset_size`).
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    root = check_data_root(data_root, splits=(split,))
+    acq = resolve_acquisition(acquisition)
+    random_masks = (split == "train") if random_masks is None else bool(random_masks)
+    mask_func = None
+    if mask:
+        mask_func = RandomMaskFunc(list(center_fractions), list(accelerations), seed=seed)
+    ds = FastMRISliceDataset(
+        root=split_dir(root, split), challenge="singlecoil",
+        transform=SliceTransform(mask_func, use_seed=not random_masks),
+        use_dataset_cache=False, raw_sample_filter=_AcquisitionFilter(acq) if acq else None)
+    ds.raw_samples = _subset(ds.raw_samples, volume_fraction=volume_fraction,
+                             sample_fraction=sample_fraction, seed=seed)
+    if not ds.raw_samples:
+        raise DataError(f"no slices in {split_dir(root, split)}"
+                        + (f" with acquisition {acq}" if acq else ""))
+    if multiple is not None:
+        check_dataset_size(ds, _multiple_config(multiple), what=str(split_dir(root, split)))
+    return ds
+
+
+def seed_mask_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: give each worker's mask generator its own seed
+    (derived from the worker's torch seed, hence from the loader's generator)."""
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return
+    ds = info.dataset
+    while hasattr(ds, "dataset") and not hasattr(ds, "transform"):
+        ds = ds.dataset  # Subset and similar wrappers
+    mask_func = getattr(getattr(ds, "transform", None), "mask_func", None)
+    if mask_func is not None:
+        mask_func.rng.seed(info.seed % 2**32)
+
+
+def make_loaders(data_root, *, batch_size: int = 1, center_fractions: Sequence[float] = (0.08,),
+                 accelerations: Sequence[int] = (4,), acquisition: str | None = None,
+                 volume_fraction: float | None = None, sample_fraction: float | None = None,
+                 num_workers: int = 0, seed: int = 0, multiple: int | None = None,
+                 ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+    """Train and validation DataLoaders of :class:`MRISample` batches.
+
+    Train: shuffled (by ``seed``), a new random mask per slice and epoch (mask generator
+    seeded by ``seed``, reseeded per worker). Val: in order, fixed masks (seeded by file
+    name, as fastmri). Fractions and the acquisition filter apply to both splits;
+    ``multiple`` (``2**depth``) is checked on every image size before returning.
+    """
+    common = dict(center_fractions=center_fractions, accelerations=accelerations,
+                  acquisition=acquisition, volume_fraction=volume_fraction,
+                  sample_fraction=sample_fraction, seed=seed, multiple=multiple)
+    check_data_root(data_root)
+    train = make_dataset(data_root, "train", **common)
+    val = make_dataset(data_root, "val", **common)
+    loader = dict(batch_size=batch_size, num_workers=num_workers,
+                  worker_init_fn=seed_mask_worker if num_workers else None)
+    train_loader = torch.utils.data.DataLoader(
+        train, shuffle=True, generator=torch.Generator().manual_seed(seed), **loader)
+    val_loader = torch.utils.data.DataLoader(
+        val, shuffle=False, generator=torch.Generator().manual_seed(seed), **loader)
+    return train_loader, val_loader
+
+
+def inspect_slice(data_root, split: str = "val", index: int = 0, *,
+                  acquisition: str | None = None, center_fractions: Sequence[float] = (0.08,),
+                  accelerations: Sequence[int] = (4,)) -> dict:
+    """Slice ``index`` of a split (optionally of one acquisition) step by step, with
+    fastmri's functions and the validation mask (seeded by the file name).
+
+    Returns numpy arrays ``kspace`` (H, W complex), ``mask`` (W,), ``masked_kspace``,
+    ``zero_filled`` (the cropped magnitude of the masked inverse FFT, not normalised),
+    ``full`` (the same without the mask), ``target``; and ``fname``, ``slice_num``,
+    ``acquisition``, ``max_value``.
+    """
+    import fastmri
+    from fastmri.data.transforms import apply_mask, complex_center_crop, to_tensor
+
+    ds = make_dataset(data_root, split, mask=False, acquisition=acquisition)
+    fname, slice_num, meta = ds.raw_samples[index]
+    with h5py.File(fname, "r") as hf:
+        kspace = hf["kspace"][slice_num]
+        target = hf["reconstruction_esc"][slice_num] if "reconstruction_esc" in hf else None
+        attrs = dict(hf.attrs)
+    k = to_tensor(kspace)
+    mask_func = RandomMaskFunc(list(center_fractions), list(accelerations))
+    masked, mask, _ = apply_mask(k, mask_func, seed=tuple(map(ord, fname.name)))
+    crop = _model_size(None if target is None else target.shape, meta["recon_size"], kspace.shape[-1])
+
+    def recon(kk):
+        return fastmri.complex_abs(complex_center_crop(fastmri.ifft2c(kk), crop)).numpy()
+
+    return dict(kspace=kspace, mask=mask.reshape(-1).numpy(),
+                masked_kspace=masked[..., 0].numpy() + 1j * masked[..., 1].numpy(),
+                zero_filled=recon(masked), full=recon(k), target=target, fname=fname.name,
+                slice_num=int(slice_num), max_value=float(attrs.get("max", 0.0)),
+                acquisition=decode_attr(attrs.get("acquisition", "")))
+
+
+def example_targets(data_root, split: str = "val", *, acquisition: str | None = None,
+                    count: int = 4) -> list[tuple[str, int, np.ndarray]]:
+    """``(file name, slice, target)`` of the middle slice of the first ``count`` volumes."""
+    ds = make_dataset(data_root, split, mask=False, acquisition=acquisition)
+    by_file: dict[Path, list[int]] = {}
+    for r in ds.raw_samples:
+        by_file.setdefault(Path(r.fname), []).append(r.slice_ind)
+    out = []
+    for fname, slices in list(by_file.items())[:count]:
+        mid = slices[len(slices) // 2]
+        with h5py.File(fname, "r") as hf:
+            out.append((fname.name, int(mid), hf["reconstruction_esc"][mid]))
+    return out
+
+
+def dataset_summary(data_root) -> list[dict]:
+    """One row per split and acquisition: volumes, slices, k-space/target shapes, MB."""
+    root = Path(data_root)
+    rows = {}
+    for split in ("train", "val", "test"):
+        folder = split_dir(root, split)
+        if not folder.is_dir():
+            continue
+        for p in split_files(folder, warn=False):
+            try:
+                with h5py.File(p, "r") as hf:
+                    acq = decode_attr(hf.attrs.get("acquisition", ""))
+                    kshape = hf["kspace"].shape
+                    tshape = hf["reconstruction_esc"].shape if "reconstruction_esc" in hf else None
+            except (OSError, KeyError) as err:
+                raise DataError(f"cannot read fastMRI volume {p}: {err}") from err
+            row = rows.setdefault((split, acq), dict(
+                split=split, acquisition=acq, volumes=0, slices=0,
+                kspace_shape=f"{kshape[1]}x{kshape[2]}",
+                target_shape=f"{tshape[1]}x{tshape[2]}" if tshape else "-", megabytes=0.0))
+            row["volumes"] += 1
+            row["slices"] += int(kshape[0])
+            row["megabytes"] += p.stat().st_size / 2**20
+    out = list(rows.values())
+    for row in out:
+        row["megabytes"] = round(row["megabytes"], 1)
+    return out
+
