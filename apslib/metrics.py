@@ -1,14 +1,31 @@
-"""Shift-equivariance measurements.
+"""Every metric: shift equivariance, image and volume quality, APS phase margins.
 
 ``T_k`` is the circular shift by ``k = (dy, dx)`` pixels (down, right): ``roll2d(x, k)``.
-A map ``F`` is shift equivariant when ``F(T_k x) == T_k F(x)``. The helpers here measure the
-gap for many shifts at once, batching the shifted inputs through ``F``.
+A map ``F`` is shift equivariant when ``F(T_k x) == T_k F(x)``.
+
+* :func:`equivariance_errors` / :func:`equivariance_error_map` measure the gap for many
+  shifts at once, batching the shifted inputs through ``F`` (relative max error).
+* :func:`image_metrics` is the paper's per-image equivariance comparison of
+  ``a = F(T_k x)`` with the reference ``b = T_k F(x)`` in normalised units:
+  ``NMSE = ||a - b||^2 / ||b||^2`` (:func:`nmse_from_sums`);
+  ``PSNR = 10 log10(peak^2 / mean((a - b)^2))`` with ``peak = max |b|``; ``SSIM`` with
+  :func:`fastmri.evaluate.ssim` on the ``(1, H, W)`` pair and ``maxval = peak``. Identical
+  images give NMSE 0, PSNR ``inf`` and SSIM 1 (``inf`` is a value, not an error).
+* :func:`volume_metrics` / :func:`volume_psnr` are fastmri's own ``nmse``, ``psnr`` and
+  ``ssim`` of one de-normalised ``(S, H, W)`` volume, data range ``maxval`` (the volume's
+  ``max_value``): the reconstruction metrics of the paper's Table 1 and the decline in PSNR
+  of its Table 4.
+* :func:`psnr` is a per-sample torch PSNR (training's validation).
+* :func:`phase_margins` says how close each APS choice is to a tie.
+
+Everything computed from arrays is float64; fastmri is imported only when its metrics run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 
 from .shifts import roll2d, shift_grid
@@ -21,7 +38,72 @@ __all__ = [
     "equivariance_errors",
     "equivariance_error_map",
     "phase_margins",
+    "as_float64",
+    "nmse_from_sums",
+    "image_metrics",
+    "volume_metrics",
+    "volume_psnr",
 ]
+
+
+def as_float64(x) -> np.ndarray:
+    """A float64 numpy array of a tensor (detached, on the CPU) or an array-like."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _scalar(v) -> float:
+    """fastmri's metrics return numpy scalars or 1-element arrays."""
+    return float(np.asarray(v, dtype=np.float64).reshape(-1)[0])
+
+
+def nmse_from_sums(err_sum: np.ndarray, ref_energy: np.ndarray) -> np.ndarray:
+    """``||a - b||^2 / ||b||^2`` from the per-image sums (0 when both are 0)."""
+    return err_sum / np.maximum(ref_energy, np.finfo(np.float64).tiny)
+
+
+def image_metrics(pred, ref) -> dict[str, np.ndarray]:
+    """Per-image ``eq_nmse``, ``eq_psnr`` and ``eq_ssim`` of ``pred`` against ``ref``.
+
+    ``pred``/``ref``: ``(N, H, W)`` or ``(N, 1, H, W)``. See the module docstring for the
+    definitions (reference = ``ref``; PSNR/SSIM data range = ``max |ref|``; identical
+    images give NMSE 0, PSNR ``inf``, SSIM 1).
+    """
+    from fastmri.evaluate import ssim as fm_ssim
+
+    a, b = as_float64(pred), as_float64(ref)
+    if a.shape != b.shape:
+        raise ValueError(f"pred {a.shape} and ref {b.shape} differ in shape")
+    a = a.reshape(-1, *a.shape[-2:])
+    b = b.reshape(-1, *b.shape[-2:])
+    err = ((a - b) ** 2).reshape(len(a), -1)
+    nmse = nmse_from_sums(err.sum(1), (b ** 2).reshape(len(b), -1).sum(1))
+    peak = np.abs(b).reshape(len(b), -1).max(1)
+    mse = err.mean(1)
+    with np.errstate(divide="ignore"):
+        psnr = np.where(mse > 0, 10 * np.log10(peak ** 2 / np.where(mse > 0, mse, 1)), np.inf)
+    ssim = np.array([1.0 if not mse[i] else
+                     _scalar(fm_ssim(b[i][None], a[i][None], maxval=float(peak[i]) or 1.0))
+                     for i in range(len(a))], dtype=np.float64)
+    return {"eq_nmse": nmse, "eq_psnr": psnr, "eq_ssim": ssim}
+
+
+def volume_psnr(pred, target, maxval: float) -> float:
+    """fastmri's ``psnr`` of one ``(S, H, W)`` volume (de-normalised) against its target."""
+    from fastmri import evaluate as fe
+
+    return _scalar(fe.psnr(as_float64(target), as_float64(pred), maxval=maxval))
+
+
+def volume_metrics(pred, target, maxval: float) -> dict[str, float]:
+    """fastmri's ``nmse``, ``psnr`` and ``ssim`` of one ``(S, H, W)`` volume
+    (de-normalised) against its target, with data range ``maxval``."""
+    from fastmri import evaluate as fe
+
+    gt, pr = as_float64(target), as_float64(pred)
+    return {"nmse": _scalar(fe.nmse(gt, pr)), "psnr": _scalar(fe.psnr(gt, pr, maxval=maxval)),
+            "ssim": _scalar(fe.ssim(gt, pr, maxval=maxval))}
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, max_value) -> torch.Tensor:

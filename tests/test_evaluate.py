@@ -1,14 +1,20 @@
-"""Tests of the evaluation layer (apslib.evaluate): metrics, protocols, flips, tables."""
+"""Tests of the evaluation layer (apslib.evaluate): metrics, protocols, flips, tables, CLI."""
 
 import json
 import math
+import os
+import subprocess
+import sys
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from apslib import build_unet, calibrate_batchnorm, data, train
+from apslib import build_unet, calibrate_batchnorm, data, metrics, plots, train
 from apslib import evaluate as ev
+from apslib.shifts import seeded_shifts
 
 TINY = dict(depth=2, channels=[4, 8, 16], epochs=1, batch_size=2, lr=1e-3, device="cpu")
 
@@ -33,7 +39,7 @@ def _random_models(seed=0):
 
 def test_identical_images_give_zero_nmse_inf_psnr_unit_ssim():
     b = torch.rand(3, 1, 24, 24) + 0.1
-    m = ev.image_metrics(b.clone(), b)
+    m = metrics.image_metrics(b.clone(), b)
     assert np.all(m["eq_nmse"] == 0)
     assert np.all(np.isinf(m["eq_psnr"]))
     assert np.allclose(m["eq_ssim"], 1.0)
@@ -45,7 +51,7 @@ def test_known_perturbation_gives_known_nmse_and_psnr():
     g = torch.Generator().manual_seed(1)
     b = torch.rand(2, 16, 16, generator=g, dtype=torch.float64) + 0.5
     a = 1.1 * b  # relative error 0.1 everywhere: NMSE = 0.01
-    m = ev.image_metrics(a, b)
+    m = metrics.image_metrics(a, b)
     assert np.allclose(m["eq_nmse"], 0.01, rtol=1e-10)
     bn = b.numpy()
     expected_psnr = 10 * np.log10(bn.reshape(2, -1).max(1) ** 2 / (0.01 * (bn ** 2).reshape(2, -1).mean(1)))
@@ -60,26 +66,26 @@ def test_volume_metrics_are_fastmris():
     g = np.random.default_rng(0)
     gt = g.random((3, 16, 16)) + 1
     pred = gt + 0.05 * g.standard_normal(gt.shape)
-    m = ev.volume_metrics(pred, gt, gt.max())
+    m = metrics.volume_metrics(pred, gt, gt.max())
     assert m["nmse"] == pytest.approx(fe.nmse(gt, pred))
     assert m["psnr"] == pytest.approx(fe.psnr(gt, pred, maxval=gt.max()))
     assert m["ssim"] == pytest.approx(float(fe.ssim(gt, pred, maxval=gt.max())[0]))
 
 
 def test_random_shifts_honour_the_range_and_the_seed():
-    s = ev.volume_shifts(20000, 16, seed=3)
+    s = seeded_shifts(20000, 16, seed=3)
     assert s.shape == (20000, 2)
     assert int(s.min()) == -16 and int(s.max()) == 15
-    assert torch.equal(s, ev.volume_shifts(20000, 16, seed=3))
-    assert not torch.equal(s, ev.volume_shifts(20000, 16, seed=4))
+    assert torch.equal(s, seeded_shifts(20000, 16, seed=3))
+    assert not torch.equal(s, seeded_shifts(20000, 16, seed=4))
 
 
 # -- equivariance of random-init models ------------------------------------------------
 
-def test_sweep_exact_for_aps_and_not_for_baseline():
+def test_exhaustive_shifts_exact_for_aps_and_not_for_baseline():
     runs = _random_models()
     x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(5))
-    table, frame = ev.sweep(runs, x)
+    table, frame = ev.exhaustive_shifts(runs, x)
     assert len(frame) == 2 * 2 * 16  # models x images x shifts mod 4
     aps, base = frame[frame.model == "aps"], frame[frame.model == "baseline"]
     # exact: the reference F(x) is the zero shift of the same batched passes
@@ -95,12 +101,12 @@ def test_sweep_exact_for_aps_and_not_for_baseline():
 
 
 @pytest.mark.parametrize("seed,batch_size", [(0, 3), (1, 5), (2, 16), (3, 7)])
-def test_sweep_aps_is_exact_whatever_the_batch_size(seed, batch_size):
+def test_exhaustive_shifts_aps_exact_whatever_the_batch_size(seed, batch_size):
     # kernels round differently per batch size: a batch size that does not divide the 16
     # shifts leaves a short last batch, which uniform_batches pads to the same shape
     runs = _random_models(seed)
     x = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(seed + 10))
-    _, frame = ev.sweep({"aps": runs["aps"]}, x, batch_size=batch_size)
+    _, frame = ev.exhaustive_shifts({"aps": runs["aps"]}, x, batch_size=batch_size)
     assert len(frame) == 16 and frame.eq_nmse.max() == 0 and np.isinf(frame.eq_psnr).all()
 
 
@@ -121,7 +127,7 @@ def test_predict_uniform_batches_keeps_results_and_order():
 def test_examples_exact_for_aps_not_for_baseline(k, tmp_path):
     runs = _random_models(1)
     x = torch.randn(1, 32, 32, generator=torch.Generator().manual_seed(sum(k) + 100))
-    ex = ev.examples(runs, x, k, target=x * 0.5, label="random")
+    ex = ev.compute_examples(runs, x, k, target=x * 0.5, label="random")
     assert ex.models == ["baseline", "aps"] and ex.out.shape == (2, 32, 32)
     assert np.array_equal(ex.input_shifted, np.roll(ex.input, k, axis=(0, 1)))
     assert np.array_equal(ex.ref, np.roll(ex.out, k, axis=(1, 2)))
@@ -146,7 +152,7 @@ def test_examples_exact_for_aps_not_for_baseline(k, tmp_path):
 def test_examples_errors_say_what_to_do(tmp_path):
     runs = _random_models()
     with pytest.raises(ValueError, match=r"\(1, H, W\)"):
-        ev.examples(runs, torch.zeros(2, 1, 32, 32), (1, 1))
+        ev.compute_examples(runs, torch.zeros(2, 1, 32, 32), (1, 1))
     with pytest.raises(FileNotFoundError, match="notebooks 03 and 04"):
         ev.read_examples(tmp_path / "missing.npz")
 
@@ -168,7 +174,7 @@ def test_count_flips_follows_the_recursion():
 def test_flip_counter_reports_a_constructed_tie():
     run = _random_models()["aps"]
     x = torch.full((1, 1, 32, 32), 0.7)  # constant: every polyphase norm ties exactly
-    table, frame = ev.sweep({"aps": run}, x)
+    table, frame = ev.exhaustive_shifts({"aps": run}, x)
     by_level = frame.flip_level.value_counts().to_dict()
     # ties pick grid 0 for x and for T_k x: odd shifts flip at level 1, the even ones not
     # divisible by 4 at level 2, shift (0, 0) never
@@ -181,7 +187,7 @@ def test_flip_counter_reports_a_constructed_tie():
 # -- tables and files ------------------------------------------------------------------
 
 def test_tidy_table_schema_and_atomic_write(tmp_path):
-    rows = ev._stat_rows([1.0, 3.0, math.inf], model="m", dataset="val", acquisition="PD",
+    rows = ev.stat_rows([1.0, 3.0, math.inf], model="m", dataset="val", acquisition="PD",
                          protocol="random", metric="eq_psnr")
     df = ev.summarise(rows)
     assert list(df.columns) == ev.COLUMNS
@@ -249,3 +255,141 @@ def test_missing_run_names_run_dir_and_how_to_train(tmp_path):
     with pytest.raises(FileNotFoundError, match="02_train") as err:
         ev.load_runs(tmp_path, ["APS-3"])
     assert str(tmp_path) in str(err.value)
+
+
+def test_count_flips_agrees_with_predicted_phases():
+    from apslib.polyphase import predicted_phases
+
+    g = torch.Generator().manual_seed(7)
+    px = [torch.randint(0, 4, (50,), generator=g) for _ in range(3)]
+    shifts = torch.randint(-16, 16, (50, 2), generator=g)
+    predicted, _ = predicted_phases(px, shifts)
+    assert ev.count_flips(px, predicted, shifts).eq(0).all()  # following the prediction never flips
+    ps = [p.clone() for p in predicted]
+    ps[1][:5] = (ps[1][:5] + 1) % 4  # deviate at level 2 ...
+    ps[2][:10] = (ps[2][:10] + 2) % 4  # ... and at level 3: the first deviation counts
+    first = ev.count_flips(px, ps, shifts)
+    assert first[:5].eq(2).all() and first[5:10].eq(3).all() and first[10:].eq(0).all()
+
+
+def test_smallest_phase_margin_is_inf_without_aps_levels():
+    runs = _random_models()
+    x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    assert torch.isinf(ev.smallest_phase_margin(runs["baseline"], x)).all()
+    m = ev.smallest_phase_margin(runs["aps"], x, batch_size=2)
+    assert m.shape == (3,) and (m > 0).all() and (m <= 1).all()
+
+
+def test_evenly_spaced_indices():
+    assert ev.evenly_spaced_indices(10, 3) == [0, 4, 9]  # linspace 0, 4.5, 9 rounded
+    assert ev.evenly_spaced_indices(4, 8) == [0, 1, 2, 3] == ev.evenly_spaced_indices(4, None)
+    assert ev.evenly_spaced_indices(7, 1) == [0]
+
+
+@pytest.mark.parametrize("value,text", [(None, "-"), (math.nan, "-"), (np.float32("nan"), "-"),
+                                        (math.inf, "inf"), (-math.inf, "-inf"), (0.0, "0"),
+                                        (0.0014, "0.0014"), (7.37e-15, "7.370e-15"), (1e5, "1.000e+05"),
+                                        (33.95, "33.95"), (3, "3")])
+def test_format_value_is_the_one_table_formatter(value, text):
+    from apslib import paper
+
+    assert ev.format_value(value) == text
+    t = pd.DataFrame({"x": [value]}, index=["m"], dtype=object)
+    assert ev.format_table(t).to_html().count(f">{text}<") == 1
+    side = pd.DataFrame({("q", "ours"): [value], ("q", "paper"): [1.0]}, index=pd.Index(["m"], name="model"))
+    assert paper.to_markdown(side).splitlines()[-1] == f"| m | {text} | 1 |"
+
+
+def test_old_names_still_resolve_for_one_release():
+    assert ev.sweep is ev.exhaustive_shifts and ev.margins is ev.smallest_phase_margin
+    assert ev.volume_shifts is seeded_shifts and ev.sweep_indices is ev.evenly_spaced_indices
+    assert ev.ACQ_SHORT is data.ACQUISITION_NAMES
+    with pytest.warns(DeprecationWarning, match="apslib.plots"):
+        assert ev.PLOT_FLOOR == plots.EXACT_ZERO_FLOOR
+    with pytest.warns(DeprecationWarning):
+        assert ev.plot_shift_heatmaps is plots.plot_shift_heatmaps
+    with pytest.raises(AttributeError):
+        ev.no_such_name  # noqa: B018
+    assert set(ev.__all__) <= set(dir(ev)) and "evaluate_runs_ood" in ev.__all__
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
+def test_evaluate_and_paper_import_no_matplotlib():
+    code = ("import sys, apslib.evaluate, apslib.paper, apslib.metrics; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'seaborn')); "
+            "assert not bad, bad")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=_env())
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+# -- CLI errors: one line, exit 1 --------------------------------------------------------
+
+def _cli(capsys, *argv):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = ev.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _corrupt_data_root(tiny_runs, tmp_path):
+    root, _ = tiny_runs
+    bad = tmp_path / "bad_data"
+    (bad / "singlecoil_val").mkdir(parents=True)
+    good = sorted((root / "singlecoil_val").glob("*.h5"))[0]
+    (bad / "singlecoil_val" / good.name).write_bytes(good.read_bytes()[:2048])  # truncated HDF5
+    return bad, good.name
+
+
+def test_cli_corrupt_validation_file_is_one_error_line(tiny_runs, tmp_path, capsys):
+    _, run_dir = tiny_runs
+    bad, name = _corrupt_data_root(tiny_runs, tmp_path)
+    rc, out, err = _cli(capsys, "--run-dir", run_dir, "--data", bad, "--results-dir", tmp_path / "r",
+                        "--models", "APS", "--device", "cpu")
+    assert rc == 1 and out == ""
+    assert err.startswith("error: cannot read fastMRI volume") and name in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", ["missing_run", "results_dir_is_file", "missing_data", "bad_size"])
+def test_cli_errors_are_one_line(case, tiny_runs, tmp_path, capsys):
+    root, run_dir = tiny_runs
+    args = ["--run-dir", run_dir, "--results-dir", tmp_path / "r", "--models", "APS", "--device", "cpu"]
+    expected = {"missing_run": "no trained run for ['APS-3']", "results_dir_is_file": "is a file",
+                "missing_data": "no fastMRI data folder",
+                "bad_size": "OOD image size 30x30 is not divisible"}[case]
+    if case == "missing_run":
+        args += ["--data", root, "--models", "APS-3"]
+    elif case == "results_dir_is_file":
+        (tmp_path / "r").write_text("not a folder")
+        args += ["--data", root]
+    elif case == "missing_data":
+        args += ["--data", tmp_path / "nowhere"]
+    else:
+        args += ["--ood", "--ood-size", "30"]  # not a multiple of 2**depth = 4
+    rc, out, err = _cli(capsys, *args)
+    assert rc == 1, (out, err)
+    assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
+    if case == "results_dir_is_file":
+        assert (tmp_path / "r").read_text() == "not a folder"
+
+
+def test_cli_module_prints_one_line_not_a_traceback(tiny_runs, tmp_path):
+    _, run_dir = tiny_runs
+    bad, _ = _corrupt_data_root(tiny_runs, tmp_path)
+    cmd = [sys.executable, "-m", "apslib.evaluate", "--run-dir", str(run_dir), "--data", str(bad),
+           "--results-dir", str(tmp_path / "r"), "--models", "APS", "--device", "cpu"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=_env())
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.startswith("error: cannot read fastMRI volume"), res.stderr
+    assert res.stderr.count("\n") == 1, res.stderr
+    nothing = subprocess.run([sys.executable, "-m", "apslib.evaluate", "--run-dir", str(run_dir),
+                              "--results-dir", str(tmp_path / "r")], capture_output=True, text=True,
+                             timeout=180, env=_env())
+    assert nothing.returncode == 2 and "nothing to evaluate" in nothing.stderr

@@ -9,7 +9,8 @@ from apslib import paper
 
 
 def _value(df, table, model, metric, acquisition="all"):
-    row = df[(df.table == table) & (df.model == model) & (df.metric == metric) & (df.acquisition == acquisition)]
+    row = df[(df.table == table) & (df.model == model) & (df.metric == metric)
+             & (df.acquisition == acquisition)]
     assert len(row) == 1, (table, model, metric, acquisition)
     return float(row.value.iloc[0])
 
@@ -89,7 +90,8 @@ def test_side_by_side_table2_uses_photographs_and_flattens():
     assert t.loc["APS", ("eq_nmse", "paper")] == 3.09e-14
     assert math.isnan(t.loc["LPF-2", ("eq_ssim", "ours")])
     flat = paper.flatten(t)
-    assert list(flat.columns) == ["model", "eq_nmse (ours)", "eq_nmse (paper)", "eq_ssim (ours)", "eq_ssim (paper)"]
+    assert list(flat.columns) == ["model", "eq_nmse (ours)", "eq_nmse (paper)", "eq_ssim (ours)",
+                                  "eq_ssim (paper)"]
     md = paper.to_markdown(t)
     assert md.startswith("| model |") and "| LPF-2 | - | 0.00465 | - | 0.9816 |" in md
     assert paper.side_by_side(OURS, "2", dataset="noise").loc["APS", ("eq_nmse", "ours")] == 7.0

@@ -92,3 +92,120 @@ def test_examples_figure_model_subset_and_unknown_model():
     plt.close(fig)
     with pytest.raises(ValueError, match="not in these examples"):
         plots.plot_examples(ex, models=["APS-3"])
+
+
+# -- training curves -----------------------------------------------------------------------
+
+def _history(low, high, eq=0.0):
+    import pandas as pd
+
+    vals = [high, (high + low) / 2, low * 1.01, low]
+    return pd.DataFrame({"model": ["APS"] * 4, "epoch": [1, 2, 3, 4], "train_loss": vals,
+                         "val_loss": vals, "val_equiv_mse": [eq] * 4, "val_psnr": [20.0, 21, 22, 23]})
+
+
+@pytest.mark.parametrize("low,high", [(0.063, 0.17), (0.0525, 0.185), (1.30, 1.31), (2e-3, 5e-3)])
+def test_training_curves_label_short_log_axes_and_floor_zeros(low, high):
+    plots.set_style()
+    fig = plots.plot_training_curves(_history(low, high))
+    loss_ax, eq_ax = fig.axes[0], fig.axes[2]
+    fig.canvas.draw()
+    lo, hi = loss_ax.get_ylim()
+    shown = [t.get_text() for t in loss_ax.yaxis.get_majorticklabels() + loss_ax.yaxis.get_minorticklabels()
+             if t.get_text() and lo <= t.get_position()[1] <= hi]
+    # an axis spanning under a decade is labelled with at least three plain numbers
+    # (matplotlib's default gives one or two labels such as "6x10^-2" for these ranges)
+    assert len(shown) >= 3 and all(float(t) > 0 for t in shown), shown
+    assert f"exact 0 drawn at {plots.EXACT_ZERO_FLOOR:g}" in eq_ax.get_title()
+    assert eq_ax.lines[0].get_ydata().min() == plots.EXACT_ZERO_FLOOR
+    assert "exact 0" not in loss_ax.get_title()  # nothing floored there
+    plt.close(fig)
+
+
+def test_training_curves_order_metrics_and_linear_psnr():
+    import pandas as pd
+
+    h = _history(0.01, 0.1, eq=1e-3)
+    frame = pd.concat([h, h.assign(model="Baseline", train_loss=h.train_loss * 2)], ignore_index=True)
+    fig = plots.plot_training_curves(frame, metrics=("train_loss", "val_psnr"), order=["Baseline", "APS"],
+                                     floor=1e-12)
+    assert len(fig.axes) == 2
+    assert [ln.get_label() for ln in fig.axes[0].lines] == ["Baseline", "APS"]
+    assert fig.axes[0].get_yscale() == "log" and fig.axes[1].get_yscale() == "linear"
+    assert all("exact 0" not in ax.get_title() for ax in fig.axes)
+    plt.close(fig)
+
+
+# -- exhaustive-protocol heatmaps --------------------------------------------------------
+
+def _sweep_frame():
+    import pandas as pd
+
+    rows = []
+    for model, scale in (("APS", 0.0), ("Baseline", 1e-3)):
+        for image in range(2):
+            for dy in range(4):
+                for dx in range(4):
+                    e = scale * (1 + dy + dx + image) if (dy, dx) != (0, 0) else 0.0
+                    rows.append({"model": model, "dataset": "val", "image": image, "acquisition": "all",
+                                 "dy": dy, "dx": dx, "eq_nmse": e, "eq_psnr": np.inf if e == 0 else 40.0,
+                                 "eq_ssim": 1.0 - e, "flip_level": 0})
+    return pd.DataFrame(rows)
+
+
+def test_shift_heatmaps_one_log_scale_with_zeros_at_the_floor():
+    plots.set_style()
+    frame = _sweep_frame()
+    fig = plots.plot_shift_heatmaps(frame, models=["Baseline", "APS"], title="t")
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in fig.axes if ax.images] == ["Baseline", "APS"]
+    assert len({(im.norm.vmin, im.norm.vmax) for im in images}) == 1  # one shared colour scale
+    assert images[0].norm.vmin == plots.EXACT_ZERO_FLOOR
+    assert np.all(images[1].get_array() == plots.EXACT_ZERO_FLOOR)  # APS: exact everywhere
+    assert images[0].get_array()[3, 3] == pytest.approx(1e-3 * (1 + 6 + 1))  # max over the images
+    plt.close(fig)
+    fig = plots.plot_shift_heatmaps(frame, metric="eq_psnr", reduce="mean")
+    assert max(im.get_array().max() for ax in fig.axes for im in ax.images) == 100.0  # inf capped
+    plt.close(fig)
+
+
+# -- this run next to the paper ------------------------------------------------------------
+
+def test_side_by_side_and_ood_figures_mark_the_floor():
+    import pandas as pd
+
+    from apslib import paper
+
+    cols = ["model", "dataset", "acquisition", "protocol", "metric", "statistic", "value", "n"]
+    ours = pd.DataFrame([("Baseline", "photographs", "all", "random", "eq_nmse", "mean", 5e-3, 4),
+                         ("APS", "photographs", "all", "random", "eq_nmse", "mean", 0.0, 4),
+                         ("APS", "noise", "all", "random", "eq_nmse", "mean", 1e-15, 4),
+                         ("Baseline", "val", "all", "random", "psnr_decline", "mean", 1.5, 2),
+                         ("APS", "val", "all", "random", "psnr_decline", "mean", 0.0, 2)], columns=cols)
+    plots.set_style()
+    fig = plots.plot_side_by_side(paper.side_by_side(ours, "4", models=["Baseline", "APS"]),
+                                  ["psnr_decline mean"], ylabel="dB", title="decline")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.lines[0].get_ydata()[1] == plots.EXACT_ZERO_FLOOR
+    assert [t.get_text() for t in ax.texts] == [f"exact 0 (drawn at {plots.EXACT_ZERO_FLOOR:.0e})"]
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["Baseline", "APS"]
+    plt.close(fig)
+    fig = plots.plot_ood(ours, ["Baseline", "APS"])
+    labels = [ln.get_label() for ln in fig.axes[0].lines]
+    assert labels[:2] == ["this run: photographs", "this run: noise"] and "paper: ImageNet val" in labels
+    assert len(fig.axes[0].texts) == 1
+    plt.close(fig)
+
+
+def test_distribution_figure_is_reproducible_and_floors_zeros(tmp_path):
+    frame = _sweep_frame()
+    plots.set_style()
+    state = np.random.get_state()
+    saved = []
+    for name in ("a", "b"):
+        fig = plots.plot_distribution({"val": frame, "again": frame}, ["Baseline", "APS"], title="d")
+        assert len(fig.axes[0].texts) == 1  # the floor line's note: APS is exact
+        saved.append(plots.save_figure(fig, tmp_path, name)[0].read_bytes())
+        plt.close(fig)
+    assert saved[0] == saved[1]  # seeded jitter: the same tables give the same figure
+    assert all(np.array_equal(a, b) for a, b in zip(state[1:2], np.random.get_state()[1:2]))

@@ -10,6 +10,14 @@
 * :func:`plot_examples` draws an :class:`apslib.evaluate.Examples`: the input, the target,
   ``F(x)``, ``F(T_k x)``, ``T_k F(x)`` and ``|F(T_k x) - T_k F(x)|`` per model, all images on
   one grey scale and all differences on one colour scale.
+* :data:`EXACT_ZERO_FLOOR`: where every log-scale plot draws an exact 0 (an exactly
+  equivariant model's error), unless given another ``floor``.
+
+Every other figure has its module here, each re-exported: :mod:`~apslib.plots.training`
+(:func:`plot_training_curves`), :mod:`~apslib.plots.evaluation`
+(:func:`plot_shift_heatmaps`) and :mod:`~apslib.plots.paper` (:func:`plot_side_by_side`,
+:func:`plot_ood`, :func:`plot_distribution`). matplotlib is imported only when a figure is
+drawn.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ import numpy as np
 
 from ..io import atomic_open
 
-__all__ = ["COLUMN_WIDTH", "TEXT_WIDTH", "STYLE_RC", "set_style", "save_figure", "image_range",
-           "plot_examples"]
+__all__ = ["COLUMN_WIDTH", "TEXT_WIDTH", "EXACT_ZERO_FLOOR", "STYLE_RC", "set_style", "save_figure",
+           "image_range", "plot_examples", "plot_training_curves", "plot_shift_heatmaps",
+           "plot_side_by_side", "plot_ood", "plot_distribution"]
 
 COLUMN_WIDTH = 3.5  # inches: one column of a two-column IEEE paper
 TEXT_WIDTH = 7.16  # inches: the full text width of the same format
+EXACT_ZERO_FLOOR = 1e-20  # log-scale plots draw an exact 0 here
 
 STYLE_RC = {
     "font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7, "xtick.labelsize": 6,
@@ -147,6 +157,13 @@ def plot_examples(ex, models: Sequence[str] | None = None, *, width: float = TEX
                      label="intensity (normalised units)")
     if im_diff is not None:
         fig.colorbar(im_diff, ax=axes[3, -1], shrink=0.9, aspect=12, label="|difference|")
-    fig.suptitle(title if title is not None else
-                 (f"{ex.label}: " if ex.label else "") + f"outputs under the shift k = {k} and the equivariance error")
+    fig.suptitle(title if title is not None else (f"{ex.label}: " if ex.label else "")
+                 + f"outputs under the shift k = {k} and the equivariance error")
     return fig
+
+
+# The figure modules import the constants above from this package: import them last.
+from .data import plot_kspace_mask, plot_targets, plot_zero_filled  # noqa: E402, F401
+from .evaluation import plot_shift_heatmaps  # noqa: E402
+from .paper import plot_distribution, plot_ood, plot_side_by_side  # noqa: E402
+from .training import plot_training_curves  # noqa: E402

@@ -1,0 +1,91 @@
+"""Evaluation of trained runs: the paper's shift protocols and result tables.
+
+Everything the evaluation notebooks (03 in distribution, 04 out of distribution) compute
+lives here, one concern per module, each with its conventions in its docstring:
+
+* :mod:`~apslib.evaluate.models`: load trained runs (:func:`load_runs`), run them
+  (:func:`predict`), the validation slices in memory (:func:`load_val`, :class:`ValData`);
+* :mod:`~apslib.evaluate.protocols`: the random protocol in distribution
+  (:func:`evaluate_in_distribution`) and out of it (:func:`evaluate_ood`), every shift
+  modulo ``2**depth`` (:func:`exhaustive_shifts`), grid flips (:func:`count_flips`) and
+  phase margins (:func:`smallest_phase_margin`);
+* :mod:`~apslib.evaluate.tables`: tidy rows and files (:func:`write_table`,
+  :func:`read_table`), the paper-shaped pivots (:func:`table1`, :func:`table2`,
+  :func:`table4`, :func:`worst_case_table`) and the one number formatter
+  (:func:`format_value`, :func:`format_table`);
+* :mod:`~apslib.evaluate.examples`: the examples figure's arrays (:class:`Examples`);
+* :mod:`~apslib.evaluate.pipeline`: whole evaluations that write the result files
+  (:func:`evaluate_runs`, :func:`evaluate_runs_ood`); :mod:`~apslib.evaluate.cli`:
+  ``python -m apslib.evaluate``.
+
+The metrics themselves are :mod:`apslib.metrics` (:func:`~apslib.metrics.image_metrics`,
+:func:`~apslib.metrics.volume_metrics`); the figures are :mod:`apslib.plots`. This package
+draws nothing and imports no matplotlib.
+"""
+
+from ..data import ACQUISITION_NAMES
+from ..metrics import image_metrics, volume_metrics
+from ..shifts import seeded_shifts
+from .cli import main
+from .examples import Examples, compute_examples, read_examples, val_example, write_examples
+from .models import ModelRun, ValData, load_runs, load_val, predict
+from .pipeline import EvalResult, evaluate_runs, evaluate_runs_ood
+from .protocols import (
+    EQ_METRICS,
+    count_flips,
+    evaluate_in_distribution,
+    evaluate_ood,
+    evenly_spaced_indices,
+    exhaustive_shifts,
+    smallest_phase_margin,
+)
+from .tables import (
+    COLUMNS,
+    flip_rows,
+    format_table,
+    format_value,
+    read_table,
+    stat_rows,
+    summarise,
+    table1,
+    table2,
+    table4,
+    worst_case_table,
+    write_table,
+)
+
+__all__ = [
+    "COLUMNS", "EQ_METRICS", "ModelRun", "ValData", "EvalResult", "Examples",
+    "image_metrics", "volume_metrics", "predict", "load_runs", "load_val",
+    "count_flips", "smallest_phase_margin", "evaluate_in_distribution", "evenly_spaced_indices",
+    "exhaustive_shifts", "evaluate_ood", "evaluate_runs", "evaluate_runs_ood",
+    "stat_rows", "flip_rows", "summarise", "write_table", "read_table",
+    "table1", "table2", "table4", "worst_case_table", "format_value", "format_table",
+    "compute_examples", "val_example", "write_examples", "read_examples", "main",
+]
+
+# Old names, kept for one release (not in __all__); use the names on the right.
+# ``examples()`` is gone without an alias: ``apslib.evaluate.examples`` is now the module
+# of the examples figure's arrays (use compute_examples).
+ACQ_SHORT = ACQUISITION_NAMES
+volume_shifts = seeded_shifts
+sweep = exhaustive_shifts
+sweep_indices = evenly_spaced_indices
+margins = smallest_phase_margin
+
+_MOVED_TO_PLOTS = {"PLOT_FLOOR": "EXACT_ZERO_FLOOR", "plot_shift_heatmaps": "plot_shift_heatmaps"}
+
+
+def __getattr__(name):
+    # Figures live in apslib.plots (this package imports no matplotlib): the old names
+    # resolve there on first use, for one release.
+    if name in _MOVED_TO_PLOTS:
+        import warnings
+
+        from .. import plots
+
+        new = _MOVED_TO_PLOTS[name]
+        warnings.warn(f"apslib.evaluate.{name} moved to apslib.plots.{new}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(plots, new)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

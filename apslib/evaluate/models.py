@@ -1,0 +1,149 @@
+"""Trained runs and the validation slices they are evaluated on.
+
+Conventions
+-----------
+``F`` is a trained U-Net followed by the run's output clamp (``[-clamp, clamp]``, as in
+training), acting on instance-normalised images ``(N, 1, H, W)``. :func:`predict` runs it
+in batches without gradients and returns float32 on the CPU, optionally with the phase
+index each APS level chose (indices into :data:`apslib.polyphase.PHASES`).
+
+:class:`ValData` holds every validation slice in memory, normalised, with the per-slice
+``mean``/``std`` that :func:`apslib.data.denormalize` needs, the volume's ``max_value`` (the
+data range of fastmri's PSNR/SSIM) and the short acquisition name (``PD``/``PDFS``,
+:data:`apslib.data.ACQUISITION_NAMES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data import ACQUISITION_NAMES, denormalize
+
+__all__ = ["TRAIN_HINT", "ModelRun", "load_runs", "predict", "ValData", "load_val"]
+
+TRAIN_HINT = ("train them with notebooks/02_train.ipynb (`python -m apslib.notebooks --only 02`) "
+              "or `python -m apslib.train --data DATA --run-dir {run_dir} --model NAME`")
+
+
+@dataclass
+class ModelRun:
+    """A trained run: its display name, model (eval mode), output clamp and config."""
+
+    name: str
+    model: torch.nn.Module
+    clamp: float | None
+    config: object
+    path: Path
+
+    @property
+    def depth(self) -> int:
+        return int(self.model.config.depth)
+
+    @property
+    def is_aps(self) -> bool:
+        return self.model.config.variant == "aps"
+
+
+def load_runs(run_dir, models: Sequence[str], device: str | torch.device = "cpu") -> dict[str, ModelRun]:
+    """Load ``run_dir/<slug>/`` of each paper name in ``models``; a clear error naming
+    ``run_dir`` and how to train them when some are missing."""
+    from ..device import resolve_device
+    from ..runs import CHECKPOINT_FILE, load_model, read_run, slugify
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"run_dir {run_dir} is a file, not a folder of trained runs")
+    dev = resolve_device(device) if isinstance(device, str) else device
+    missing = [m for m in models if not (run_dir / slugify(m) / CHECKPOINT_FILE).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"no trained run for {missing} in {run_dir} (looked for "
+            f"{', '.join(str(run_dir / slugify(m) / CHECKPOINT_FILE) for m in missing)}): "
+            + TRAIN_HINT.format(run_dir=run_dir))
+    out = {}
+    for name in models:
+        path = run_dir / slugify(name)
+        run = read_run(path)
+        out[name] = ModelRun(name, load_model(path, dev), run["config"].clamp, run["config"], path)
+    return out
+
+
+@torch.no_grad()
+def predict(run: ModelRun, x: torch.Tensor, *, batch_size: int = 32,
+            return_phases: bool = False, uniform_batches: bool = False):
+    """``F(x)`` for ``(N, 1, H, W)`` ``x`` in batches (float32 output on the CPU), and with
+    ``return_phases`` the per-level phase indices ``(N,)`` (APS levels only).
+    ``uniform_batches`` pads a short last batch (with copies of its first image, dropped
+    from the result) so every image goes through a pass of the same batch shape: kernels
+    round differently per batch size, not per position in a batch."""
+    dev = next(run.model.parameters()).device
+    outs, phases = [], []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size].to(dev, torch.float32)
+        n = xb.shape[0]
+        if uniform_batches and x.shape[0] > batch_size and n < batch_size:
+            xb = torch.cat([xb, xb[:1].expand(batch_size - n, *xb.shape[1:])])
+        y, ph = run.model(xb, return_phases=True)
+        y, ph = y[:n], [p if p is None else p[:n] for p in ph]
+        if run.clamp:
+            y = y.clamp(-run.clamp, run.clamp)
+        outs.append(y.float().cpu())
+        phases.append([p.cpu() for p in ph if p is not None])
+    out = torch.cat(outs) if outs else torch.zeros(0)
+    if not return_phases:
+        return out
+    levels = len(phases[0]) if phases else 0
+    return out, [torch.cat([p[lv] for p in phases]) for lv in range(levels)]
+
+
+@dataclass
+class ValData:
+    """The validation slices in memory: normalised ``image``/``target`` ``(N, 1, H, W)``,
+    per-slice ``mean``/``std``/``max_value`` ``(N,)``, ``fname``, ``slice_num`` and short
+    ``acquisition`` (``PD``/``PDFS``) lists."""
+
+    image: torch.Tensor
+    target: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    max_value: torch.Tensor
+    fname: list
+    slice_num: list
+    acquisition: list
+    volumes: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.volumes:
+            self.volumes = sorted(set(self.fname))
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+    def denorm(self, x: torch.Tensor, index=None) -> torch.Tensor:
+        """``x * std + mean`` of the slices ``index`` (default all): :func:`apslib.data.denormalize`."""
+        idx = slice(None) if index is None else index
+        return denormalize(x, self.mean[idx], self.std[idx])
+
+    def volume_index(self, vol: str) -> list[int]:
+        return [i for i, f in enumerate(self.fname) if f == vol]
+
+
+def load_val(data_root, *, center_fractions=(0.08,), accelerations=(4,), seed: int = 0) -> ValData:
+    """All validation slices of ``data_root`` (fixed masks per file) as :class:`ValData`."""
+    from ..data import make_dataset
+
+    ds = make_dataset(data_root, "val", center_fractions=center_fractions,
+                      accelerations=accelerations, seed=seed)
+    items = [ds[i] for i in range(len(ds))]
+    return ValData(
+        image=torch.stack([s.image for s in items]).unsqueeze(1).float(),
+        target=torch.stack([s.target for s in items]).unsqueeze(1).float(),
+        mean=torch.tensor([float(s.mean) for s in items], dtype=torch.float64),
+        std=torch.tensor([float(s.std) for s in items], dtype=torch.float64),
+        max_value=torch.tensor([float(s.max_value) for s in items], dtype=torch.float64),
+        fname=[str(s.fname) for s in items], slice_num=[int(s.slice_num) for s in items],
+        acquisition=[ACQUISITION_NAMES.get(s.acquisition, s.acquisition) for s in items])

@@ -1,0 +1,192 @@
+"""Tidy result tables: rows, files, the paper-shaped pivots and the one number formatter.
+
+Conventions
+-----------
+A tidy table has the columns :data:`COLUMNS`: one row per ``(model, dataset, acquisition,
+protocol, metric, statistic)`` with its ``value`` and the sample count ``n``.
+
+* ``dataset``: ``"val"`` (notebook 03) or an out-of-distribution set (notebook 04).
+* ``acquisition``: ``PD``, ``PDFS`` or ``all`` (OOD sets: ``all`` only).
+* ``protocol``: ``unshifted`` (reconstruction), ``random`` (one seeded shift per volume /
+  image) or ``exhaustive`` (every shift modulo ``2**depth``).
+* ``statistic``: ``mean``, ``median``, ``max``, ``min`` over the samples, or ``count``
+  (flips).
+
+Non-finite values are values: an exactly equivariant model has PSNR ``inf``. CSV writes
+``inf``; the JSON copy writes the strings ``"inf"``, ``"-inf"`` and ``"nan"``;
+:func:`read_table` gives ``inf`` back. :func:`format_value` prints every number of every
+table (here and in :mod:`apslib.paper`): 4 significant digits, scientific notation below
+1e-3 or from 1e5 on, ``inf`` as ``inf`` and missing entries as ``-``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..io import atomic_write_text
+
+__all__ = ["COLUMNS", "STATS", "stat_rows", "flip_rows", "summarise", "write_table", "read_table",
+           "order_models", "table1", "table2", "table4", "worst_case_table", "format_value",
+           "format_table"]
+
+COLUMNS = ["model", "dataset", "acquisition", "protocol", "metric", "statistic", "value", "n"]
+STATS = {"mean": np.mean, "median": np.median, "max": np.max, "min": np.min}
+
+
+# --------------------------------------------------------------------------------------
+# Tidy rows
+# --------------------------------------------------------------------------------------
+
+def stat_rows(values, *, stats=("mean", "median", "max", "min"), **keys) -> list[dict]:
+    """One row per statistic of ``values`` (none for no values); ``keys`` fill the other
+    columns (``model``, ``dataset``, ``acquisition``, ``protocol``, ``metric``)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return []
+    with np.errstate(invalid="ignore"):
+        return [{**keys, "statistic": s, "value": float(STATS[s](v)), "n": int(v.size)}
+                for s in stats]
+
+
+def flip_rows(first: torch.Tensor, margin_min: float, depth: int, **keys) -> list[dict]:
+    """The flip rows of an APS model: pairs that flip (``flips``), by the first level that
+    deviates (``flips_level1`` ... ``flips_level{depth}``), and the smallest phase margin."""
+    n = int(first.numel())
+    rows = [{**keys, "metric": "flips", "statistic": "count", "value": float((first > 0).sum()), "n": n}]
+    rows += [{**keys, "metric": f"flips_level{lv}", "statistic": "count",
+              "value": float((first == lv).sum()), "n": n} for lv in range(1, depth + 1)]
+    rows.append({**keys, "metric": "phase_margin", "statistic": "min", "value": float(margin_min), "n": n})
+    return rows
+
+
+def summarise(rows: list[dict]) -> pd.DataFrame:
+    """The tidy :data:`COLUMNS` table of ``rows``."""
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+# --------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------
+
+def _json_value(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def write_table(df: pd.DataFrame, path) -> Path:
+    """Write ``df`` atomically as CSV to ``path`` (``.csv``) and a JSON copy (``.json``,
+    records; non-finite values as the strings ``"inf"``/``"-inf"``/``"nan"``)."""
+    path = Path(path).with_suffix(".csv")
+    atomic_write_text(path, df.to_csv(index=False))
+    records = [{k: _json_value(v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+               for r in df.to_dict("records")]
+    atomic_write_text(path.with_suffix(".json"), json.dumps(records, indent=1) + "\n")
+    return path
+
+
+def read_table(path) -> pd.DataFrame:
+    """Read a table written by :func:`write_table` (``inf`` comes back as ``inf``)."""
+    return pd.read_csv(Path(path).with_suffix(".csv"))
+
+
+# --------------------------------------------------------------------------------------
+# Paper-shaped tables
+# --------------------------------------------------------------------------------------
+
+def _pick(df, **eq):
+    m = np.ones(len(df), dtype=bool)
+    for k, v in eq.items():
+        m &= (df[k] == v).to_numpy()
+    return df[m]
+
+
+def order_models(index, models: Sequence[str] | None) -> list:
+    """The names of ``index``: those in ``models`` first (in that order), then the rest."""
+    order = [m for m in (models or []) if m in index]
+    return order + [m for m in index if m not in order]
+
+
+def table1(df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str = "val") -> pd.DataFrame:
+    """Paper Table 1: equivariance NMSE/SSIM (random protocol, mean over slices) and
+    unshifted NMSE/PSNR/SSIM (mean over volumes), PD / PDFS / all."""
+    d = _pick(df, dataset=dataset, statistic="mean")
+    d = d[((d.protocol == "random") & d.metric.isin(["eq_nmse", "eq_ssim"]))
+          | ((d.protocol == "unshifted") & d.metric.isin(["nmse", "psnr", "ssim"]))]
+    t = d.pivot_table(index="model", columns=["metric", "acquisition"], values="value", aggfunc="first")
+    cols = [(m, a) for m in ("eq_nmse", "eq_ssim", "nmse", "psnr", "ssim")
+            for a in ("PD", "PDFS", "all") if (m, a) in t.columns]
+    return t.loc[order_models(t.index, models), cols]
+
+
+def table4(df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str = "val") -> pd.DataFrame:
+    """Paper Table 4: decline in PSNR (dB) under the random shifts, mean and max over
+    volumes, PD / PDFS / all."""
+    d = _pick(df, dataset=dataset, metric="psnr_decline")
+    t = d.pivot_table(index="model", columns=["statistic", "acquisition"], values="value", aggfunc="first")
+    cols = [(s, a) for s in ("mean", "max") for a in ("PD", "PDFS", "all") if (s, a) in t.columns]
+    return t.loc[order_models(t.index, models), cols]
+
+
+def table2(df: pd.DataFrame, models: Sequence[str] | None = None, *,
+           protocol: str = "random") -> pd.DataFrame:
+    """Paper Table 2 on every out-of-distribution set: mean equivariance NMSE and SSIM
+    (``protocol="random"``), or worst case (``"exhaustive"``: max NMSE, min SSIM)."""
+    stat = ({"eq_nmse": "mean", "eq_ssim": "mean"} if protocol == "random"
+            else {"eq_nmse": "max", "eq_ssim": "min"})
+    d = _pick(df, protocol=protocol, acquisition="all")
+    d = d[d.metric.isin(list(stat)) & (d.statistic == d.metric.map(stat))]
+    t = d.pivot_table(index="model", columns=["dataset", "metric"], values="value", aggfunc="first")
+    return t.loc[order_models(t.index, models)]
+
+
+def worst_case_table(df: pd.DataFrame, models: Sequence[str] | None = None, *,
+                     dataset: str | None = "val") -> pd.DataFrame:
+    """Exhaustive protocol per model (and dataset): mean and max NMSE, min PSNR, min SSIM,
+    flip count, pairs and smallest phase margin (APS models)."""
+    d = _pick(df, protocol="exhaustive", **({} if dataset is None else {"dataset": dataset}))
+    d = d[d.acquisition == "all"]
+    wanted = [("eq_nmse", "mean"), ("eq_nmse", "max"), ("eq_psnr", "min"), ("eq_ssim", "min"),
+              ("flips", "count"), ("phase_margin", "min")]
+    d = d[[(m, s) in wanted for m, s in zip(d.metric, d.statistic)]]
+    t = d.assign(col=d.metric + " " + d.statistic).pivot_table(
+        index=["dataset", "model"] if dataset is None else "model", columns="col", values="value",
+        aggfunc="first")
+    n = d[d.metric == "eq_nmse"].groupby(["dataset", "model"] if dataset is None else "model").n.first()
+    t["pairs"] = n
+    cols = [f"{m} {s}" for m, s in wanted if f"{m} {s}" in t.columns] + ["pairs"]
+    t = t[cols]
+    if dataset is not None:
+        t = t.loc[order_models(t.index, models)]
+    return t
+
+
+# --------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------
+
+def format_value(v, digits: int = 4) -> str:
+    """One table entry as text: ``digits`` significant digits, scientific notation below
+    1e-3 or from 1e5 on (0 stays ``0``), ``inf``/``-inf`` as such, missing (None, NaN) as
+    ``-``."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    v = float(v)
+    if math.isnan(v):
+        return "-"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}g}" if (v == 0 or 1e-3 <= abs(v) < 1e5) else f"{v:.{digits - 1}e}"
+
+
+def format_table(t: pd.DataFrame, digits: int = 4):
+    """A display Styler of ``t`` with every entry through :func:`format_value` (e.g. the
+    missing flips of non-APS models as ``-``)."""
+    return t.style.format(lambda v: format_value(v, digits))
