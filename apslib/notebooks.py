@@ -15,13 +15,31 @@ names end in ``_dir``, ``_root`` or ``_path`` are paths: relative ones are taken
 repository root and passed to the notebook as absolute paths. ``-p NAME VALUE`` overrides
 (the value is read as YAML, so ``-p depth 3`` is an int) and applies to every selected
 notebook that declares ``NAME``; naming a parameter no selected notebook has is an error.
-Executed copies go to ``--out`` (default ``outputs/<profile>``), one per notebook, with a
-``run_summary.json`` of timings.
+Every value (profile or ``-p``) is checked against the type of the notebook's default
+before any kernel starts (:func:`check_type`): ``-p depth notanumber`` stops with one line
+that names the notebook, the parameter and the type it expects. Executed copies go to
+``--out`` (default ``outputs/<profile>``), one per notebook, with a ``run_summary.json`` of
+timings.
+
+Without the runner
+------------------
+Each notebook also runs with plain papermill, from any folder::
+
+    .venv/bin/papermill notebooks/01_theory_propositions.ipynb outputs/01.ipynb -k python3 \
+        -p size 32 -p depth 2 -y 'channels: [4, 8, 16]'
+
+The notebooks' path defaults are repository-relative (``outputs/data``) and their
+derived-values cell passes every path parameter through :func:`resolve_path`, which takes
+relative paths from the repository root (:func:`repo_root`), not from the kernel's working
+directory: papermill started anywhere reads and writes the same folders as the runner.
+(papermill's ``-p`` passes lists as text; give them with ``-y 'name: [..]'``. Its ``-p``
+values are not type-checked: that is what the runner adds.)
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import sys
@@ -32,13 +50,44 @@ import yaml
 
 from .io import atomic_write_json
 
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["repo_root", "resolve_path", "discover", "load_profile", "check_type",
+           "resolve_parameters", "check_kernel", "run", "main"]
+
+
+def repo_root() -> Path:
+    """The repository root: the folder that holds ``notebooks/`` and ``pyproject.toml``.
+
+    Found from this module's location: apslib is installed editable (``pip install -e .``,
+    what ``run_notebooks.sh`` does), so ``apslib/`` lives in the checkout. For a
+    non-editable install (apslib copied into site-packages) there is no checkout to find,
+    and the *current working directory* is used instead.
+    """
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir():
+        return here
+    return Path.cwd()
+
+
+def resolve_path(value: str | os.PathLike | None) -> str | None:
+    """An absolute path for a notebook's path parameter.
+
+    Relative paths are taken from the repository root (:func:`repo_root`), not from the
+    kernel's working directory, so ``papermill`` started from any folder and
+    ``./run_notebooks.sh`` read and write the same places. ``~`` is expanded, ``..`` is
+    normalised (symlinks are not resolved); ``None`` (an optional path) stays ``None``.
+    Every notebook's derived-values cell calls it on each of its path parameters.
+    """
+    if value is None:
+        return None
+    path = os.path.expanduser(os.fspath(value))
+    return os.path.abspath(os.path.join(repo_root(), path))
+
+
+REPO = repo_root()
 NOTEBOOK_DIR = REPO / "notebooks"
 PROFILE_DIR = NOTEBOOK_DIR / "profiles"
 PATH_SUFFIXES = ("_dir", "_root", "_path")
 KERNEL = "python3"
-
-__all__ = ["discover", "load_profile", "resolve_parameters", "run", "main"]
 
 
 class RunnerError(RuntimeError):
@@ -77,8 +126,8 @@ def _is_path_param(name: str) -> bool:
 def _expand(name: str, value, out: Path):
     if isinstance(value, str):
         value = value.replace("{out}", str(out)).replace("{repo}", str(REPO))
-        if _is_path_param(name) and value and not os.path.isabs(value):
-            value = str((REPO / value).resolve())
+        if _is_path_param(name) and value:
+            value = resolve_path(value)
     return value
 
 
@@ -88,26 +137,135 @@ def declared_parameters(nb: Path) -> dict:
     return papermill.inspect_notebook(str(nb))
 
 
+# The types a parameter's default can have, with the words the error messages use.
+_TYPE_WORDS = {bool: "a bool", int: "an int", float: "a float", str: "a str",
+               list: "a list", tuple: "a list", dict: "a mapping"}
+_ANNOTATIONS = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "dict": dict}
+_NOTHING = object()
+
+
+def _default_value(info: dict):
+    """The default of a declared parameter as a Python value; ``_NOTHING`` when it is an
+    expression (``2 ** 3``, a call) whose value needs a kernel. (papermill's
+    ``inferred_type_name`` comes only from annotations, ``depth: int = 3``; the notebooks
+    have none, so the default's literal decides.)"""
+    try:
+        return ast.literal_eval(str(info.get("default")))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _NOTHING
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "null"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _show(value) -> str:
+    """A value as it would be written in YAML (``-p`` values and profiles are YAML)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
+
+
+def _fits(kind: type, value) -> bool:
+    if isinstance(value, bool):  # bool is an int subclass: only a bool default takes one
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    if kind is tuple:  # YAML has no tuples
+        return isinstance(value, (list, tuple))
+    return isinstance(value, kind)
+
+
+def check_type(nb_name: str, name: str, value, info: dict):
+    """``value`` for parameter ``name`` of notebook ``nb_name``, checked against the type of
+    its default (``info``: :func:`declared_parameters`' entry); returns the value to pass.
+
+    An int default takes an int (not a bool); a float takes an int or a float (a string
+    such as ``1e-3``, which YAML 1.1 reads as text, becomes that float); a str, bool, list
+    or mapping default takes the same type; a ``None`` default (or one the notebook
+    computes) takes anything. Path parameters (``*_dir``, ``*_root``, ``*_path``) take a
+    str, and ``None`` where the default is ``None``. Raises ``TypeError`` with the end of
+    the message, ``<notebook> expects <type> (default <default>), got <type>``.
+    """
+    default = _default_value(info)
+    if default is _NOTHING:  # papermill's annotation, if any (``depth: int = 3``)
+        kind = _ANNOTATIONS.get(str(info.get("inferred_type_name")))
+    else:
+        kind = None if default is None else type(default)
+    if _is_path_param(name):
+        if isinstance(value, str) or (value is None and kind is None):
+            return value
+        expected = "a path (str)" + (" or null" if kind is None else "")
+    elif kind is None or kind not in _TYPE_WORDS:
+        return value
+    else:
+        if kind is float and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if _fits(kind, value):
+            return value
+        expected = _TYPE_WORDS[kind]
+    raise TypeError(f"{nb_name} expects {expected} (default {info.get('default')}), "
+                    f"got {_type_name(value)}")
+
+
 def resolve_parameters(nb: Path, profile: dict, overrides: dict, out: Path,
-                       declared: dict | None = None) -> dict:
-    """The parameters to inject into ``nb``: profile ``all``, then its prefix, then -p."""
+                       declared: dict | None = None, profile_name: str = "") -> dict:
+    """The parameters to inject into ``nb``: profile ``all``, then its prefix, then -p.
+
+    Each value is checked with :func:`check_type`; a wrong one raises :class:`RunnerError`
+    naming where it came from (``-p NAME VALUE`` or the profile section).
+    """
     declared = declared_parameters(nb) if declared is None else declared
-    params = {}
-    for source in (profile.get("all", {}), profile.get(_prefix(nb), {}), overrides):
-        for name, value in source.items():
-            if name in declared:
-                params[name] = _expand(name, value, out)
     unknown = set(profile.get(_prefix(nb), {})) - set(declared)
     if unknown:
         raise RunnerError(
             f"profile sets {sorted(unknown)} for {nb.name}, which declares no such parameter "
             f"(it has: {sorted(declared)})"
         )
+    params = {}
+    prefix = _prefix(nb)
+    label = f"profile {profile_name}".rstrip()
+    sources = [(f"{label}, section all: ", profile.get("all", {})),
+               (f'{label}, section "{prefix}": ', profile.get(prefix, {})),
+               ("-p ", overrides)]
+    for where, source in sources:
+        for name, value in source.items():
+            if name not in declared:
+                continue
+            try:
+                value = check_type(nb.name, name, value, declared[name])
+            except TypeError as err:
+                raise RunnerError(f"{where}{name} {_show(value)}: {err}") from None
+            params[name] = _expand(name, value, out)
     return params
 
 
+def _same_environment(exe: str) -> bool:
+    """Whether the kernel executable ``exe`` is this environment's Python.
+
+    Only the *folders* are resolved, never the interpreter file: a venv's ``bin/python``
+    is a symlink to the base interpreter, so resolving it would make every venv built from
+    the same base Python look alike.
+    """
+    if exe in ("python", "python3", "{python}", "python{}.{}".format(*sys.version_info[:2])):
+        return True  # the native kernel: jupyter_client starts it with sys.executable
+    if not os.path.isabs(exe):
+        return False  # some other name looked up on PATH: not necessarily this environment
+    if os.path.abspath(exe) == os.path.abspath(sys.executable):
+        return True
+    folder = Path(os.path.abspath(exe)).parent.resolve()
+    return folder in {Path(os.path.abspath(sys.executable)).parent.resolve(),
+                      (Path(sys.prefix) / ("Scripts" if os.name == "nt" else "bin")).resolve()}
+
+
 def check_kernel() -> None:
-    """Make sure the ``python3`` kernel runs this environment's Python."""
+    """Make sure the ``python3`` kernel runs this environment's Python (not another venv's)."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
@@ -118,9 +276,7 @@ def check_kernel() -> None:
             f"--sys-prefix --name {KERNEL}`"
         ) from err
     exe = spec.argv[0]
-    if exe in ("python", "python3", "{python}"):
-        return  # the native kernel: jupyter_client starts it with sys.executable
-    if Path(exe).resolve().parent != Path(sys.executable).resolve().parent:
+    if not _same_environment(exe):
         raise RunnerError(
             f"the Jupyter kernel {KERNEL!r} runs {exe}, not this environment's "
             f"{sys.executable}; run `{sys.executable} -m ipykernel install --sys-prefix "
@@ -148,18 +304,21 @@ def run(profile_name: str = "default", only: list[str] | None = None, out: Path 
                 f"{', '.join(nb.name for nb in discover())}"
             )
     out = Path(out or REPO / "outputs" / profile_name).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     overrides = overrides or {}
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     unused = set(overrides) - set().union(*declared.values())
     if unused:
         raise RunnerError(f"-p {sorted(unused)}: no selected notebook declares such a parameter")
+    # Every notebook's parameters are resolved and type-checked before any kernel starts.
+    resolved = {nb: resolve_parameters(nb, profile, overrides, out, declared[nb], profile_name)
+                for nb in notebooks}
     check_kernel()
+    out.mkdir(parents=True, exist_ok=True)
 
     records = []
     total = time.perf_counter()
     for nb in notebooks:
-        params = resolve_parameters(nb, profile, overrides, out, declared[nb])
+        params = resolved[nb]
         executed = out / nb.name
         print(f"[{profile_name}] {nb.name} ...", flush=True)
         start = time.perf_counter()

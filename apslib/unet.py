@@ -107,28 +107,30 @@ def check_size(shape, config: "UNetConfig", what: str = "input size") -> None:
     for the stride-1-pooling variants). Raises ``ValueError`` naming sizes that work.
     """
     shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
-    m, depth = config.multiple, config.depth
-    bad = [n for n in shape if n % m]
+    m, depth, smallest = config.multiple, config.depth, config.min_size
+    size = "x".join(map(str, shape))
+    if all(n % m == 0 for n in shape) and min(shape) >= smallest:
+        return
+    # the deepest U-Net of this variant that takes the shape as it is, if any
+    fits = [d for d in range(1, 16)
+            if all(n % 2 ** d == 0 and n >= 2 ** d * (smallest // m) for n in shape)]
+    lower = f", or a depth of at most {max(fits)}" if fits else ""
+    bad = [n for n in dict.fromkeys(shape) if n % m]
     if bad:
-        n = bad[0]
-        works = sorted({max(n - n % m, config.min_size), max(n - n % m + m, config.min_size)})
-        fits = max(d for d in range(0, 16) if n % (2 ** d) == 0)
+        works = "; ".join(
+            f"{' or '.join(map(str, sorted({max(n - n % m, smallest), max(n - n % m + m, smallest)})))}"
+            f" for {n}" for n in bad)
         raise ValueError(
-            f"{what} {'x'.join(map(str, shape))} is not divisible by 2**depth = {m} "
-            f"(depth={depth}): the U-Net needs sides that are multiples of {m}. Sizes that "
-            f"work: {' or '.join(map(str, works))} (crop or "
-            f"pad), or a depth of at most {fits} for side {n}"
-        )
-    smallest = config.min_size
-    if min(shape) < smallest:
-        raise ValueError(
-            f"{what} {'x'.join(map(str, shape))} is too small for the {config.variant} U-Net "
-            f"of depth {depth}: it needs at least {smallest}x{smallest}"
-            + (" (a bottleneck of 2x2 pixels: with a 1-pixel bottleneck the last stride-1 "
-               "max-pool sees a 2-pixel map, makes its two rows (or columns) identical, and "
-               "the polyphase choice ties)" if config.variant != "baseline" else "")
-            + ". Use larger images or a lower depth"
-        )
+            f"{what} {size} is not divisible by 2**depth = {m} (depth={depth}): the U-Net "
+            f"needs sides that are multiples of {m}. Sizes that work: {works} (crop or pad)"
+            f"{lower}")
+    raise ValueError(
+        f"{what} {size} is too small for the {config.variant} U-Net of depth {depth}: it "
+        f"needs at least {smallest}x{smallest}"
+        + (" (a bottleneck of 2x2 pixels: with a 1-pixel bottleneck the last stride-1 "
+           "max-pool sees a 2-pixel map, makes its two rows (or columns) identical, and "
+           "the polyphase choice ties)" if config.variant != "baseline" else "")
+        + f". Use larger images{lower or ' or a lower depth'}")
 
 
 class Conv2d(nn.Conv2d):

@@ -49,20 +49,48 @@ DIST = {"skimage": "scikit-image", "PIL": "pillow", "yaml": "pyyaml", "jupyter_c
         "IPython": "ipython"}
 
 
+def _imports_by_module() -> dict[str, set[str]]:
+    """Top-level names each module of apslib (subpackages included) imports, lazy imports
+    inside functions too."""
+    out = {}
+    for path in sorted((REPO / "apslib").rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module.split(".")[0])
+        out[str(path.relative_to(REPO))] = names
+    return out
+
+
+def test_the_scan_sees_the_subpackages():
+    modules = _imports_by_module()
+    assert any(m.startswith("apslib/data/") for m in modules)
+    assert any(m.startswith("apslib/evaluate/") for m in modules)
+    assert any(m.startswith("apslib/plots/") for m in modules)
+
+
+def test_figures_are_drawn_only_in_apslib_plots():
+    drawing = {"matplotlib", "seaborn"}
+    outside = sorted(m for m, names in _imports_by_module().items()
+                     if names & drawing and not m.startswith("apslib/plots/"))
+    assert not outside, f"{outside} import matplotlib/seaborn: figures belong in apslib/plots"
+
+
+def test_library_modules_stay_readable():
+    long = {str(p.relative_to(REPO)): n for p in (REPO / "apslib").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, f"modules over 500 lines (split them by concern): {long}"
+
+
 def test_every_third_party_import_of_the_library_is_declared():
     import sys
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     declared = {re.match(r"[A-Za-z0-9_.\-]+", r).group().lower().replace("_", "-")
                 for r in project["dependencies"]}
-    imported = set()
-    for path in (REPO / "apslib").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):  # lazy imports inside functions too
-            if isinstance(node, ast.Import):
-                imported |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                imported.add(node.module.split(".")[0])
-    imported -= {"apslib", "__future__"}
+    imported = set().union(*_imports_by_module().values()) - {"apslib", "__future__"}
     third_party = {name for name in imported if name not in sys.stdlib_module_names}
     assert third_party, "the scan found no imports"
     missing = sorted(n for n in third_party if DIST.get(n, n).lower().replace("_", "-") not in declared)

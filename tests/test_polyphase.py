@@ -4,8 +4,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apslib import (CRITERIA, PHASES, APSDown, APSUp, aps_down, aps_up, phase_shift,
-                    polyphase_components, polyphase_norms, roll2d)
+from apslib import (
+    CRITERIA,
+    PHASES,
+    APSDown,
+    APSUp,
+    aps_down,
+    aps_up,
+    build_unet,
+    calibrate_batchnorm,
+    phase_shift,
+    polyphase_components,
+    polyphase_norms,
+    roll2d,
+)
+from apslib.metrics import phase_margins
+from apslib.polyphase import predicted_phases
 
 
 def numpy_reference_down(x: np.ndarray, criterion: str):
@@ -282,3 +296,72 @@ def test_phase_shift_keeps_channels_last_and_matches_roll(inverse):
     uu = u.clone().requires_grad_()
     (phase_shift(uu, idx, inverse=inverse) * g).sum().backward()
     assert torch.equal(uu.grad, phase_shift(g, idx, inverse=not inverse))
+
+
+# --- predicted_phases: the grids an equivariant APS U-Net must choose for T_k x -------------
+
+@pytest.mark.parametrize("depth,filter_size,criterion", [(2, 1, "l2"), (3, 3, "l2"), (3, 1, "l1"),
+                                                         (4, 5, "linf")])
+def test_predicted_phases_are_the_phases_an_aps_unet_chooses(depth, filter_size, criterion):
+    """The shifts of one 2**depth period plus large and negative ones: at every level the
+    phases chosen for T_k x are predicted_phases(phases of x, k) (samples with an exact tie
+    at some level, which no single-grid rule can follow, are left out)."""
+    torch.manual_seed(depth * 10 + filter_size)
+    model = build_unet("aps", depth=depth, channels=[4] * (depth + 1), filter_size=filter_size,
+                       criterion=criterion).double()
+    m = 2 ** depth
+    x = torch.randn(4, 1, 3 * m, 2 * m, generator=torch.Generator().manual_seed(depth),
+                    dtype=torch.float64)
+    calibrate_batchnorm(model, x)
+    keep = torch.stack(phase_margins(model, x)).min(0).values > 1e-9
+    assert keep.sum() >= 3
+    period = [(dy, dx) for dy in range(m) for dx in range(m)]
+    if depth > 3:  # every 5th of the 256 (5 is prime to 16: every dx and dy still occurs)
+        period = period[::5]
+    shifts = period + [(-1, 0), (0, -3), (37, -53), (-101, 7), (3 * m + 1, -2 * m)]
+    with torch.no_grad():  # eval mode: each image's choice is independent of the batch
+        _, phases_x = model(x, return_phases=True)
+        shifted = torch.cat([roll2d(x, k) for k in shifts])  # shift-major: (S * 4, 1, H, W)
+        chosen = [torch.cat(levels) for levels in zip(*(
+            model(chunk, return_phases=True)[1] for chunk in shifted.split(256)))]
+    for k in shifts[:5] + shifts[-5:]:  # one shift for the whole batch
+        predicted, seen = predicted_phases(phases_x, k)
+        assert len(predicted) == len(seen) == depth
+        assert (seen[0] == torch.tensor(k)).all()  # level 1 sees k itself
+        i = shifts.index(k) * 4
+        for level in range(depth):
+            assert predicted[level].shape == (4,) and seen[level].shape == (4, 2)
+            assert torch.equal(predicted[level][keep], chosen[level][i:i + 4][keep]), (k, level)
+    # All shifts at once: one (dy, dx) per image.
+    ks = torch.tensor(shifts).repeat_interleave(4, dim=0)
+    predicted, _ = predicted_phases([p.repeat(len(shifts)) for p in phases_x], ks)
+    rows = keep.repeat(len(shifts))
+    for level in range(depth):
+        assert torch.equal(predicted[level][rows], chosen[level][rows]), level
+
+
+def test_predicted_phases_take_one_shift_per_sample():
+    torch.manual_seed(5)
+    model = build_unet("aps", depth=3, channels=[4] * 4, filter_size=3).double()
+    x = torch.randn(3, 1, 24, 16, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    calibrate_batchnorm(model, x)
+    k = torch.tensor([[1, 2], [-3, 5], [7, 0]])
+    with torch.no_grad():
+        _, phases_x = model(x, return_phases=True)
+        shifted = torch.cat([roll2d(x[b:b + 1], tuple(k[b].tolist())) for b in range(3)])
+        _, chosen = model(shifted, return_phases=True)
+    predicted, seen = predicted_phases(phases_x, k)
+    assert torch.equal(seen[0], k)
+    for p, q in zip(predicted, chosen):
+        assert torch.equal(p, q)
+    for b in range(3):  # the same as one shift at a time
+        single, _ = predicted_phases([p[b:b + 1] for p in phases_x], tuple(k[b].tolist()))
+        assert [int(s) for s in single] == [int(p[b]) for p in predicted]
+
+
+def test_predicted_phases_first_level_is_proposition_1():
+    idx = torch.arange(4)
+    for k in [(0, 0), (0, 1), (1, 0), (1, 1), (-3, 6)]:
+        (pred,), (seen,) = predicted_phases([idx], k)
+        assert pred.tolist() == [expected_phase(p, k) for p in range(4)]
+        assert seen.tolist() == [list(k)] * 4

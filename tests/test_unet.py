@@ -1,14 +1,22 @@
 import itertools
+import re
 
 import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from apslib import (PHASES, UNetConfig, build_unet, calibrate_batchnorm, equivariance_error_map,
-                    equivariance_errors, roll2d)
+from apslib import (
+    PHASES,
+    UNetConfig,
+    build_unet,
+    calibrate_batchnorm,
+    equivariance_error_map,
+    equivariance_errors,
+    roll2d,
+)
 from apslib.metrics import phase_margins
-from apslib.unet import APSPoolDown, PolyphaseUp
+from apslib.unet import APSPoolDown, PolyphaseUp, check_size
 
 SMALL = {3: [4, 8, 12, 16], 4: [4, 6, 8, 12, 16]}
 # (depth, H, W): non-square, two periods of 2**depth on each axis or more
@@ -160,7 +168,8 @@ def test_zero_padding_mode_runs_and_breaks_equivariance():
 
 def test_bad_configurations_have_clear_errors():
     model = build_unet("aps", depth=3, channels=SMALL[3])
-    with pytest.raises(ValueError, match=r"input size 100x64 is not divisible by 2\*\*depth = 8.*work: 96 or 104"):
+    with pytest.raises(ValueError,
+                       match=r"input size 100x64 is not divisible by 2\*\*depth = 8.*work: 96 or 104"):
         model(torch.randn(1, 1, 100, 64))
     with pytest.raises(ValueError, match="input size 64x4 .*work: 16 "):
         model(torch.randn(1, 1, 64, 4))
@@ -284,3 +293,106 @@ def test_phase_margins_flag_a_constructed_tie():
     const = torch.ones_like(x)
     assert float(phase_margins(model, const)[0].max()) == 0.0
     assert phase_margins(make("baseline")[0], x) == []
+
+
+# --- the one size rule: unet.check_size ----------------------------------------------------
+
+def _named_sizes(message: str) -> list[int]:
+    """The sizes a check_size message says work ("Sizes that work: 24 or 32",
+    "at least 16x16")."""
+    named = re.search(r"Sizes that work: (\d+(?: or \d+)*)", message)
+    if named:
+        return [int(n) for n in named.group(1).split(" or ")]
+    least = re.search(r"at least (\d+)x(\d+)", message)
+    return [int(least.group(1))] if least else []
+
+
+def _size_case(variant, depth, h, w):
+    cfg = UNetConfig(variant, depth=depth, channels=[4] * (depth + 1))
+    m = 2 ** depth
+    works = h % m == 0 and w % m == 0 and min(h, w) >= cfg.min_size
+    try:
+        check_size((h, w), cfg)
+    except ValueError as err:
+        assert not works, (variant, depth, h, w, str(err))
+        named = _named_sizes(str(err))
+        assert named, str(err)
+        for n in named:  # every size the message names is one that works
+            check_size((n, n), cfg)
+            check_size(n, cfg)
+        assert f"{h}x{w}" in str(err)  # names the size it got
+    else:
+        assert works, (variant, depth, h, w)
+
+
+@pytest.mark.parametrize("variant", ["baseline", "lpf", "aps"])
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
+def test_check_size_every_square_side(variant, depth):
+    """Every side up to four periods: multiples of 2**depth at least min_size pass; every
+    other fails naming sizes that work, and those pass."""
+    cfg = UNetConfig(variant, depth=depth, channels=[4] * (depth + 1))
+    assert cfg.min_size == (1 if variant == "baseline" else 2) * 2 ** depth
+    for n in range(1, 4 * 2 ** depth + 2):
+        _size_case(variant, depth, n, n)
+
+
+@settings(max_examples=300, deadline=None)
+@given(variant=st.sampled_from(["baseline", "lpf", "aps"]), depth=st.integers(1, 6),
+       h=st.integers(1, 400), w=st.integers(1, 400))
+def test_check_size_property(variant, depth, h, w):
+    _size_case(variant, depth, h, w)
+
+
+def test_check_size_is_what_the_model_enforces():
+    model = build_unet("aps", depth=2, channels=[2, 2, 2])
+    for h, w in [(8, 12), (12, 8), (6, 8), (4, 8)]:
+        try:
+            check_size((h, w), model.config)
+        except ValueError as err:
+            with pytest.raises(ValueError) as from_model:
+                model(torch.zeros(1, 1, h, w))
+            assert str(from_model.value) == str(err)
+        else:
+            assert model.eval()(torch.zeros(1, 1, h, w)).shape == (1, 1, h, w)
+
+
+def test_check_size_depth_hint_is_a_depth_that_works():
+    for variant, depth, n in [("aps", 3, 33), ("aps", 2, 2), ("lpf", 1, 3), ("aps", 4, 40),
+                              ("baseline", 5, 48), ("lpf", 3, 12), ("aps", 3, (30, 17))]:
+        cfg = UNetConfig(variant, depth=depth, channels=[4] * (depth + 1))
+        with pytest.raises(ValueError) as err:
+            check_size(n if isinstance(n, tuple) else (n, n), cfg)
+        hint = re.search(r"a depth of at most (\d+)", str(err.value))
+        if hint:
+            d = int(hint.group(1))
+            assert d >= 1
+            check_size(n if isinstance(n, tuple) else (n, n),
+                       UNetConfig(variant, depth=d, channels=[4] * (d + 1)))
+
+
+# --- APSPoolDown.phase_norms: its argmax is the grid the layer chooses ----------------------
+
+@pytest.mark.parametrize("filter_size,criterion", [(1, "l2"), (3, "l2"), (1, "l1"), (3, "linf")])
+@pytest.mark.parametrize("train", [False, True])
+def test_phase_norms_argmax_is_the_chosen_phase(filter_size, criterion, train):
+    """In eval mode and in training (where the no-blur layer takes its fast path)."""
+    model, x = make("aps", 3, filter_size, criterion, seed=filter_size + 7, batch=4)
+    seen = []
+
+    def hook(module, inputs, output):
+        norms = module.phase_norms(inputs[0].detach())
+        assert norms.shape == (x.shape[0], 4) and norms.dtype == torch.float64
+        seen.append((norms.argmax(1), output[1]))
+
+    layers = [m for m in model.modules() if isinstance(m, APSPoolDown)]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    try:
+        model.train(train)
+        with torch.set_grad_enabled(train):
+            model(x.clone().requires_grad_(train))
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(seen) == len(layers) == 3
+    for argmax, chosen in seen:
+        assert torch.equal(argmax, chosen)
