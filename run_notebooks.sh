@@ -7,6 +7,7 @@
 #   ./run_notebooks.sh --only 01 --out DIR -p depth 3
 #   ./run_notebooks.sh test [PYTEST ARGS]   run the whole test suite (incl. a papermill
 #                                           smoke run of every notebook)
+#   ./run_notebooks.sh lint                 ruff check + ruff format --check (what CI runs)
 #
 # Environment: APSLIB_VENV (default ./.venv), PYTHON (interpreter used to create the venv).
 set -euo pipefail
@@ -71,8 +72,13 @@ if [ "${1:-}" = "test" ]; then
   setup
   exec "$VENV/bin/python" -m pytest "$@"
 fi
+if [ "${1:-}" = "lint" ]; then
+  setup
+  "$VENV/bin/ruff" check "$ROOT"
+  exec "$VENV/bin/ruff" format --check "$ROOT"
+fi
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-  sed -n '2,13p' "$0"
+  sed -n '2,14p' "$0"
   [ -x "$VENV/bin/python" ] && exec "$VENV/bin/python" -m apslib.notebooks --help
   exit 0
 fi

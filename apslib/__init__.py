@@ -15,6 +15,7 @@ from .filters import (
     blur_upsample,
     zero_insert,
 )
+from .metrics import equivariance_error_map, equivariance_errors, phase_margins, roll2d
 from .polyphase import (
     CRITERIA,
     PHASES,
@@ -26,7 +27,6 @@ from .polyphase import (
     polyphase_components,
     polyphase_norms,
 )
-from .metrics import equivariance_error_map, equivariance_errors, phase_margins, roll2d
 from .unet import PAPER_CHANNELS, VARIANTS, UNet, UNetConfig, build_unet, calibrate_batchnorm
 
 __version__ = "0.1.0"

@@ -1,17 +1,48 @@
-"""The configuration of one training run (the paper's protocol by default)."""
+"""The configuration of one training run (the paper's protocol by default), and its CLI.
+
+Conventions: every option is defined once, as a field of :class:`TrainConfig` with its
+help text in the field's metadata; the command line of ``python -m apslib.train`` is
+generated from the fields (:func:`add_config_arguments`, :func:`config_from_args`): the
+flag is ``--<field-name-with-dashes>`` unless the metadata names another (``data_root``
+-> ``--data``), the type comes from the annotation (``bool`` -> ``--x/--no-x``, tuples ->
+several values, ``X | None`` -> optional). An option the user does not give keeps the
+field's default, so the CLI and the Python API build the same :class:`TrainConfig`.
+Invalid values raise ``ValueError`` saying what is allowed.
+"""
 
 from __future__ import annotations
 
+import argparse
 import math
-from dataclasses import asdict, dataclass, fields, replace
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .runs import RUNTIME_FIELDS, model_name, parse_model_name, slugify
 from .unet import UNetConfig
 
-__all__ = ["TrainConfig", "config_for", "LOSSES", "RUNTIME_FIELDS"]
+__all__ = [
+    "TrainConfig",
+    "config_for",
+    "LOSSES",
+    "RUNTIME_FIELDS",
+    "MAX_LR",
+    "add_config_arguments",
+    "config_from_args",
+    "cli_flag",
+    "cli_parser",
+    "parse_cli",
+]
 
 LOSSES = ("mse", "l1")
+VARIANTS = ("baseline", "lpf", "aps")
+MAX_LR = 10.0  # Adam with a larger step only diverges; a typo (1e38) fails at once
+
+
+def _opt(default, help: str, **cli):
+    """A field with its CLI help; ``cli``: ``flag``, ``choices``, ``required``, ``group``."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass
@@ -26,40 +57,42 @@ class TrainConfig:
     of both splits (see :func:`apslib.data.make_dataset`).
     """
 
-    variant: str = "aps"
-    filter_size: int = 1
-    depth: int = 4
-    channels: tuple[int, ...] | None = None
-    criterion: str = "l2"
-    padding_mode: str = "circular"
-    loss: str = "mse"
-    lr: float = 1e-3
-    epochs: int = 50
-    batch_size: int = 16
-    lr_step: int = 5
-    lr_gamma: float = 0.5
-    shift_augment: bool = False
-    max_shift: int = 16
-    clamp: float | None = 6.0
-    grad_clip: float | None = 1.0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    channels_last: bool = False
-    sync_bn: bool = False
-    workers: int = 0
-    data_root: str | None = None
-    run_dir: str | None = None
-    name: str | None = None
-    center_fractions: tuple[float, ...] = (0.08,)
-    accelerations: tuple[int, ...] = (4,)
-    acquisition: str | None = None
-    sample_fraction: float | None = None
-    volume_fraction: float | None = None
+    variant: str = _opt("aps", "U-Net variant (or --model)", choices=VARIANTS, group="model")
+    filter_size: int = _opt(1, "blur size j, 1..7 (1: no blur)")
+    depth: int = _opt(4, "stride-2 levels of the U-Net")
+    channels: tuple[int, ...] | None = _opt(None, "depth+1 widths (default: 64*2**k)")
+    criterion: str = _opt("l2", "APS norm: l2, l1 or linf")
+    padding_mode: str = _opt("circular", "padding of convolutions and blurs")
+    loss: str = _opt("mse", "training loss", choices=LOSSES)
+    lr: float = _opt(1e-3, f"Adam learning rate, in (0, {MAX_LR:g}]")
+    epochs: int = _opt(50, "epochs (more than a finished run's continue it)")
+    batch_size: int = _opt(16, "batch size per process")
+    lr_step: int = _opt(5, "StepLR step (epochs)")
+    lr_gamma: float = _opt(0.5, "StepLR factor")
+    shift_augment: bool = _opt(False, "random circular shifts of input and target (DA)")
+    max_shift: int = _opt(16, "shifts in [-M, M-1] (DA and the validation equivariance loss)")
+    clamp: float | None = _opt(6.0, "output clamp to [-C, C] (0: off)")
+    grad_clip: float | None = _opt(1.0, "gradient-norm clip (0: off)")
+    seed: int = _opt(0, "seed of weights, shuffling, masks and shifts")
+    device: str = _opt("auto", "auto, cuda, cuda:1, mps or cpu")
+    amp: bool = _opt(False, "bfloat16 autocast")
+    channels_last: bool = _opt(False, "channels-last memory format")
+    sync_bn: bool = _opt(False, "SyncBatchNorm under DDP (cuda)")
+    workers: int = _opt(0, "DataLoader workers")
+    data_root: str | None = _opt(
+        None, "data root with singlecoil_train/ and singlecoil_val/", flag="--data", required=True
+    )
+    run_dir: str | None = _opt(None, "runs folder; this run goes to RUN_DIR/<slug of name>", required=True)
+    name: str | None = _opt(None, "run name (default: the paper-style name)")
+    center_fractions: tuple[float, ...] = _opt((0.08,), "mask centre fractions")
+    accelerations: tuple[int, ...] = _opt((4,), "mask accelerations")
+    acquisition: str | None = _opt(None, "PD or PDFS only (default: both)")
+    sample_fraction: float | None = _opt(None, "train and validate on this fraction of the slices")
+    volume_fraction: float | None = _opt(None, "... or of the volumes")
 
     def __post_init__(self):
         if self.channels is None:
-            self.channels = tuple(64 * 2 ** k for k in range(max(int(self.depth), 0) + 1))
+            self.channels = tuple(64 * 2**k for k in range(max(int(self.depth), 0) + 1))
         self.channels = tuple(int(c) for c in self.channels)
         self.center_fractions = tuple(float(c) for c in self.center_fractions)
         self.accelerations = tuple(int(a) for a in self.accelerations)
@@ -78,16 +111,18 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if not self.lr_gamma > 0:
-            raise ValueError(f"lr_gamma must be positive, got {self.lr_gamma!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= MAX_LR):
+            raise ValueError(
+                f"lr must be a finite number in (0, {MAX_LR:g}], got {self.lr!r} (the paper's is 1e-3)"
+            )
+        if not (self.lr_gamma > 0 and math.isfinite(self.lr_gamma)):
+            raise ValueError(f"lr_gamma must be positive and finite, got {self.lr_gamma!r}")
         if int(self.max_shift) < 1:
             raise ValueError(f"max_shift must be >= 1, got {self.max_shift!r}")
-        if self.clamp is not None and self.clamp < 0:
-            raise ValueError(f"clamp must be positive (or None), got {self.clamp!r}")
-        if self.grad_clip is not None and self.grad_clip < 0:
-            raise ValueError(f"grad_clip must be positive (or None), got {self.grad_clip!r}")
+        for name in ("clamp", "grad_clip"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be positive and finite (0 or None: off), got {value!r}")
         if int(self.seed) < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         if int(self.workers) < 0:
@@ -97,9 +132,14 @@ class TrainConfig:
             slugify(self.name)
 
     def unet_config(self) -> UNetConfig:
-        return UNetConfig(variant=self.variant, depth=self.depth, channels=tuple(self.channels),
-                          filter_size=self.filter_size, criterion=self.criterion,
-                          padding_mode=self.padding_mode)
+        return UNetConfig(
+            variant=self.variant,
+            depth=self.depth,
+            channels=tuple(self.channels),
+            filter_size=self.filter_size,
+            criterion=self.criterion,
+            padding_mode=self.padding_mode,
+        )
 
     @property
     def display_name(self) -> str:
@@ -124,7 +164,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -132,15 +172,128 @@ class TrainConfig:
         """The fields that define the run (everything but :data:`RUNTIME_FIELDS`)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return replace(self, **changes)
 
 
-def config_for(name: str, **overrides) -> TrainConfig:
+def config_for(model: str, /, **overrides) -> TrainConfig:
     """The :class:`TrainConfig` of a paper model name (``"LPF-3"``, ``"Baseline + DA"``),
-    with ``overrides`` (e.g. ``depth=3, channels=[8, 16, 32, 64], epochs=10``)."""
-    spec = parse_model_name(name)
+    with ``overrides`` (e.g. ``depth=3, channels=[8, 16, 32, 64], epochs=10``; ``name``
+    renames the run)."""
+    spec = parse_model_name(model)
     clash = set(spec) & set(overrides)
     if clash:
-        raise ValueError(f"{sorted(clash)} come from the model name {name!r}; do not override them")
-    return TrainConfig(**spec, name=model_name(**spec), **overrides)
+        raise ValueError(f"{sorted(clash)} come from the model name {model!r}; do not override them")
+    overrides.setdefault("name", model_name(**spec))
+    return TrainConfig(**spec, **overrides)
+
+
+# --------------------------------------------------------------------------------------
+# The CLI, generated from the fields
+# --------------------------------------------------------------------------------------
+
+
+def cli_flag(f) -> str:
+    """The command-line flag of a :class:`TrainConfig` field (or its name)."""
+    name = f if isinstance(f, str) else f.name
+    meta = {g.name: g for g in fields(TrainConfig)}[name].metadata
+    return meta.get("flag") or "--" + name.replace("_", "-")
+
+
+def _cli_type(annotation) -> dict:
+    """argparse keywords for a field's type: ``bool`` -> ``--x/--no-x``, ``tuple[T, ...]``
+    -> one or more ``T``, ``X | None`` -> ``X``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(annotation) is tuple:
+        return {"type": typing.get_args(annotation)[0], "nargs": "+"}
+    return {"type": annotation}
+
+
+def _default_text(f) -> str:
+    d = f.default if f.default is not MISSING else None
+    if d is None or d is False:
+        return ""
+    shown = " ".join(map(str, d)) if isinstance(d, tuple) else d
+    return f" (default: {shown})"
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add one option per :class:`TrainConfig` field to ``parser``, and ``--model`` (a paper
+    name instead of ``--variant``/``--filter-size``/``--shift-augment``). Options left out
+    are absent from the parsed namespace (the field keeps its default)."""
+    hints = typing.get_type_hints(TrainConfig)
+    model_group = parser.add_mutually_exclusive_group(required=True)
+    model_group.add_argument(
+        "--model",
+        default=argparse.SUPPRESS,
+        help="a paper name instead of --variant/--filter-size/--shift-augment: "
+        "'Baseline', 'LPF-3', 'Baseline + DA', 'APS', 'APS-3'",
+    )
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        flag = cli_flag(f)
+        kwargs = {
+            "dest": f.name,
+            "default": argparse.SUPPRESS,
+            **_cli_type(hints[f.name]),
+            "help": meta.get("help", "") + _default_text(f),
+        }
+        if "action" not in kwargs:
+            kwargs["metavar"] = {int: "N", float: "X"}.get(kwargs["type"], flag.lstrip("-").upper())
+        if meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+            kwargs.pop("metavar", None)
+        target = model_group if meta.get("group") == "model" else parser
+        if meta.get("required"):
+            kwargs["required"] = True
+        target.add_argument(flag, **kwargs)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of a namespace parsed with :func:`add_config_arguments`."""
+    known = {f.name for f in fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in known}
+    model = getattr(args, "model", None)
+    if model is None:
+        return TrainConfig(**given)
+    clash = [cli_flag(k) for k in ("variant", "filter_size", "shift_augment") if k in given]
+    if clash:
+        raise ValueError(
+            f"--model {model!r} names the variant, blur and augmentation; drop "
+            f"{'/'.join(clash)} (or use --variant)"
+        )
+    return config_for(model, **given)
+
+
+def cli_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m apslib.train``: one option per :class:`TrainConfig`
+    field, ``--model``, and the process options ``--threads``, ``--retrain``,
+    ``--no-progress``."""
+    ap = argparse.ArgumentParser(
+        prog="python -m apslib.train",
+        description="Train one U-Net of the paper (Baseline, LPF-j, APS, APS-j, with or "
+        "without shift augmentation) on a fastMRI single-coil folder. A finished "
+        "run is skipped unless --retrain; an unfinished one resumes. Under "
+        "`torchrun --nproc_per_node N -m apslib.train ...` it uses DDP.",
+        epilog="Exit status: 0 trained or already finished; 1 bad input (missing data, "
+        "sizes the U-Net cannot take, another configuration or another process in the "
+        "run folder, a damaged checkpoint); 3 the loss became NaN/inf (the last good "
+        "checkpoint is kept); 130 interrupted (rerun the same command to resume).",
+    )
+    add_config_arguments(ap)
+    ap.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="torch CPU threads (0: torch's default)"
+    )
+    ap.add_argument("--retrain", action="store_true", help="delete this run's files and start over")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def parse_cli(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
+    """The :class:`TrainConfig` and the parsed namespace of a command line."""
+    args = cli_parser().parse_args(argv)
+    return config_from_args(args), args

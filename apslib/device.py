@@ -25,8 +25,9 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int | None = N
         raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from err
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU; use "
-                             "device='auto' or 'cpu'")
+            raise ValueError(
+                f"device {name!r} asked for, but torch sees no CUDA GPU; use device='auto' or 'cpu'"
+            )
         if device.index is None:
             device = torch.device("cuda", local_rank or 0)
     return device

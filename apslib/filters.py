@@ -54,9 +54,7 @@ def check_filter_size(size: int) -> int:
         raise ValueError(f"filter_size must be an integer in 1..{MAX_FILTER_SIZE}, got {size!r}")
     size = int(size)
     if not 1 <= size <= MAX_FILTER_SIZE:
-        raise ValueError(
-            f"filter_size must be in 1..{MAX_FILTER_SIZE} (1 means no blur), got {size}"
-        )
+        raise ValueError(f"filter_size must be in 1..{MAX_FILTER_SIZE} (1 means no blur), got {size}")
     return size
 
 
@@ -90,9 +88,9 @@ def circular_pad(x: torch.Tensor, pads) -> torch.Tensor:
     if min(pads) < 0 or top > h or bottom > h or left > w or right > w:
         return F.pad(x, (left, right, top, bottom), mode="circular")
     if top or bottom:
-        x = torch.cat([x[..., h - top:, :], x, x[..., :bottom, :]], dim=-2)
+        x = torch.cat([x[..., h - top :, :], x, x[..., :bottom, :]], dim=-2)
     if left or right:
-        x = torch.cat([x[..., w - left:], x, x[..., :right]], dim=-1)
+        x = torch.cat([x[..., w - left :], x, x[..., :right]], dim=-1)
     return x
 
 
@@ -150,8 +148,9 @@ class Blur(nn.Module):
     saved in checkpoints.
     """
 
-    def __init__(self, channels: int, filter_size: int = 3, *, gain: float = 1.0,
-                 padding_mode: str = "circular"):
+    def __init__(
+        self, channels: int, filter_size: int = 3, *, gain: float = 1.0, padding_mode: str = "circular"
+    ):
         super().__init__()
         self.channels = int(channels)
         self.filter_size = check_filter_size(filter_size)
@@ -171,8 +170,10 @@ class Blur(nn.Module):
         return F.conv2d(pad2d(x, self.filter_size, self.padding_mode), k, groups=self.channels)
 
     def extra_repr(self) -> str:
-        return (f"channels={self.channels}, filter_size={self.filter_size}, gain={self.gain}, "
-                f"padding_mode={self.padding_mode!r}")
+        return (
+            f"channels={self.channels}, filter_size={self.filter_size}, gain={self.gain}, "
+            f"padding_mode={self.padding_mode!r}"
+        )
 
 
 class BlurPool(nn.Module):

@@ -78,14 +78,18 @@ def image_metrics(pred, ref) -> dict[str, np.ndarray]:
     a = a.reshape(-1, *a.shape[-2:])
     b = b.reshape(-1, *b.shape[-2:])
     err = ((a - b) ** 2).reshape(len(a), -1)
-    nmse = nmse_from_sums(err.sum(1), (b ** 2).reshape(len(b), -1).sum(1))
+    nmse = nmse_from_sums(err.sum(1), (b**2).reshape(len(b), -1).sum(1))
     peak = np.abs(b).reshape(len(b), -1).max(1)
     mse = err.mean(1)
     with np.errstate(divide="ignore"):
-        psnr = np.where(mse > 0, 10 * np.log10(peak ** 2 / np.where(mse > 0, mse, 1)), np.inf)
-    ssim = np.array([1.0 if not mse[i] else
-                     _scalar(fm_ssim(b[i][None], a[i][None], maxval=float(peak[i]) or 1.0))
-                     for i in range(len(a))], dtype=np.float64)
+        psnr = np.where(mse > 0, 10 * np.log10(peak**2 / np.where(mse > 0, mse, 1)), np.inf)
+    ssim = np.array(
+        [
+            1.0 if not mse[i] else _scalar(fm_ssim(b[i][None], a[i][None], maxval=float(peak[i]) or 1.0))
+            for i in range(len(a))
+        ],
+        dtype=np.float64,
+    )
     return {"eq_nmse": nmse, "eq_psnr": psnr, "eq_ssim": ssim}
 
 
@@ -102,8 +106,11 @@ def volume_metrics(pred, target, maxval: float) -> dict[str, float]:
     from fastmri import evaluate as fe
 
     gt, pr = as_float64(target), as_float64(pred)
-    return {"nmse": _scalar(fe.nmse(gt, pr)), "psnr": _scalar(fe.psnr(gt, pr, maxval=maxval)),
-            "ssim": _scalar(fe.ssim(gt, pr, maxval=maxval))}
+    return {
+        "nmse": _scalar(fe.nmse(gt, pr)),
+        "psnr": _scalar(fe.psnr(gt, pr, maxval=maxval)),
+        "ssim": _scalar(fe.ssim(gt, pr, maxval=maxval)),
+    }
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, max_value) -> torch.Tensor:
@@ -111,7 +118,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, max_value) -> torch.Tensor:
     pred, target = pred.double().flatten(1), target.double().flatten(1)
     mse = (pred - target).pow(2).mean(1).clamp_min(1e-300)
     peak = torch.as_tensor(max_value, dtype=torch.float64, device=mse.device).reshape(-1)
-    return 10 * torch.log10(peak ** 2 / mse)
+    return 10 * torch.log10(peak**2 / mse)
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -124,8 +131,13 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def equivariance_errors(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                        shifts: Iterable[Sequence[int]], *, chunk: int = 16) -> torch.Tensor:
+def equivariance_errors(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    shifts: Iterable[Sequence[int]],
+    *,
+    chunk: int = 16,
+) -> torch.Tensor:
     """Relative equivariance error ``max|F(T_k x) - T_k F(x)| / max|F(x)|`` per shift.
 
     Args:
@@ -142,15 +154,20 @@ def equivariance_errors(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
     scale = ref.abs().max().double().clamp_min(torch.finfo(torch.float64).tiny)
     out = []
     for start in range(0, len(shifts), chunk):
-        ks = shifts[start:start + chunk]
+        ks = shifts[start : start + chunk]
         y = fn(torch.cat([roll2d(x, k) for k in ks]))
         for k, yk in zip(ks, y.split(x.shape[0])):
             out.append(((yk - roll2d(ref, k)).abs().max().double() / scale).cpu())
     return torch.stack(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
-def equivariance_error_map(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                           period: int | tuple[int, int], *, chunk: int = 16) -> torch.Tensor:
+def equivariance_error_map(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    period: int | tuple[int, int],
+    *,
+    chunk: int = 16,
+) -> torch.Tensor:
     """:func:`equivariance_errors` over every shift modulo ``period``: a ``(py, px)`` map."""
     py, px = (period, period) if isinstance(period, int) else period
     return equivariance_errors(fn, x, shift_grid((py, px)), chunk=chunk).view(py, px)

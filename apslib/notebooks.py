@@ -50,8 +50,17 @@ import yaml
 
 from .io import atomic_write_json
 
-__all__ = ["repo_root", "resolve_path", "discover", "load_profile", "check_type",
-           "resolve_parameters", "check_kernel", "run", "main"]
+__all__ = [
+    "repo_root",
+    "resolve_path",
+    "discover",
+    "load_profile",
+    "check_type",
+    "resolve_parameters",
+    "check_kernel",
+    "run",
+    "main",
+]
 
 
 def repo_root() -> Path:
@@ -138,8 +147,15 @@ def declared_parameters(nb: Path) -> dict:
 
 
 # The types a parameter's default can have, with the words the error messages use.
-_TYPE_WORDS = {bool: "a bool", int: "an int", float: "a float", str: "a str",
-               list: "a list", tuple: "a list", dict: "a mapping"}
+_TYPE_WORDS = {
+    bool: "a bool",
+    int: "an int",
+    float: "a float",
+    str: "a str",
+    list: "a list",
+    tuple: "a list",
+    dict: "a mapping",
+}
 _ANNOTATIONS = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "dict": dict}
 _NOTHING = object()
 
@@ -210,12 +226,12 @@ def check_type(nb_name: str, name: str, value, info: dict):
         if _fits(kind, value):
             return value
         expected = _TYPE_WORDS[kind]
-    raise TypeError(f"{nb_name} expects {expected} (default {info.get('default')}), "
-                    f"got {_type_name(value)}")
+    raise TypeError(f"{nb_name} expects {expected} (default {info.get('default')}), got {_type_name(value)}")
 
 
-def resolve_parameters(nb: Path, profile: dict, overrides: dict, out: Path,
-                       declared: dict | None = None, profile_name: str = "") -> dict:
+def resolve_parameters(
+    nb: Path, profile: dict, overrides: dict, out: Path, declared: dict | None = None, profile_name: str = ""
+) -> dict:
     """The parameters to inject into ``nb``: profile ``all``, then its prefix, then -p.
 
     Each value is checked with :func:`check_type`; a wrong one raises :class:`RunnerError`
@@ -231,9 +247,11 @@ def resolve_parameters(nb: Path, profile: dict, overrides: dict, out: Path,
     params = {}
     prefix = _prefix(nb)
     label = f"profile {profile_name}".rstrip()
-    sources = [(f"{label}, section all: ", profile.get("all", {})),
-               (f'{label}, section "{prefix}": ', profile.get(prefix, {})),
-               ("-p ", overrides)]
+    sources = [
+        (f"{label}, section all: ", profile.get("all", {})),
+        (f'{label}, section "{prefix}": ', profile.get(prefix, {})),
+        ("-p ", overrides),
+    ]
     for where, source in sources:
         for name, value in source.items():
             if name not in declared:
@@ -260,8 +278,10 @@ def _same_environment(exe: str) -> bool:
     if os.path.abspath(exe) == os.path.abspath(sys.executable):
         return True
     folder = Path(os.path.abspath(exe)).parent.resolve()
-    return folder in {Path(os.path.abspath(sys.executable)).parent.resolve(),
-                      (Path(sys.prefix) / ("Scripts" if os.name == "nt" else "bin")).resolve()}
+    return folder in {
+        Path(os.path.abspath(sys.executable)).parent.resolve(),
+        (Path(sys.prefix) / ("Scripts" if os.name == "nt" else "bin")).resolve(),
+    }
 
 
 def check_kernel() -> None:
@@ -284,8 +304,13 @@ def check_kernel() -> None:
         )
 
 
-def run(profile_name: str = "default", only: list[str] | None = None, out: Path | None = None,
-        overrides: dict | None = None, log_output: bool = False) -> list[dict]:
+def run(
+    profile_name: str = "default",
+    only: list[str] | None = None,
+    out: Path | None = None,
+    overrides: dict | None = None,
+    log_output: bool = False,
+) -> list[dict]:
     """Execute the selected notebooks in order; returns one record per notebook.
 
     Raises :class:`RunnerError` naming the failed notebook and its executed copy.
@@ -310,8 +335,9 @@ def run(profile_name: str = "default", only: list[str] | None = None, out: Path 
     if unused:
         raise RunnerError(f"-p {sorted(unused)}: no selected notebook declares such a parameter")
     # Every notebook's parameters are resolved and type-checked before any kernel starts.
-    resolved = {nb: resolve_parameters(nb, profile, overrides, out, declared[nb], profile_name)
-                for nb in notebooks}
+    resolved = {
+        nb: resolve_parameters(nb, profile, overrides, out, declared[nb], profile_name) for nb in notebooks
+    }
     check_kernel()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -324,8 +350,13 @@ def run(profile_name: str = "default", only: list[str] | None = None, out: Path 
         start = time.perf_counter()
         try:
             papermill.execute_notebook(
-                str(nb), str(executed), parameters=params, kernel_name=KERNEL,
-                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=log_output,
+                str(nb),
+                str(executed),
+                parameters=params,
+                kernel_name=KERNEL,
+                cwd=str(NOTEBOOK_DIR),
+                progress_bar=False,
+                log_output=log_output,
             )
         except Exception as err:  # papermill wraps the cell's exception
             seconds = time.perf_counter() - start
@@ -339,11 +370,12 @@ def run(profile_name: str = "default", only: list[str] | None = None, out: Path 
             ) from err
         seconds = time.perf_counter() - start
         print(f"[{profile_name}] {nb.name} ok in {seconds:.1f} s", flush=True)
-        records.append({"notebook": nb.name, "ok": True, "seconds": round(seconds, 1),
-                        "parameters": params})
+        records.append({"notebook": nb.name, "ok": True, "seconds": round(seconds, 1), "parameters": params})
         _write_summary(out, profile_name, records)
-    print(f"[{profile_name}] {len(records)} notebook(s) in {time.perf_counter() - total:.1f} s; "
-          f"executed copies in {out}")
+    print(
+        f"[{profile_name}] {len(records)} notebook(s) in {time.perf_counter() - total:.1f} s; "
+        f"executed copies in {out}"
+    )
     return records
 
 
@@ -363,11 +395,18 @@ def _parse_overrides(pairs) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run_notebooks.sh", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="default", help="smoke | default | paper (default: default)")
-    ap.add_argument("--only", action="append", metavar="NN",
-                    help="run only notebook NN (repeatable), e.g. --only 01")
+    ap.add_argument(
+        "--only", action="append", metavar="NN", help="run only notebook NN (repeatable), e.g. --only 01"
+    )
     ap.add_argument("--out", type=Path, help="folder for executed notebooks (default outputs/<profile>)")
-    ap.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                    help="override a notebook parameter (value read as YAML)")
+    ap.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="override a notebook parameter (value read as YAML)",
+    )
     ap.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
     ap.add_argument("--list", action="store_true", help="list notebooks and profiles, then exit")
     args = ap.parse_args(argv)

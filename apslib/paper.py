@@ -24,8 +24,15 @@ import pandas as pd
 
 from .evaluate.tables import format_value
 
-__all__ = ["PAPER_FILE", "QUANTITIES", "paper_numbers", "paper_source", "side_by_side",
-           "flatten", "to_markdown"]
+__all__ = [
+    "PAPER_FILE",
+    "QUANTITIES",
+    "paper_numbers",
+    "paper_source",
+    "side_by_side",
+    "flatten",
+    "to_markdown",
+]
 
 PAPER_FILE = Path(__file__).resolve().parent / "paper_numbers.json"
 SOURCES = ("ours", "paper")
@@ -33,10 +40,12 @@ SOURCES = ("ours", "paper")
 # Per table: the quantities (column labels) and how each is picked from a tidy result table:
 # (metric, acquisition, protocol, statistic).
 QUANTITIES = {
-    "1": {f"{m} {a}": (m, a, "random" if m.startswith("eq_") else "unshifted", "mean")
-          for m in ("eq_nmse", "eq_ssim", "nmse", "psnr", "ssim") for a in ("PD", "PDFS")},
-    "2": {"eq_nmse": ("eq_nmse", "all", "random", "mean"),
-          "eq_ssim": ("eq_ssim", "all", "random", "mean")},
+    "1": {
+        f"{m} {a}": (m, a, "random" if m.startswith("eq_") else "unshifted", "mean")
+        for m in ("eq_nmse", "eq_ssim", "nmse", "psnr", "ssim")
+        for a in ("PD", "PDFS")
+    },
+    "2": {"eq_nmse": ("eq_nmse", "all", "random", "mean"), "eq_ssim": ("eq_ssim", "all", "random", "mean")},
     "4": {"psnr_decline mean": ("psnr_decline", "all", "random", "mean")},
 }
 
@@ -73,13 +82,16 @@ def _ood_dataset(ours: pd.DataFrame) -> str:
     for name in ("folder", "photographs"):
         if name in sets:
             return name
-    raise ValueError(f"no out-of-distribution image set in the table (have {sorted(sets)}); "
-                     "Table 2 compares with 'photographs' or an image folder ('folder'): "
-                     "pass dataset=... or run notebook 04")
+    raise ValueError(
+        f"no out-of-distribution image set in the table (have {sorted(sets)}); "
+        "Table 2 compares with 'photographs' or an image folder ('folder'): "
+        "pass dataset=... or run notebook 04"
+    )
 
 
-def side_by_side(ours: pd.DataFrame, table, *, models: Sequence[str] | None = None,
-                 dataset: str | None = None) -> pd.DataFrame:
+def side_by_side(
+    ours: pd.DataFrame, table, *, models: Sequence[str] | None = None, dataset: str | None = None
+) -> pd.DataFrame:
     """This run's values next to the paper's for paper Table ``table`` (1, 2 or 4).
 
     ``ours``: a tidy result table (columns ``model, dataset, acquisition, protocol, metric,
@@ -97,18 +109,32 @@ def side_by_side(ours: pd.DataFrame, table, *, models: Sequence[str] | None = No
     paper = paper[paper.table == key]
     rows = []
     for label, (metric, acq, protocol, stat) in QUANTITIES[key].items():
-        d = ours[(ours.dataset == dataset) & (ours.metric == metric) & (ours.acquisition == acq)
-                 & (ours.protocol == protocol) & (ours.statistic == stat)]
-        rows += [{"model": m, "quantity": label, "source": "ours", "value": float(v)}
-                 for m, v in d.groupby("model", sort=False).value.first().items()]
+        d = ours[
+            (ours.dataset == dataset)
+            & (ours.metric == metric)
+            & (ours.acquisition == acq)
+            & (ours.protocol == protocol)
+            & (ours.statistic == stat)
+        ]
+        rows += [
+            {"model": m, "quantity": label, "source": "ours", "value": float(v)}
+            for m, v in d.groupby("model", sort=False).value.first().items()
+        ]
         p = paper[(paper.metric == metric) & (paper.acquisition == acq)]
-        rows += [{"model": m, "quantity": label, "source": "paper", "value": float(v)}
-                 for m, v in zip(p.model, p.value)]
+        rows += [
+            {"model": m, "quantity": label, "source": "paper", "value": float(v)}
+            for m, v in zip(p.model, p.value)
+        ]
     long = pd.DataFrame(rows, columns=["model", "quantity", "source", "value"])
     order = list(dict.fromkeys([*(models or []), *paper.model, *long.model]))
     cols = pd.MultiIndex.from_product([list(QUANTITIES[key]), SOURCES], names=["quantity", "source"])
-    wide = long.pivot_table(index="model", columns=["quantity", "source"], values="value",
-                            aggfunc="first", dropna=False) if len(long) else pd.DataFrame()
+    wide = (
+        long.pivot_table(
+            index="model", columns=["quantity", "source"], values="value", aggfunc="first", dropna=False
+        )
+        if len(long)
+        else pd.DataFrame()
+    )
     wide = wide.reindex(index=pd.Index(order, name="model"), columns=cols)
     wide.attrs.update(table=key, dataset=dataset, paper_dataset=", ".join(dict.fromkeys(paper.dataset)))
     return wide
@@ -126,6 +152,8 @@ def to_markdown(t: pd.DataFrame, digits: int = 4) -> str:
     flat = flatten(t)
     head = "| " + " | ".join(flat.columns) + " |"
     rule = "|" + "---|" * len(flat.columns)
-    body = ["| " + " | ".join([str(r[0])] + [format_value(v, digits) for v in r[1:]]) + " |"
-            for r in flat.itertuples(index=False)]
+    body = [
+        "| " + " | ".join([str(r[0])] + [format_value(v, digits) for v in r[1:]]) + " |"
+        for r in flat.itertuples(index=False)
+    ]
     return "\n".join([head, rule, *body]) + "\n"

@@ -234,8 +234,9 @@ class _PhaseShift(torch.autograd.Function):
         return _PhaseShift.apply(grad, idx, ctx.circular, not ctx.inverse), None, None, None
 
 
-def phase_shift(u: torch.Tensor, idx: torch.Tensor, *, circular: bool = True,
-                inverse: bool = False) -> torch.Tensor:
+def phase_shift(
+    u: torch.Tensor, idx: torch.Tensor, *, circular: bool = True, inverse: bool = False
+) -> torch.Tensor:
     """Shift each sample ``b`` of ``u`` by its phase offsets ``(i, j)`` (down and right).
 
     ``inverse=True`` shifts by ``(-i, -j)`` instead, so that the chosen grid of sample ``b``

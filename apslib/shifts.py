@@ -30,8 +30,7 @@ def shift_each(x: torch.Tensor, shifts: torch.Tensor | Sequence[Sequence[int]]) 
     """Circularly shift sample ``i`` of ``x`` (last two axes) by ``shifts[i] = (dy, dx)``."""
     shifts = shifts.tolist() if isinstance(shifts, torch.Tensor) else [list(k) for k in shifts]
     if len(shifts) != x.shape[0]:
-        raise ValueError(f"{len(shifts)} shifts for a batch of {x.shape[0]}: give one "
-                         "(dy, dx) per sample")
+        raise ValueError(f"{len(shifts)} shifts for a batch of {x.shape[0]}: give one (dy, dx) per sample")
     if not shifts:
         return x
     return torch.stack([roll2d(xi, k) for xi, k in zip(x, shifts)])

@@ -1,12 +1,12 @@
 """One U-Net family, parameterised by its down- and up-sampling strategy.
 
-===========  ==========================================  ===============================================
+===========  ==========================================  ================================================
 variant      downsampling (per level)                    upsampling (per level)
-===========  ==========================================  ===============================================
+===========  ==========================================  ================================================
 baseline     max-pool 2x2, stride 2                      transposed conv k=2, s=2
 lpf          max-pool 2x2 stride 1, blur j, keep (0, 0)   zero insertion on (0, 0), blur j (gain 4), conv k=2
-aps          max-pool 2x2 stride 1, blur j, APS-D         APS-U on the encoder's grid, blur j (gain 4), conv k=2
-===========  ==========================================  ===============================================
+aps          max-pool 2x2 stride 1, blur j, APS-D         APS-U on encoder's grid, blur j (gain 4), conv k=2
+===========  ==========================================  ================================================
 
 ``lpf`` with ``filter_size=1`` computes the same function class as ``baseline``; ``aps``
 differs from ``lpf`` only in choosing the grid adaptively. With circular padding
@@ -99,7 +99,7 @@ def check_aps_criterion(criterion: str, filter_size: int) -> None:
         )
 
 
-def check_size(shape, config: "UNetConfig", what: str = "input size") -> None:
+def check_size(shape, config: UNetConfig, what: str = "input size") -> None:
     """The one size rule of this U-Net family, with one message.
 
     ``shape`` = ``(H, W)`` (or a single side). Each side must be a multiple of
@@ -112,25 +112,32 @@ def check_size(shape, config: "UNetConfig", what: str = "input size") -> None:
     if all(n % m == 0 for n in shape) and min(shape) >= smallest:
         return
     # the deepest U-Net of this variant that takes the shape as it is, if any
-    fits = [d for d in range(1, 16)
-            if all(n % 2 ** d == 0 and n >= 2 ** d * (smallest // m) for n in shape)]
+    fits = [d for d in range(1, 16) if all(n % 2**d == 0 and n >= 2**d * (smallest // m) for n in shape)]
     lower = f", or a depth of at most {max(fits)}" if fits else ""
     bad = [n for n in dict.fromkeys(shape) if n % m]
     if bad:
         works = "; ".join(
             f"{' or '.join(map(str, sorted({max(n - n % m, smallest), max(n - n % m + m, smallest)})))}"
-            f" for {n}" for n in bad)
+            f" for {n}"
+            for n in bad
+        )
         raise ValueError(
             f"{what} {size} is not divisible by 2**depth = {m} (depth={depth}): the U-Net "
             f"needs sides that are multiples of {m}. Sizes that work: {works} (crop or pad)"
-            f"{lower}")
+            f"{lower}"
+        )
     raise ValueError(
         f"{what} {size} is too small for the {config.variant} U-Net of depth {depth}: it "
         f"needs at least {smallest}x{smallest}"
-        + (" (a bottleneck of 2x2 pixels: with a 1-pixel bottleneck the last stride-1 "
-           "max-pool sees a 2-pixel map, makes its two rows (or columns) identical, and "
-           "the polyphase choice ties)" if config.variant != "baseline" else "")
-        + f". Use larger images{lower or ' or a lower depth'}")
+        + (
+            " (a bottleneck of 2x2 pixels: with a 1-pixel bottleneck the last stride-1 "
+            "max-pool sees a 2-pixel map, makes its two rows (or columns) identical, and "
+            "the polyphase choice ties)"
+            if config.variant != "baseline"
+            else ""
+        )
+        + f". Use larger images{lower or ' or a lower depth'}"
+    )
 
 
 class Conv2d(nn.Conv2d):
@@ -140,8 +147,15 @@ class Conv2d(nn.Conv2d):
 
     def _conv_forward(self, input, weight, bias):  # noqa: A002 (nn.Conv2d's signature)
         if self.padding_mode == "circular":
-            return F.conv2d(circular_pad(input, self._reversed_padding_repeated_twice), weight, bias,
-                            self.stride, 0, self.dilation, self.groups)
+            return F.conv2d(
+                circular_pad(input, self._reversed_padding_repeated_twice),
+                weight,
+                bias,
+                self.stride,
+                0,
+                self.dilation,
+                self.groups,
+            )
         return super()._conv_forward(input, weight, bias)
 
 
@@ -189,8 +203,9 @@ class APSPoolDown(nn.Module):
     directly.
     """
 
-    def __init__(self, channels: int, filter_size: int = 1, criterion: str = "l2",
-                 padding_mode: str = "circular"):
+    def __init__(
+        self, channels: int, filter_size: int = 1, criterion: str = "l2", padding_mode: str = "circular"
+    ):
         super().__init__()
         self.criterion = check_criterion(criterion)
         check_aps_criterion(criterion, check_filter_size(filter_size))
@@ -203,8 +218,12 @@ class APSPoolDown(nn.Module):
         return polyphase_norms(self.blur(_pool_stride1(x, self.padding_mode)), self.criterion)
 
     def forward(self, x: torch.Tensor):
-        if (self.blur.filter_size == 1 and self.padding_mode == "circular"
-                and torch.is_grad_enabled() and x.requires_grad):
+        if (
+            self.blur.filter_size == 1
+            and self.padding_mode == "circular"
+            and torch.is_grad_enabled()
+            and x.requires_grad
+        ):
             with torch.no_grad():
                 idx = polyphase_norms(_pool_stride1(x, self.padding_mode), self.criterion).argmax(1)
             return F.max_pool2d(phase_shift(x, idx, inverse=True), 2), idx
@@ -231,8 +250,15 @@ class PolyphaseUp(nn.Module):
     shape ``(out, in, 2, 2)``. With ``filter_size == 1`` there is no blur and no gain.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, filter_size: int = 1, *,
-                 adaptive: bool = True, padding_mode: str = "circular"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        filter_size: int = 1,
+        *,
+        adaptive: bool = True,
+        padding_mode: str = "circular",
+    ):
         super().__init__()
         self.adaptive = bool(adaptive)
         self.padding_mode = padding_mode
@@ -323,7 +349,7 @@ class UNetConfig:
     @property
     def multiple(self) -> int:
         """Input height and width must be multiples of this (``2 ** depth``)."""
-        return 2 ** self.depth
+        return 2**self.depth
 
     @property
     def min_size(self) -> int:
@@ -378,8 +404,9 @@ class UNet(nn.Module):
         cfg = self.config
         if cfg.variant == "baseline":
             return TransposedUp(cin, cout)
-        return PolyphaseUp(cin, cout, cfg.filter_size, adaptive=cfg.variant == "aps",
-                           padding_mode=cfg.padding_mode)
+        return PolyphaseUp(
+            cin, cout, cfg.filter_size, adaptive=cfg.variant == "aps", padding_mode=cfg.padding_mode
+        )
 
     def check_input(self, x: torch.Tensor) -> None:
         cfg = self.config
@@ -407,9 +434,17 @@ class UNet(nn.Module):
         return (out, phases) if return_phases else out
 
 
-def build_unet(variant: str, *, depth: int = 4, channels=None, filter_size: int = 1,
-               criterion: str = "l2", in_channels: int = 1, out_channels: int = 1,
-               padding_mode: str = "circular") -> UNet:
+def build_unet(
+    variant: str,
+    *,
+    depth: int = 4,
+    channels=None,
+    filter_size: int = 1,
+    criterion: str = "l2",
+    in_channels: int = 1,
+    out_channels: int = 1,
+    padding_mode: str = "circular",
+) -> UNet:
     """Build a U-Net of the family.
 
     Args:
@@ -424,12 +459,19 @@ def build_unet(variant: str, *, depth: int = 4, channels=None, filter_size: int 
     """
     if channels is None:
         if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1:
-            channels = [64 * 2 ** k for k in range(depth + 1)]
+            channels = [64 * 2**k for k in range(depth + 1)]
         else:
             channels = ()
-    cfg = UNetConfig(variant=variant, depth=depth, channels=tuple(channels),
-                     filter_size=filter_size, criterion=criterion, in_channels=in_channels,
-                     out_channels=out_channels, padding_mode=padding_mode)
+    cfg = UNetConfig(
+        variant=variant,
+        depth=depth,
+        channels=tuple(channels),
+        filter_size=filter_size,
+        criterion=criterion,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        padding_mode=padding_mode,
+    )
     return UNet(cfg)
 
 

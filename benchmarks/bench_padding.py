@@ -54,6 +54,7 @@ def pad_alone(shape, repeats):
         def step():
             impl(x, (1, 1, 1, 1)).backward(up)
             x.grad = None
+
         return step
 
     res = {"F.pad": [], "cat": []}
@@ -95,17 +96,25 @@ def main(argv=None):
     print("pad alone (forward + backward), ms:")
     for shape in [(4, 16, 128, 128), (4, 64, 64, 64), (16, 64, 128, 128)]:
         r = pad_alone(shape, args.repeats)
-        print(f"  {str(shape):22s} F.pad {1e3 * r['F.pad']:8.2f}  cat {1e3 * r['cat']:8.2f}  "
-              f"ratio cat/F.pad {r['cat'] / r['F.pad']:.2f}")
+        print(
+            f"  {str(shape):22s} F.pad {1e3 * r['F.pad']:8.2f}  cat {1e3 * r['cat']:8.2f}  "
+            f"ratio cat/F.pad {r['cat'] / r['F.pad']:.2f}"
+        )
     print("U-Net training step (Adam, MSE), ms:")
-    cases = [("baseline", 3, [8, 16, 32, 64], 4, 128, 1), ("aps", 3, [8, 16, 32, 64], 4, 128, 1),
-             ("aps", 3, [8, 16, 32, 64], 4, 128, 3),
-             ("baseline", 4, [16, 32, 64, 128, 256], 4, 128, 1), ("aps", 4, [16, 32, 64, 128, 256], 4, 128, 1)]
+    cases = [
+        ("baseline", 3, [8, 16, 32, 64], 4, 128, 1),
+        ("aps", 3, [8, 16, 32, 64], 4, 128, 1),
+        ("aps", 3, [8, 16, 32, 64], 4, 128, 3),
+        ("baseline", 4, [16, 32, 64, 128, 256], 4, 128, 1),
+        ("aps", 4, [16, 32, 64, 128, 256], 4, 128, 1),
+    ]
     for variant, depth, ch, batch, size, j in cases:
         r = train_step(variant, depth, ch, batch, size, args.repeats, j)
         name = f"{variant}{'-' + str(j) if j > 1 else ''} depth {depth} ch {ch[0]}..{ch[-1]}"
-        print(f"  {name:34s} F.pad {1e3 * r['F.pad']:8.1f}  cat {1e3 * r['cat']:8.1f}  "
-              f"ratio cat/F.pad {r['cat'] / r['F.pad']:.3f}")
+        print(
+            f"  {name:34s} F.pad {1e3 * r['F.pad']:8.1f}  cat {1e3 * r['cat']:8.1f}  "
+            f"ratio cat/F.pad {r['cat'] / r['F.pad']:.3f}"
+        )
 
 
 if __name__ == "__main__":

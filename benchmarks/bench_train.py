@@ -31,8 +31,14 @@ def sync(device: torch.device) -> None:
 
 
 def make_case(name: str, args, device: torch.device):
-    cfg = train.config_for(name, depth=len(args.channels) - 1, channels=args.channels,
-                           device=str(device), amp=args.amp, channels_last=args.channels_last)
+    cfg = train.config_for(
+        name,
+        depth=len(args.channels) - 1,
+        channels=args.channels,
+        device=str(device),
+        amp=args.amp,
+        channels_last=args.channels_last,
+    )
     model = train.build_model(cfg).to(device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
@@ -43,16 +49,21 @@ def make_case(name: str, args, device: torch.device):
     y = (0.5 * x + 0.1 * torch.randn(x.shape, generator=g).to(device)).clamp(-6, 6)
 
     def step():
-        train.train_step(model, opt, x, y, loss=cfg.loss, clamp=cfg.clamp,
-                         grad_clip=cfg.grad_clip, amp=cfg.amp)
+        train.train_step(
+            model, opt, x, y, loss=cfg.loss, clamp=cfg.clamp, grad_clip=cfg.grad_clip, amp=cfg.amp
+        )
 
     return step
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", nargs="+", default=["Baseline", "APS"],
-                    help="paper names (Baseline, LPF-3, APS, APS-3, ...)")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=["Baseline", "APS"],
+        help="paper names (Baseline, LPF-3, APS, APS-3, ...)",
+    )
     ap.add_argument("--channels", type=int, nargs="+", default=[8, 16, 32, 64])
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=8)
@@ -79,7 +90,7 @@ def main(argv=None) -> dict:
     times = {name: [] for name in cases}
     names = list(cases)
     for r in range(args.rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             sync(device)
             t0 = time.perf_counter()
             for _ in range(args.steps):
@@ -90,20 +101,32 @@ def main(argv=None) -> dict:
     ips = {k: args.batch / v for k, v in per_step.items()}
 
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"device {device} ({dev}), torch {torch.__version__}, threads {torch.get_num_threads()}; "
-          f"size {args.size}, batch {args.batch}, channels {args.channels}, amp {args.amp}, "
-          f"channels_last {args.channels_last}; median of {args.rounds} rounds x {args.steps} steps")
+    print(
+        f"device {device} ({dev}), torch {torch.__version__}, threads {torch.get_num_threads()}; "
+        f"size {args.size}, batch {args.batch}, channels {args.channels}, amp {args.amp}, "
+        f"channels_last {args.channels_last}; median of {args.rounds} rounds x {args.steps} steps"
+    )
     for name in names:
         print(f"  {name:<14} {ips[name]:9.1f} images/s   {1e3 * per_step[name]:9.1f} ms/step")
-    result = {"device": str(device), "device_name": dev, "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "size": args.size, "batch": args.batch,
-              "channels": args.channels, "amp": args.amp, "channels_last": args.channels_last,
-              "images_per_s": ips, "seconds_per_step": per_step}
+    result = {
+        "device": str(device),
+        "device_name": dev,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "size": args.size,
+        "batch": args.batch,
+        "channels": args.channels,
+        "amp": args.amp,
+        "channels_last": args.channels_last,
+        "images_per_s": ips,
+        "seconds_per_step": per_step,
+    }
     if "Baseline" in ips and "APS" in ips:
         ratio = ips["APS"] / ips["Baseline"]
         result["aps_over_baseline"] = ratio
-        print(f"APS/Baseline throughput ratio: {ratio:.3f} (an APS step takes "
-              f"{1 / ratio:.2f}x the Baseline's)")
+        print(
+            f"APS/Baseline throughput ratio: {ratio:.3f} (an APS step takes {1 / ratio:.2f}x the Baseline's)"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -39,7 +39,7 @@ def interleaved(cases: dict, rounds: int, warmup: int, device) -> dict:
     times = {k: [] for k in cases}
     names = list(cases)
     for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             sync(device)
             t0 = time.perf_counter()
             cases[name]()
@@ -76,7 +76,8 @@ def main(argv=None):
     models = {
         "Baseline": build_unet("baseline", depth=depth, channels=args.channels),
         "APS" if args.filter_size == 1 else f"APS-{args.filter_size}": build_unet(
-            "aps", depth=depth, channels=args.channels, filter_size=args.filter_size),
+            "aps", depth=depth, channels=args.channels, filter_size=args.filter_size
+        ),
     }
     for m in models.values():
         m.to(device, memory_format=fmt)
@@ -88,6 +89,7 @@ def main(argv=None):
             model.eval()
             with torch.no_grad(), amp:
                 model(x)
+
         return run
 
     def train_step(model):
@@ -100,6 +102,7 @@ def main(argv=None):
                 loss = F.mse_loss(model(x).float(), target)
             loss.backward()
             opt.step()
+
         return run
 
     # The sampling layers alone, at the first level: pool + upsample back, forward+backward.
@@ -121,6 +124,7 @@ def main(argv=None):
                 z = up(y, idx)
             z.float().sum().backward()
             feat.grad = None
+
         return run
 
     names = list(models)
@@ -139,11 +143,17 @@ def main(argv=None):
         "train step": med[f"{aps} train step"] / med[f"{base} train step"],
         "sampling layers": med["APS-D+APS-U"] / med["maxpool+convT"],
     }
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    dev = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
     print(f"device: {device} ({dev}), torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"config: channels {args.channels}, depth {depth}, batch {args.batch}, "
-          f"{args.size}x{args.size}, amp={args.amp}, channels_last={args.channels_last}, "
-          f"rounds {args.rounds}")
+    print(
+        f"config: channels {args.channels}, depth {depth}, batch {args.batch}, "
+        f"{args.size}x{args.size}, amp={args.amp}, channels_last={args.channels_last}, "
+        f"rounds {args.rounds}"
+    )
     for k, v in med.items():
         print(f"  {k:<22} {v * 1e3:9.2f} ms   ({args.batch / v:8.1f} images/s)")
     for k, v in ratios.items():

@@ -42,8 +42,11 @@ def equivariance_on_cuda(device: torch.device) -> None:
             err = equivariance_errors(model, x, shifts, chunk=2)
             margins = phase_margins(model, x)
             gap = min(float(m.min()) for m in margins) if margins else float("nan")
-            print(f"cudnn.benchmark={benchmark!s:5} tf32={benchmark!s:5} {model.config.name:8} "
-                  f"max rel. error {float(err.max()):.2e}  min top-2 gap {gap:.2e}", flush=True)
+            print(
+                f"cudnn.benchmark={benchmark!s:5} tf32={benchmark!s:5} {model.config.name:8} "
+                f"max rel. error {float(err.max()):.2e}  min top-2 gap {gap:.2e}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -52,12 +55,39 @@ def main() -> None:
     device = torch.device("cuda")
     print("device:", torch.cuda.get_device_name(device), "torch", torch.__version__, flush=True)
     equivariance_on_cuda(device)
-    bench_unet.main(["--device", "cuda", "--channels", *PAPER, "--size", "320", "--batch", "16",
-                     "--amp", "--channels-last", "--rounds", "10"])
-    bench_unet.main(["--device", "cuda", "--channels", *PAPER, "--size", "320", "--batch", "16",
-                     "--rounds", "10"])
-    bench_train.main(["--device", "cuda", "--channels", *PAPER, "--size", "320", "--batch", "16",
-                      "--amp", "--channels-last"])
+    bench_unet.main(
+        [
+            "--device",
+            "cuda",
+            "--channels",
+            *PAPER,
+            "--size",
+            "320",
+            "--batch",
+            "16",
+            "--amp",
+            "--channels-last",
+            "--rounds",
+            "10",
+        ]
+    )
+    bench_unet.main(
+        ["--device", "cuda", "--channels", *PAPER, "--size", "320", "--batch", "16", "--rounds", "10"]
+    )
+    bench_train.main(
+        [
+            "--device",
+            "cuda",
+            "--channels",
+            *PAPER,
+            "--size",
+            "320",
+            "--batch",
+            "16",
+            "--amp",
+            "--channels-last",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ SIZE, SLICES = 32, 3
 
 
 def _synth(out, **kw):
-    args = dict(size=SIZE, train_volumes=2, val_volumes=2, slices_per_volume=SLICES, seed=0,
-                progress=False)
+    args = dict(size=SIZE, train_volumes=2, val_volumes=2, slices_per_volume=SLICES, seed=0, progress=False)
     args.update(kw)
     return data.synthesize_dataset(out, **args)
 
@@ -52,6 +51,7 @@ def _sha(path: Path) -> str:
 
 
 # ---------------------------------------------------------------- the embedded dataset
+
 
 def test_kspace_shape_like_real_knee_files():
     assert data.kspace_shape(320) == (640, 368)
@@ -104,8 +104,7 @@ def test_train_and_val_sample_disjoint_anatomy(root):
     for split in ranges:
         for f in sorted(root.glob(f"singlecoil_{split}/*.h5")):
             with h5py.File(f, "r") as hf:
-                ranges[split].append((hf.attrs["synth_template_z_min"],
-                                      hf.attrs["synth_template_z_max"]))
+                ranges[split].append((hf.attrs["synth_template_z_min"], hf.attrs["synth_template_z_max"]))
     for a0, a1 in ranges["train"]:
         for b0, b1 in ranges["val"]:
             assert a1 < b0 or b1 < a0, (ranges["train"], ranges["val"])
@@ -117,11 +116,15 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     time.sleep(1.1)  # HDF5 timestamps, if any were written, would now differ
     _synth(tmp_path / "b", **kw)
     _synth(tmp_path / "c", seed=1, **kw)
-    for rel in ("singlecoil_train/file_synth_train_0000.h5",
-                "singlecoil_val/file_synth_val_0000.h5", data.MANIFEST):
+    for rel in (
+        "singlecoil_train/file_synth_train_0000.h5",
+        "singlecoil_val/file_synth_val_0000.h5",
+        data.MANIFEST,
+    ):
         assert _sha(tmp_path / "a" / rel) == _sha(tmp_path / "b" / rel)
     assert _sha(tmp_path / "a" / "singlecoil_val/file_synth_val_0000.h5") != _sha(
-        tmp_path / "c" / "singlecoil_val/file_synth_val_0000.h5")
+        tmp_path / "c" / "singlecoil_val/file_synth_val_0000.h5"
+    )
 
 
 def test_rerun_is_a_no_op_and_new_arguments_rewrite(tmp_path):
@@ -135,8 +138,7 @@ def test_rerun_is_a_no_op_and_new_arguments_rewrite(tmp_path):
     assert f.stat().st_mtime_ns == stamp
     smaller = _synth(tmp_path, **{**kw, "train_volumes": 1})
     assert smaller["written"] and not f.exists()  # stale volume removed
-    assert sorted(p.name for p in (tmp_path / "singlecoil_train").iterdir()) == [
-        "file_synth_train_0000.h5"]
+    assert sorted(p.name for p in (tmp_path / "singlecoil_train").iterdir()) == ["file_synth_train_0000.h5"]
     f0 = tmp_path / "singlecoil_train" / "file_synth_train_0000.h5"
     f0.unlink()  # an incomplete folder is rewritten, not trusted
     assert _synth(tmp_path, **{**kw, "train_volumes": 1})["written"] and f0.exists()
@@ -144,15 +146,49 @@ def test_rerun_is_a_no_op_and_new_arguments_rewrite(tmp_path):
 
 def test_cli_synth_writes_both_splits_with_a_progress_bar(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = data.main(["synth", "--out", str(out), "--train-volumes", "1", "--val-volumes", "1",
-                    "--size", "32", "--slices", "2", "--seed", "3"])
+    rc = data.main(
+        [
+            "synth",
+            "--out",
+            str(out),
+            "--train-volumes",
+            "1",
+            "--val-volumes",
+            "1",
+            "--size",
+            "32",
+            "--slices",
+            "2",
+            "--seed",
+            "3",
+        ]
+    )
     assert rc == 0
     captured = capsys.readouterr()
     assert "vol" in captured.err and "wrote 2 volumes" in captured.out
     assert (out / "singlecoil_train" / "file_synth_train_0000.h5").is_file()
     assert (out / "singlecoil_val" / "file_synth_val_0000.h5").is_file()
-    assert data.main(["synth", "--out", str(out), "--train-volumes", "1", "--val-volumes", "1",
-                      "--size", "32", "--slices", "2", "--seed", "3", "--quiet"]) == 0
+    assert (
+        data.main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--train-volumes",
+                "1",
+                "--val-volumes",
+                "1",
+                "--size",
+                "32",
+                "--slices",
+                "2",
+                "--seed",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "up to date" in capsys.readouterr().out
     assert data.main(["synth", "--out", str(out), "--size", "31", "--quiet"]) == 1
     assert "size must be" in capsys.readouterr().err
@@ -169,6 +205,7 @@ def test_refuses_to_write_into_a_folder_with_other_hdf5_files(tmp_path):
 
 
 # ---------------------------------------------------------------- loading via fastmri
+
 
 def test_fully_sampled_transform_reproduces_the_target(root):
     for split in ("train", "val"):
@@ -256,11 +293,11 @@ def _write_real_shaped_file(path: Path, slices: int = 2) -> np.ndarray:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[-1:1:640j, -1:1:368j]
     img = ((xx / 0.5) ** 2 + (yy / 0.4) ** 2 < 1).astype(np.float64) * 3e-5
-    vols = [img * np.exp(1j * (s + xx)) + 1e-7 * rng.standard_normal(img.shape)
-            for s in range(slices)]
+    vols = [img * np.exp(1j * (s + xx)) + 1e-7 * rng.standard_normal(img.shape) for s in range(slices)]
     x = np.stack(vols)
-    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"),
-                        axes=(-2, -1)).astype(np.complex64)
+    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)).astype(
+        np.complex64
+    )
     target = np.abs(x[:, 160:480, 24:344]).astype(np.float32)
     header = (
         '<?xml version="1.0" encoding="utf-8"?><ismrmrdHeader '
@@ -269,13 +306,18 @@ def _write_real_shaped_file(path: Path, slices: int = 2) -> np.ndarray:
         "<reconSpace><matrixSize><x>320</x><y>320</y><z>1</z></matrixSize></reconSpace>"
         "<encodingLimits><kspace_encoding_step_1><minimum>0</minimum><maximum>367</maximum>"
         "<center>184</center></kspace_encoding_step_1></encodingLimits>"
-        "</encoding></ismrmrdHeader>")
+        "</encoding></ismrmrdHeader>"
+    )
     with h5py.File(path, "w") as hf:
         hf["ismrmrd_header"] = header
         hf["kspace"] = k
         hf["reconstruction_esc"] = target
-        hf.attrs.update(acquisition="CORPDFS_FBK", max=float(target.max()),
-                        norm=float(np.linalg.norm(target)), patient_id="0" * 64)
+        hf.attrs.update(
+            acquisition="CORPDFS_FBK",
+            max=float(target.max()),
+            norm=float(np.linalg.norm(target)),
+            patient_id="0" * 64,
+        )
     return target
 
 
@@ -320,6 +362,7 @@ def test_inspect_slice_shows_each_step(root):
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def test_missing_data_root_names_path_and_command(tmp_path):
     missing = tmp_path / "nowhere"
@@ -392,6 +435,7 @@ def test_size_check_happens_before_training(root):
 
 
 # ---------------------------------------------------------------- out-of-distribution sets
+
 
 def _check_input(x, size):
     assert isinstance(x, torch.Tensor) and x.dtype == torch.float32
@@ -483,6 +527,7 @@ def test_ood_sets_bundle():
 
 # ---------------------------------------------------------------- the package's shared pieces
 
+
 def test_decode_attr_reads_every_kind_of_hdf5_string(tmp_path):
     assert data.decode_attr(b"CORPD_FBK") == "CORPD_FBK"
     assert data.decode_attr(np.bytes_(b"CORPDFS_FBK")) == "CORPDFS_FBK"
@@ -522,6 +567,7 @@ def test_apslib_data_imports_no_matplotlib():
 
 # ---------------------------------------------------------------- writing one volume
 
+
 def _arrays(slices=2, size=16, seed=0):
     g = np.random.default_rng(seed)
     H, W = data.kspace_shape(size)
@@ -539,8 +585,11 @@ def test_write_fastmri_volume_bytes_match_a_plain_h5py_file(tmp_path):
     # the same file h5py writes to a path (how this writer wrote it before atomic_open)
     plain = tmp_path / "plain.h5"
     with h5py.File(plain, "w") as hf:
-        hf.create_dataset("ismrmrd_header", data=data.ismrmrd_header(k.shape[1:], t.shape[1:],
-                          num_slices=2, protocol="CORPD_FBK"), track_times=False)
+        hf.create_dataset(
+            "ismrmrd_header",
+            data=data.ismrmrd_header(k.shape[1:], t.shape[1:], num_slices=2, protocol="CORPD_FBK"),
+            track_times=False,
+        )
         hf.create_dataset("kspace", data=k, track_times=False)
         hf.create_dataset("reconstruction_esc", data=t, track_times=False)
         hf.attrs["acquisition"] = "CORPD_FBK"
@@ -565,14 +614,16 @@ def test_write_fastmri_volume_is_atomic_with_plain_permissions(tmp_path, monkeyp
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     before = path.read_bytes()
     with pytest.raises(TypeError):  # an attr h5py cannot store: the old file stays
-        data.write_fastmri_volume(path, k, t, acquisition="CORPD_FBK", patient_id="p",
-                                  extra_attrs={"bad": object()})
+        data.write_fastmri_volume(
+            path, k, t, acquisition="CORPD_FBK", patient_id="p", extra_attrs={"bad": object()}
+        )
     assert path.read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == ["v.h5"]  # no temporary files left
     assert list(cwd.iterdir()) == []  # the in-memory file touches no disk
 
 
 # ---------------------------------------------------------------- the image size the model sees
+
 
 def _volume(folder: Path, name: str, *, target: int | None, recon: int, kspace_hw=(64, 38)):
     """A volume whose header says ``recon x recon`` and whose target array is
@@ -583,8 +634,9 @@ def _volume(folder: Path, name: str, *, target: int | None, recon: int, kspace_h
     header = data.ismrmrd_header(kspace_hw, (recon, recon), num_slices=2)
     if target is not None:
         t = g.random((2, target, target)).astype(np.float32)
-        return data.write_fastmri_volume(folder / name, k, t, acquisition="CORPD_FBK",
-                                         patient_id=name, header=header)
+        return data.write_fastmri_volume(
+            folder / name, k, t, acquisition="CORPD_FBK", patient_id=name, header=header
+        )
     with h5py.File(folder / name, "w") as hf:
         hf["ismrmrd_header"] = header
         hf["kspace"] = k
@@ -607,8 +659,11 @@ def test_dataset_size_comes_from_the_arrays_not_the_header(tmp_path):
     _volume(tmp_path / "singlecoil_val", "b.h5", target=36, recon=32, kspace_hw=(72, 42))
     ds = data.make_dataset(tmp_path, "val", mask=False)
     assert ds[0].image.shape == (36, 36)
-    with pytest.raises(ValueError, match=r"image size of val data \(b.h5\) 36x36 is not divisible "
-                                         r"by 2\*\*depth = 16"):
+    with pytest.raises(
+        ValueError,
+        match=r"image size of val data \(b.h5\) 36x36 is not divisible "
+        r"by 2\*\*depth = 16",
+    ):
         data.check_dataset_size(ds, _unet(4), what="val data")
     with pytest.raises(ValueError, match="36x36 is not divisible by 2\\*\\*depth = 16"):
         data.make_dataset(tmp_path, "val", multiple=16)
@@ -653,6 +708,7 @@ def test_unreadable_volume_in_the_size_check_raises_naming_it(root_copy):
 
 # ---------------------------------------------------------------- the command line
 
+
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
@@ -671,8 +727,9 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 def test_python_m_apslib_data_runs_the_cli(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("")
-    res = subprocess.run([sys.executable, "-m", "apslib.data", "synth", "--out", str(a_file)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "apslib.data", "synth", "--out", str(a_file)], capture_output=True, text=True
+    )
     assert res.returncode == 1, res.stderr
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
     assert "Traceback" not in res.stderr and "RuntimeWarning" not in res.stderr

@@ -37,6 +37,7 @@ def _random_models(seed=0):
 
 # -- metrics on known cases ------------------------------------------------------------
 
+
 def test_identical_images_give_zero_nmse_inf_psnr_unit_ssim():
     b = torch.rand(3, 1, 24, 24) + 0.1
     m = metrics.image_metrics(b.clone(), b)
@@ -54,7 +55,7 @@ def test_known_perturbation_gives_known_nmse_and_psnr():
     m = metrics.image_metrics(a, b)
     assert np.allclose(m["eq_nmse"], 0.01, rtol=1e-10)
     bn = b.numpy()
-    expected_psnr = 10 * np.log10(bn.reshape(2, -1).max(1) ** 2 / (0.01 * (bn ** 2).reshape(2, -1).mean(1)))
+    expected_psnr = 10 * np.log10(bn.reshape(2, -1).max(1) ** 2 / (0.01 * (bn**2).reshape(2, -1).mean(1)))
     assert np.allclose(m["eq_psnr"], expected_psnr)
     assert m["eq_ssim"][0] == pytest.approx(float(ssim(bn[:1], 1.1 * bn[:1], maxval=bn[0].max())[0]))
     assert np.all(m["eq_ssim"] < 1)
@@ -81,6 +82,7 @@ def test_random_shifts_honour_the_range_and_the_seed():
 
 
 # -- equivariance of random-init models ------------------------------------------------
+
 
 def test_exhaustive_shifts_exact_for_aps_and_not_for_baseline():
     runs = _random_models()
@@ -123,6 +125,7 @@ def test_predict_uniform_batches_keeps_results_and_order():
 
 # -- examples --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("k", [(0, 0), (1, 0), (3, -5), (-16, 15), (33, 2)])
 def test_examples_exact_for_aps_not_for_baseline(k, tmp_path):
     runs = _random_models(1)
@@ -137,9 +140,11 @@ def test_examples_exact_for_aps_not_for_baseline(k, tmp_path):
         assert ex.nmse[0] > 1e-8
     # the NMSE is the definition's, on the stored arrays
     ref = ex.ref[0].astype(np.float64)
-    assert ex.nmse[0] == pytest.approx(((ex.out_shifted[0] - ref) ** 2).sum() / (ref ** 2).sum())
-    path = ev.write_examples(tmp_path / "ex.npz", {"val": ex, "other": ev.Examples(
-        ex.input, (1, 2), ["aps"], ex.out[1:], ex.out_shifted[1:])})
+    assert ex.nmse[0] == pytest.approx(((ex.out_shifted[0] - ref) ** 2).sum() / (ref**2).sum())
+    path = ev.write_examples(
+        tmp_path / "ex.npz",
+        {"val": ex, "other": ev.Examples(ex.input, (1, 2), ["aps"], ex.out[1:], ex.out_shifted[1:])},
+    )
     back = ev.read_examples(path)
     assert list(back) == ["val", "other"] and back["other"].target is None
     b = back["val"]
@@ -158,6 +163,7 @@ def test_examples_errors_say_what_to_do(tmp_path):
 
 
 # -- flip counting ---------------------------------------------------------------------
+
 
 def test_count_flips_follows_the_recursion():
     # x chose (1, 0) at level 1 and (0, 1) at level 2; shift (1, 3).
@@ -186,9 +192,11 @@ def test_flip_counter_reports_a_constructed_tie():
 
 # -- tables and files ------------------------------------------------------------------
 
+
 def test_tidy_table_schema_and_atomic_write(tmp_path):
-    rows = ev.stat_rows([1.0, 3.0, math.inf], model="m", dataset="val", acquisition="PD",
-                         protocol="random", metric="eq_psnr")
+    rows = ev.stat_rows(
+        [1.0, 3.0, math.inf], model="m", dataset="val", acquisition="PD", protocol="random", metric="eq_psnr"
+    )
     df = ev.summarise(rows)
     assert list(df.columns) == ev.COLUMNS
     assert set(df.statistic) == {"mean", "median", "max", "min"} and (df.n == 3).all()
@@ -203,11 +211,13 @@ def test_tidy_table_schema_and_atomic_write(tmp_path):
 
 # -- end to end on tiny trained runs ---------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaldata")
-    data.synthesize_dataset(root, size=32, train_volumes=2, val_volumes=2, slices_per_volume=2,
-                            progress=False)
+    data.synthesize_dataset(
+        root, size=32, train_volumes=2, val_volumes=2, slices_per_volume=2, progress=False
+    )
     run_dir = root / "runs"
     for name in ("Baseline", "APS"):
         train.train(train.config_for(name, data_root=root, run_dir=run_dir, **TINY), progress=False)
@@ -216,16 +226,18 @@ def tiny_runs(tmp_path_factory):
 
 def test_evaluate_runs_end_to_end(tiny_runs, tmp_path):
     root, run_dir = tiny_runs
-    res = ev.evaluate_runs(run_dir, root, ["Baseline", "APS"], tmp_path / "results", sweep_slices=2,
-                           device="cpu")
+    res = ev.evaluate_runs(
+        run_dir, root, ["Baseline", "APS"], tmp_path / "results", sweep_slices=2, device="cpu"
+    )
     for key in ("table", "sweep"):
         assert res.paths[key].is_file() and res.paths[key].with_suffix(".json").is_file()
     ex = ev.read_examples(res.paths["examples"])["val"]
     assert ex.models == ["Baseline", "APS"] and ex.target is not None and ex.label.endswith(")")
     assert ex.nmse[1] == 0 and ex.target.shape == ex.input.shape == (32, 32)
     with pytest.raises(IndexError, match="out of range"):
-        ev.evaluate_runs(run_dir, root, ["APS"], tmp_path / "r2", sweep_slices=1, device="cpu",
-                         example_index=99)
+        ev.evaluate_runs(
+            run_dir, root, ["APS"], tmp_path / "r2", sweep_slices=1, device="cpu", example_index=99
+        )
     df = ev.read_table(res.paths["table"])
     assert list(df.columns) == ev.COLUMNS
     t1 = ev.table1(df, ["Baseline", "APS", "Zero-filled"])
@@ -239,8 +251,15 @@ def test_evaluate_runs_end_to_end(tiny_runs, tmp_path):
     assert worst.loc["Baseline", "eq_nmse max"] > 0
     n_vol = df[(df.metric == "nmse") & (df.model == "APS") & (df.acquisition == "all")].n.iloc[0]
     assert n_vol == 2
-    ood_res = ev.evaluate_runs_ood(run_dir, ["Baseline", "APS"], tmp_path / "results", size=32,
-                                   sweep_images=1, noise_count=2, device="cpu")
+    ood_res = ev.evaluate_runs_ood(
+        run_dir,
+        ["Baseline", "APS"],
+        tmp_path / "results",
+        size=32,
+        sweep_images=1,
+        noise_count=2,
+        device="cpu",
+    )
     t2 = ev.table2(ood_res.table, ["Baseline", "APS"])
     assert {"noise", "photographs", "shepp_logan"} == {d for d, _ in t2.columns}
     assert (t2.loc["APS"].xs("eq_nmse", level="metric") < 1e-10).all()
@@ -286,10 +305,22 @@ def test_evenly_spaced_indices():
     assert ev.evenly_spaced_indices(7, 1) == [0]
 
 
-@pytest.mark.parametrize("value,text", [(None, "-"), (math.nan, "-"), (np.float32("nan"), "-"),
-                                        (math.inf, "inf"), (-math.inf, "-inf"), (0.0, "0"),
-                                        (0.0014, "0.0014"), (7.37e-15, "7.370e-15"), (1e5, "1.000e+05"),
-                                        (33.95, "33.95"), (3, "3")])
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (None, "-"),
+        (math.nan, "-"),
+        (np.float32("nan"), "-"),
+        (math.inf, "inf"),
+        (-math.inf, "-inf"),
+        (0.0, "0"),
+        (0.0014, "0.0014"),
+        (7.37e-15, "7.370e-15"),
+        (1e5, "1.000e+05"),
+        (33.95, "33.95"),
+        (3, "3"),
+    ],
+)
 def test_format_value_is_the_one_table_formatter(value, text):
     from apslib import paper
 
@@ -320,15 +351,19 @@ def _env():
 
 
 def test_evaluate_and_paper_import_no_matplotlib():
-    code = ("import sys, apslib.evaluate, apslib.paper, apslib.metrics; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'seaborn')); "
-            "assert not bad, bad")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env=_env())
+    code = (
+        "import sys, apslib.evaluate, apslib.paper, apslib.metrics; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'seaborn')); "
+        "assert not bad, bad"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_env()
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
 # -- CLI errors: one line, exit 1 --------------------------------------------------------
+
 
 def _cli(capsys, *argv):
     with warnings.catch_warnings():
@@ -350,8 +385,19 @@ def _corrupt_data_root(tiny_runs, tmp_path):
 def test_cli_corrupt_validation_file_is_one_error_line(tiny_runs, tmp_path, capsys):
     _, run_dir = tiny_runs
     bad, name = _corrupt_data_root(tiny_runs, tmp_path)
-    rc, out, err = _cli(capsys, "--run-dir", run_dir, "--data", bad, "--results-dir", tmp_path / "r",
-                        "--models", "APS", "--device", "cpu")
+    rc, out, err = _cli(
+        capsys,
+        "--run-dir",
+        run_dir,
+        "--data",
+        bad,
+        "--results-dir",
+        tmp_path / "r",
+        "--models",
+        "APS",
+        "--device",
+        "cpu",
+    )
     assert rc == 1 and out == ""
     assert err.startswith("error: cannot read fastMRI volume") and name in err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -361,9 +407,12 @@ def test_cli_corrupt_validation_file_is_one_error_line(tiny_runs, tmp_path, caps
 def test_cli_errors_are_one_line(case, tiny_runs, tmp_path, capsys):
     root, run_dir = tiny_runs
     args = ["--run-dir", run_dir, "--results-dir", tmp_path / "r", "--models", "APS", "--device", "cpu"]
-    expected = {"missing_run": "no trained run for ['APS-3']", "results_dir_is_file": "is a file",
-                "missing_data": "no fastMRI data folder",
-                "bad_size": "OOD image size 30x30 is not divisible"}[case]
+    expected = {
+        "missing_run": "no trained run for ['APS-3']",
+        "results_dir_is_file": "is a file",
+        "missing_data": "no fastMRI data folder",
+        "bad_size": "OOD image size 30x30 is not divisible",
+    }[case]
     if case == "missing_run":
         args += ["--data", root, "--models", "APS-3"]
     elif case == "results_dir_is_file":
@@ -383,13 +432,64 @@ def test_cli_errors_are_one_line(case, tiny_runs, tmp_path, capsys):
 def test_cli_module_prints_one_line_not_a_traceback(tiny_runs, tmp_path):
     _, run_dir = tiny_runs
     bad, _ = _corrupt_data_root(tiny_runs, tmp_path)
-    cmd = [sys.executable, "-m", "apslib.evaluate", "--run-dir", str(run_dir), "--data", str(bad),
-           "--results-dir", str(tmp_path / "r"), "--models", "APS", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "apslib.evaluate",
+        "--run-dir",
+        str(run_dir),
+        "--data",
+        str(bad),
+        "--results-dir",
+        str(tmp_path / "r"),
+        "--models",
+        "APS",
+        "--device",
+        "cpu",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=_env())
     assert res.returncode == 1, res.stdout + res.stderr
     assert res.stderr.startswith("error: cannot read fastMRI volume"), res.stderr
     assert res.stderr.count("\n") == 1, res.stderr
-    nothing = subprocess.run([sys.executable, "-m", "apslib.evaluate", "--run-dir", str(run_dir),
-                              "--results-dir", str(tmp_path / "r")], capture_output=True, text=True,
-                             timeout=180, env=_env())
+    nothing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "apslib.evaluate",
+            "--run-dir",
+            str(run_dir),
+            "--results-dir",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=_env(),
+    )
     assert nothing.returncode == 2 and "nothing to evaluate" in nothing.stderr
+
+
+def test_cli_corrupt_checkpoint_is_one_error_line_naming_the_file(tiny_runs, tmp_path, capsys):
+    import shutil
+
+    root, run_dir = tiny_runs
+    copy = tmp_path / "runs"
+    shutil.copytree(run_dir, copy)
+    ckpt = copy / "aps" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated
+    rc, out, err = _cli(
+        capsys,
+        "--run-dir",
+        copy,
+        "--data",
+        root,
+        "--results-dir",
+        tmp_path / "r",
+        "--models",
+        "APS",
+        "--device",
+        "cpu",
+    )
+    assert rc == 1 and out == ""
+    assert err.startswith("error: ") and str(ckpt) in err and "--retrain" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err

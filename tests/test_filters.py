@@ -3,12 +3,30 @@ import math
 import pytest
 import torch
 
-from apslib import (Blur, BlurPool, BlurUpsample, binomial_filter_1d, binomial_filter_2d, blur,
-                    blur_pool, blur_upsample, polyphase_components, roll2d, zero_insert)
+from apslib import (
+    Blur,
+    BlurPool,
+    BlurUpsample,
+    binomial_filter_1d,
+    binomial_filter_2d,
+    blur,
+    blur_pool,
+    blur_upsample,
+    polyphase_components,
+    roll2d,
+    zero_insert,
+)
 from apslib.filters import check_filter_size
 
-PASCAL = {1: [1], 2: [1, 1], 3: [1, 2, 1], 4: [1, 3, 3, 1], 5: [1, 4, 6, 4, 1],
-          6: [1, 5, 10, 10, 5, 1], 7: [1, 6, 15, 20, 15, 6, 1]}
+PASCAL = {
+    1: [1],
+    2: [1, 1],
+    3: [1, 2, 1],
+    4: [1, 3, 3, 1],
+    5: [1, 4, 6, 4, 1],
+    6: [1, 5, 10, 10, 5, 1],
+    7: [1, 6, 15, 20, 15, 6, 1],
+}
 
 
 @pytest.mark.parametrize("size", range(1, 8))
@@ -99,6 +117,7 @@ def test_blur_kernel_is_not_saved_but_follows_dtype():
 
 # -- circular padding by concatenation --------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", range(6))
 def test_circular_pad_equals_torch_circular_pad_values_and_gradients(seed):
     from apslib.filters import circular_pad
@@ -117,9 +136,10 @@ def test_circular_pad_equals_torch_circular_pad_values_and_gradients(seed):
     # channels_last and a non-contiguous view pad to the same values
     cl = x.detach().to(memory_format=torch.channels_last)
     assert torch.equal(circular_pad(cl, pads), ref.detach())
-    assert torch.equal(circular_pad(x.detach().transpose(-1, -2), pads[2:] + pads[:2]),
-                       torch.nn.functional.pad(x.detach().transpose(-1, -2), pads[2:] + pads[:2],
-                                               mode="circular"))
+    assert torch.equal(
+        circular_pad(x.detach().transpose(-1, -2), pads[2:] + pads[:2]),
+        torch.nn.functional.pad(x.detach().transpose(-1, -2), pads[2:] + pads[:2], mode="circular"),
+    )
 
 
 def test_circular_pad_larger_than_the_map_fails_like_torch():

@@ -24,7 +24,9 @@ def smoke_run(tmp_path_factory, pytestconfig):
         except runner.RunnerError as err:
             results[nb.name] = str(err)
         times.append((nb.name, time.perf_counter() - start, results[nb.name] is None))
-    summary = json.loads((out / "run_summary.json").read_text()) if (out / "run_summary.json").exists() else {}
+    summary = (
+        json.loads((out / "run_summary.json").read_text()) if (out / "run_summary.json").exists() else {}
+    )
     return out, results, summary
 
 

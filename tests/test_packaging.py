@@ -37,16 +37,33 @@ def test_environment_yml_installs_what_pyproject_declares():
 def test_runtime_dependencies_cover_what_users_expect():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = {re.match(r"[A-Za-z0-9_.\-]+", r).group().lower() for r in project["dependencies"]}
-    for needed in ["torch", "fastmri", "papermill", "jupyterlab", "ipykernel", "matplotlib",
-                   "seaborn", "h5py", "scikit-image", "requests", "numpy", "tqdm"]:
+    for needed in [
+        "torch",
+        "fastmri",
+        "papermill",
+        "jupyterlab",
+        "ipykernel",
+        "matplotlib",
+        "seaborn",
+        "h5py",
+        "scikit-image",
+        "requests",
+        "numpy",
+        "tqdm",
+    ]:
         assert needed in names, needed
     torch_req = next(r for r in project["dependencies"] if r.startswith("torch"))
     assert "==" not in torch_req, "a pinned torch breaks fastmri's torchvision"
 
 
 # import name -> distribution name, where they differ
-DIST = {"skimage": "scikit-image", "PIL": "pillow", "yaml": "pyyaml", "jupyter_client": "jupyter-client",
-        "IPython": "ipython"}
+DIST = {
+    "skimage": "scikit-image",
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "jupyter_client": "jupyter-client",
+    "IPython": "ipython",
+}
 
 
 def _imports_by_module() -> dict[str, set[str]]:
@@ -73,14 +90,20 @@ def test_the_scan_sees_the_subpackages():
 
 def test_figures_are_drawn_only_in_apslib_plots():
     drawing = {"matplotlib", "seaborn"}
-    outside = sorted(m for m, names in _imports_by_module().items()
-                     if names & drawing and not m.startswith("apslib/plots/"))
+    outside = sorted(
+        m
+        for m, names in _imports_by_module().items()
+        if names & drawing and not m.startswith("apslib/plots/")
+    )
     assert not outside, f"{outside} import matplotlib/seaborn: figures belong in apslib/plots"
 
 
 def test_library_modules_stay_readable():
-    long = {str(p.relative_to(REPO)): n for p in (REPO / "apslib").rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > 500}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in (REPO / "apslib").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 500
+    }
     assert not long, f"modules over 500 lines (split them by concern): {long}"
 
 
@@ -88,8 +111,9 @@ def test_every_third_party_import_of_the_library_is_declared():
     import sys
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = {re.match(r"[A-Za-z0-9_.\-]+", r).group().lower().replace("_", "-")
-                for r in project["dependencies"]}
+    declared = {
+        re.match(r"[A-Za-z0-9_.\-]+", r).group().lower().replace("_", "-") for r in project["dependencies"]
+    }
     imported = set().union(*_imports_by_module().values()) - {"apslib", "__future__"}
     third_party = {name for name in imported if name not in sys.stdlib_module_names}
     assert third_party, "the scan found no imports"

@@ -9,8 +9,9 @@ from apslib import paper
 
 
 def _value(df, table, model, metric, acquisition="all"):
-    row = df[(df.table == table) & (df.model == model) & (df.metric == metric)
-             & (df.acquisition == acquisition)]
+    row = df[
+        (df.table == table) & (df.model == model) & (df.metric == metric) & (df.acquisition == acquisition)
+    ]
     assert len(row) == 1, (table, model, metric, acquisition)
     return float(row.value.iloc[0])
 
@@ -43,18 +44,20 @@ def _tidy(rows):
     return pd.DataFrame([dict(zip(cols, r)) for r in rows], columns=cols)
 
 
-OURS = _tidy([
-    ("Baseline", "val", "all", "random", "psnr_decline", "mean", 1.5, 4),
-    ("Baseline", "val", "all", "random", "psnr_decline", "max", 9.0, 4),
-    ("APS-3", "val", "all", "random", "psnr_decline", "mean", 0.0, 4),
-    ("Baseline", "val", "PD", "random", "eq_nmse", "mean", 2e-3, 4),
-    ("Baseline", "val", "PDFS", "random", "eq_nmse", "mean", 1e-3, 4),
-    ("Baseline", "val", "PD", "unshifted", "psnr", "mean", 30.0, 2),
-    ("Baseline", "photographs", "all", "random", "eq_nmse", "mean", 5e-3, 16),
-    ("Baseline", "photographs", "all", "random", "eq_ssim", "mean", 0.97, 16),
-    ("APS", "photographs", "all", "random", "eq_nmse", "mean", 0.0, 16),
-    ("APS", "noise", "all", "random", "eq_nmse", "mean", 7.0, 16),
-])
+OURS = _tidy(
+    [
+        ("Baseline", "val", "all", "random", "psnr_decline", "mean", 1.5, 4),
+        ("Baseline", "val", "all", "random", "psnr_decline", "max", 9.0, 4),
+        ("APS-3", "val", "all", "random", "psnr_decline", "mean", 0.0, 4),
+        ("Baseline", "val", "PD", "random", "eq_nmse", "mean", 2e-3, 4),
+        ("Baseline", "val", "PDFS", "random", "eq_nmse", "mean", 1e-3, 4),
+        ("Baseline", "val", "PD", "unshifted", "psnr", "mean", 30.0, 2),
+        ("Baseline", "photographs", "all", "random", "eq_nmse", "mean", 5e-3, 16),
+        ("Baseline", "photographs", "all", "random", "eq_ssim", "mean", 0.97, 16),
+        ("APS", "photographs", "all", "random", "eq_nmse", "mean", 0.0, 16),
+        ("APS", "noise", "all", "random", "eq_nmse", "mean", 7.0, 16),
+    ]
+)
 
 
 def test_side_by_side_table4_nan_for_missing_models():
@@ -73,8 +76,9 @@ def test_side_by_side_table4_nan_for_missing_models():
 def test_side_by_side_table1_columns_and_values():
     t = paper.side_by_side(OURS, 1)
     quantities = list(dict.fromkeys(q for q, _ in t.columns))
-    assert quantities == [f"{m} {a}" for m in ("eq_nmse", "eq_ssim", "nmse", "psnr", "ssim")
-                          for a in ("PD", "PDFS")]
+    assert quantities == [
+        f"{m} {a}" for m in ("eq_nmse", "eq_ssim", "nmse", "psnr", "ssim") for a in ("PD", "PDFS")
+    ]
     assert {s for _, s in t.columns} == {"ours", "paper"}
     assert t.loc["Baseline", ("eq_nmse PD", "ours")] == 2e-3
     assert t.loc["Baseline", ("eq_nmse PD", "paper")] == 0.0014
@@ -90,8 +94,13 @@ def test_side_by_side_table2_uses_photographs_and_flattens():
     assert t.loc["APS", ("eq_nmse", "paper")] == 3.09e-14
     assert math.isnan(t.loc["LPF-2", ("eq_ssim", "ours")])
     flat = paper.flatten(t)
-    assert list(flat.columns) == ["model", "eq_nmse (ours)", "eq_nmse (paper)", "eq_ssim (ours)",
-                                  "eq_ssim (paper)"]
+    assert list(flat.columns) == [
+        "model",
+        "eq_nmse (ours)",
+        "eq_nmse (paper)",
+        "eq_ssim (ours)",
+        "eq_ssim (paper)",
+    ]
     md = paper.to_markdown(t)
     assert md.startswith("| model |") and "| LPF-2 | - | 0.00465 | - | 0.9816 |" in md
     assert paper.side_by_side(OURS, "2", dataset="noise").loc["APS", ("eq_nmse", "ours")] == 7.0

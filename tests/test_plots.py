@@ -96,12 +96,21 @@ def test_examples_figure_model_subset_and_unknown_model():
 
 # -- training curves -----------------------------------------------------------------------
 
+
 def _history(low, high, eq=0.0):
     import pandas as pd
 
     vals = [high, (high + low) / 2, low * 1.01, low]
-    return pd.DataFrame({"model": ["APS"] * 4, "epoch": [1, 2, 3, 4], "train_loss": vals,
-                         "val_loss": vals, "val_equiv_mse": [eq] * 4, "val_psnr": [20.0, 21, 22, 23]})
+    return pd.DataFrame(
+        {
+            "model": ["APS"] * 4,
+            "epoch": [1, 2, 3, 4],
+            "train_loss": vals,
+            "val_loss": vals,
+            "val_equiv_mse": [eq] * 4,
+            "val_psnr": [20.0, 21, 22, 23],
+        }
+    )
 
 
 @pytest.mark.parametrize("low,high", [(0.063, 0.17), (0.0525, 0.185), (1.30, 1.31), (2e-3, 5e-3)])
@@ -111,8 +120,11 @@ def test_training_curves_label_short_log_axes_and_floor_zeros(low, high):
     loss_ax, eq_ax = fig.axes[0], fig.axes[2]
     fig.canvas.draw()
     lo, hi = loss_ax.get_ylim()
-    shown = [t.get_text() for t in loss_ax.yaxis.get_majorticklabels() + loss_ax.yaxis.get_minorticklabels()
-             if t.get_text() and lo <= t.get_position()[1] <= hi]
+    shown = [
+        t.get_text()
+        for t in loss_ax.yaxis.get_majorticklabels() + loss_ax.yaxis.get_minorticklabels()
+        if t.get_text() and lo <= t.get_position()[1] <= hi
+    ]
     # an axis spanning under a decade is labelled with at least three plain numbers
     # (matplotlib's default gives one or two labels such as "6x10^-2" for these ranges)
     assert len(shown) >= 3 and all(float(t) > 0 for t in shown), shown
@@ -127,8 +139,9 @@ def test_training_curves_order_metrics_and_linear_psnr():
 
     h = _history(0.01, 0.1, eq=1e-3)
     frame = pd.concat([h, h.assign(model="Baseline", train_loss=h.train_loss * 2)], ignore_index=True)
-    fig = plots.plot_training_curves(frame, metrics=("train_loss", "val_psnr"), order=["Baseline", "APS"],
-                                     floor=1e-12)
+    fig = plots.plot_training_curves(
+        frame, metrics=("train_loss", "val_psnr"), order=["Baseline", "APS"], floor=1e-12
+    )
     assert len(fig.axes) == 2
     assert [ln.get_label() for ln in fig.axes[0].lines] == ["Baseline", "APS"]
     assert fig.axes[0].get_yscale() == "log" and fig.axes[1].get_yscale() == "linear"
@@ -137,6 +150,7 @@ def test_training_curves_order_metrics_and_linear_psnr():
 
 
 # -- exhaustive-protocol heatmaps --------------------------------------------------------
+
 
 def _sweep_frame():
     import pandas as pd
@@ -147,9 +161,20 @@ def _sweep_frame():
             for dy in range(4):
                 for dx in range(4):
                     e = scale * (1 + dy + dx + image) if (dy, dx) != (0, 0) else 0.0
-                    rows.append({"model": model, "dataset": "val", "image": image, "acquisition": "all",
-                                 "dy": dy, "dx": dx, "eq_nmse": e, "eq_psnr": np.inf if e == 0 else 40.0,
-                                 "eq_ssim": 1.0 - e, "flip_level": 0})
+                    rows.append(
+                        {
+                            "model": model,
+                            "dataset": "val",
+                            "image": image,
+                            "acquisition": "all",
+                            "dy": dy,
+                            "dx": dx,
+                            "eq_nmse": e,
+                            "eq_psnr": np.inf if e == 0 else 40.0,
+                            "eq_ssim": 1.0 - e,
+                            "flip_level": 0,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -171,20 +196,30 @@ def test_shift_heatmaps_one_log_scale_with_zeros_at_the_floor():
 
 # -- this run next to the paper ------------------------------------------------------------
 
+
 def test_side_by_side_and_ood_figures_mark_the_floor():
     import pandas as pd
 
     from apslib import paper
 
     cols = ["model", "dataset", "acquisition", "protocol", "metric", "statistic", "value", "n"]
-    ours = pd.DataFrame([("Baseline", "photographs", "all", "random", "eq_nmse", "mean", 5e-3, 4),
-                         ("APS", "photographs", "all", "random", "eq_nmse", "mean", 0.0, 4),
-                         ("APS", "noise", "all", "random", "eq_nmse", "mean", 1e-15, 4),
-                         ("Baseline", "val", "all", "random", "psnr_decline", "mean", 1.5, 2),
-                         ("APS", "val", "all", "random", "psnr_decline", "mean", 0.0, 2)], columns=cols)
+    ours = pd.DataFrame(
+        [
+            ("Baseline", "photographs", "all", "random", "eq_nmse", "mean", 5e-3, 4),
+            ("APS", "photographs", "all", "random", "eq_nmse", "mean", 0.0, 4),
+            ("APS", "noise", "all", "random", "eq_nmse", "mean", 1e-15, 4),
+            ("Baseline", "val", "all", "random", "psnr_decline", "mean", 1.5, 2),
+            ("APS", "val", "all", "random", "psnr_decline", "mean", 0.0, 2),
+        ],
+        columns=cols,
+    )
     plots.set_style()
-    fig = plots.plot_side_by_side(paper.side_by_side(ours, "4", models=["Baseline", "APS"]),
-                                  ["psnr_decline mean"], ylabel="dB", title="decline")
+    fig = plots.plot_side_by_side(
+        paper.side_by_side(ours, "4", models=["Baseline", "APS"]),
+        ["psnr_decline mean"],
+        ylabel="dB",
+        title="decline",
+    )
     ax = fig.axes[0]
     assert ax.get_yscale() == "log" and ax.lines[0].get_ydata()[1] == plots.EXACT_ZERO_FLOOR
     assert [t.get_text() for t in ax.texts] == [f"exact 0 (drawn at {plots.EXACT_ZERO_FLOOR:.0e})"]

@@ -21,8 +21,12 @@ def _close_figures():
 
 def _targets(count, acquisitions=("CORPD_FBK", "CORPDFS_FBK"), size=(24, 20)):
     g = np.random.default_rng(0)
-    return {acq: [(f"file_synth_val_{i:04d}.h5", 2 * i + 1, g.random(size).astype(np.float32))
-                  for i in range(count)] for acq in acquisitions}
+    return {
+        acq: [
+            (f"file_synth_val_{i:04d}.h5", 2 * i + 1, g.random(size).astype(np.float32)) for i in range(count)
+        ]
+        for acq in acquisitions
+    }
 
 
 def _inspected(acq="CORPD_FBK", H=32, W=20, size=16, seed=0):
@@ -31,9 +35,18 @@ def _inspected(acq="CORPD_FBK", H=32, W=20, size=16, seed=0):
     k = g.standard_normal((H, W)) + 1j * g.standard_normal((H, W))
     mask = (g.random(W) < 0.4).astype(np.float32)
     target = g.random((size, size)).astype(np.float32) + 0.5
-    return dict(kspace=k, mask=mask, masked_kspace=k * mask, zero_filled=target * 0.8, full=target,
-                target=target, fname="file_synth_val_0001.h5", slice_num=3, acquisition=acq,
-                max_value=float(target.max()))
+    return dict(
+        kspace=k,
+        mask=mask,
+        masked_kspace=k * mask,
+        zero_filled=target * 0.8,
+        full=target,
+        target=target,
+        fname="file_synth_val_0001.h5",
+        slice_num=3,
+        acquisition=acq,
+        max_value=float(target.max()),
+    )
 
 
 def _visible(fig):
@@ -50,8 +63,9 @@ def test_plot_targets_one_row_per_acquisition():
     assert axes[7].get_title() == "PDFS · val_0003 · slice 7"
     assert axes[0].get_ylabel() == "24 px" and axes[4].get_xlabel() == "20 px"
     assert all(len(ax.images) == 1 and not ax.get_xticks().size for ax in axes)
-    assert fig.get_suptitle() == ("reconstruction_esc targets (validation split), "
-                                  "each panel on its own grey scale")
+    assert fig.get_suptitle() == (
+        "reconstruction_esc targets (validation split), each panel on its own grey scale"
+    )
 
 
 def test_plot_targets_narrow_and_ragged():
@@ -87,14 +101,18 @@ def test_plot_zero_filled_rows_on_the_targets_grey_scale():
     axes = fig.axes
     assert len(axes) == 6
     assert [ax.get_title() for ax in axes[:3]] == [
-        "PD: zero-filled input", "PD: target", "PD: |difference| (4x contrast)"]
+        "PD: zero-filled input",
+        "PD: target",
+        "PD: |difference| (4x contrast)",
+    ]
     assert axes[3].get_title() == "PDFS: zero-filled input"
     vmax = float(rows["CORPD_FBK"]["target"].max())
     assert axes[0].images[0].get_clim() == pytest.approx((0, vmax))
     assert axes[2].images[0].get_clim() == pytest.approx((0, vmax / 4))
     assert axes[0].get_ylabel() == "16 px" and axes[3].get_xlabel() == "16 px"
-    assert fig.get_suptitle() == ("Zero-filled input (4x random mask) next to its target, "
-                                  "on the target's grey scale")
+    assert fig.get_suptitle() == (
+        "Zero-filled input (4x random mask) next to its target, on the target's grey scale"
+    )
     with pytest.raises(ValueError, match="nothing to draw"):
         plot_zero_filled({}, acceleration=4)
 

@@ -28,7 +28,7 @@ def numpy_reference_down(x: np.ndarray, criterion: str):
     for xb in x:
         comps = [xb[:, i::2, j::2].astype(np.float64) for i, j in PHASES]
         if criterion == "l2":
-            norms = [np.sqrt((c ** 2).sum()) for c in comps]
+            norms = [np.sqrt((c**2).sum()) for c in comps]
         elif criterion == "l1":
             norms = [np.abs(c).sum() for c in comps]
         else:
@@ -122,10 +122,17 @@ def test_proposition_1_every_shift_of_the_map(dtype, tol, criterion, shape):
 
 
 @settings(max_examples=60, deadline=None)
-@given(b=st.integers(1, 4), c=st.integers(1, 3), h2=st.integers(1, 12), w2=st.integers(1, 12),
-       seed=st.integers(0, 2**31 - 1), criterion=st.sampled_from(CRITERIA),
-       dy=st.integers(-100, 100), dx=st.integers(-100, 100),
-       dtype=st.sampled_from([torch.float32, torch.float64]))
+@given(
+    b=st.integers(1, 4),
+    c=st.integers(1, 3),
+    h2=st.integers(1, 12),
+    w2=st.integers(1, 12),
+    seed=st.integers(0, 2**31 - 1),
+    criterion=st.sampled_from(CRITERIA),
+    dy=st.integers(-100, 100),
+    dx=st.integers(-100, 100),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
 def test_proposition_1_property(b, c, h2, w2, seed, criterion, dy, dx, dtype):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, c, 2 * h2, 2 * w2, generator=g, dtype=dtype)
@@ -286,8 +293,9 @@ def test_phase_shift_keeps_channels_last_and_matches_roll(inverse):
     u = torch.randn(4, 3, 6, 10, dtype=torch.float64)
     idx = torch.tensor([2, 3, 0, 1])
     sign = -1 if inverse else 1
-    want = torch.stack([roll2d(u[b], (sign * PHASES[p][0], sign * PHASES[p][1]))
-                        for b, p in enumerate(idx.tolist())])
+    want = torch.stack(
+        [roll2d(u[b], (sign * PHASES[p][0], sign * PHASES[p][1])) for b, p in enumerate(idx.tolist())]
+    )
     assert torch.equal(phase_shift(u, idx, inverse=inverse), want)
     cl = phase_shift(u.to(memory_format=torch.channels_last), idx, inverse=inverse)
     assert cl.is_contiguous(memory_format=torch.channels_last)
@@ -300,18 +308,20 @@ def test_phase_shift_keeps_channels_last_and_matches_roll(inverse):
 
 # --- predicted_phases: the grids an equivariant APS U-Net must choose for T_k x -------------
 
-@pytest.mark.parametrize("depth,filter_size,criterion", [(2, 1, "l2"), (3, 3, "l2"), (3, 1, "l1"),
-                                                         (4, 5, "linf")])
+
+@pytest.mark.parametrize(
+    "depth,filter_size,criterion", [(2, 1, "l2"), (3, 3, "l2"), (3, 1, "l1"), (4, 5, "linf")]
+)
 def test_predicted_phases_are_the_phases_an_aps_unet_chooses(depth, filter_size, criterion):
     """The shifts of one 2**depth period plus large and negative ones: at every level the
     phases chosen for T_k x are predicted_phases(phases of x, k) (samples with an exact tie
     at some level, which no single-grid rule can follow, are left out)."""
     torch.manual_seed(depth * 10 + filter_size)
-    model = build_unet("aps", depth=depth, channels=[4] * (depth + 1), filter_size=filter_size,
-                       criterion=criterion).double()
-    m = 2 ** depth
-    x = torch.randn(4, 1, 3 * m, 2 * m, generator=torch.Generator().manual_seed(depth),
-                    dtype=torch.float64)
+    model = build_unet(
+        "aps", depth=depth, channels=[4] * (depth + 1), filter_size=filter_size, criterion=criterion
+    ).double()
+    m = 2**depth
+    x = torch.randn(4, 1, 3 * m, 2 * m, generator=torch.Generator().manual_seed(depth), dtype=torch.float64)
     calibrate_batchnorm(model, x)
     keep = torch.stack(phase_margins(model, x)).min(0).values > 1e-9
     assert keep.sum() >= 3
@@ -322,8 +332,10 @@ def test_predicted_phases_are_the_phases_an_aps_unet_chooses(depth, filter_size,
     with torch.no_grad():  # eval mode: each image's choice is independent of the batch
         _, phases_x = model(x, return_phases=True)
         shifted = torch.cat([roll2d(x, k) for k in shifts])  # shift-major: (S * 4, 1, H, W)
-        chosen = [torch.cat(levels) for levels in zip(*(
-            model(chunk, return_phases=True)[1] for chunk in shifted.split(256)))]
+        chosen = [
+            torch.cat(levels)
+            for levels in zip(*(model(chunk, return_phases=True)[1] for chunk in shifted.split(256)))
+        ]
     for k in shifts[:5] + shifts[-5:]:  # one shift for the whole batch
         predicted, seen = predicted_phases(phases_x, k)
         assert len(predicted) == len(seen) == depth
@@ -331,7 +343,7 @@ def test_predicted_phases_are_the_phases_an_aps_unet_chooses(depth, filter_size,
         i = shifts.index(k) * 4
         for level in range(depth):
             assert predicted[level].shape == (4,) and seen[level].shape == (4, 2)
-            assert torch.equal(predicted[level][keep], chosen[level][i:i + 4][keep]), (k, level)
+            assert torch.equal(predicted[level][keep], chosen[level][i : i + 4][keep]), (k, level)
     # All shifts at once: one (dy, dx) per image.
     ks = torch.tensor(shifts).repeat_interleave(4, dim=0)
     predicted, _ = predicted_phases([p.repeat(len(shifts)) for p in phases_x], ks)
@@ -348,14 +360,14 @@ def test_predicted_phases_take_one_shift_per_sample():
     k = torch.tensor([[1, 2], [-3, 5], [7, 0]])
     with torch.no_grad():
         _, phases_x = model(x, return_phases=True)
-        shifted = torch.cat([roll2d(x[b:b + 1], tuple(k[b].tolist())) for b in range(3)])
+        shifted = torch.cat([roll2d(x[b : b + 1], tuple(k[b].tolist())) for b in range(3)])
         _, chosen = model(shifted, return_phases=True)
     predicted, seen = predicted_phases(phases_x, k)
     assert torch.equal(seen[0], k)
     for p, q in zip(predicted, chosen):
         assert torch.equal(p, q)
     for b in range(3):  # the same as one shift at a time
-        single, _ = predicted_phases([p[b:b + 1] for p in phases_x], tuple(k[b].tolist()))
+        single, _ = predicted_phases([p[b : b + 1] for p in phases_x], tuple(k[b].tolist()))
         assert [int(s) for s in single] == [int(p[b]) for p in predicted]
 
 

@@ -19,8 +19,10 @@ def test_unknown_profile_names_the_available_ones():
 def test_resolution_order_and_paths(tmp_path):
     nb = Path("notebooks/01_fake.ipynb")
     declared = {"seed": {}, "size": {}, "figure_dir": {}, "output_dir": {}}
-    profile = {"all": {"seed": 0, "figure_dir": "figures", "unused_elsewhere": 1},
-               "01": {"size": 32, "output_dir": "{out}/artifacts"}}
+    profile = {
+        "all": {"seed": 0, "figure_dir": "figures", "unused_elsewhere": 1},
+        "01": {"size": 32, "output_dir": "{out}/artifacts"},
+    }
     params = runner.resolve_parameters(nb, profile, {"seed": 7}, tmp_path, declared)
     assert params["seed"] == 7  # -p wins over the profile
     assert params["size"] == 32
@@ -31,8 +33,7 @@ def test_resolution_order_and_paths(tmp_path):
 
 def test_profile_setting_an_undeclared_parameter_is_an_error(tmp_path):
     with pytest.raises(runner.RunnerError, match="declares no such parameter"):
-        runner.resolve_parameters(Path("01_x.ipynb"), {"01": {"sise": 3}}, {}, tmp_path,
-                                  {"size": {}})
+        runner.resolve_parameters(Path("01_x.ipynb"), {"01": {"sise": 3}}, {}, tmp_path, {"size": {}})
 
 
 def test_cli_errors_are_reported_not_raised(capsys):
@@ -46,7 +47,10 @@ def test_cli_errors_are_reported_not_raised(capsys):
 
 def test_override_values_are_yaml():
     assert runner._parse_overrides([["depth", "3"], ["dtype", "float32"], ["ch", "[4, 8]"]]) == {
-        "depth": 3, "dtype": "float32", "ch": [4, 8]}
+        "depth": 3,
+        "dtype": "float32",
+        "ch": [4, 8],
+    }
     with pytest.raises(runner.RunnerError):
         runner._parse_overrides([["not a name", "1"]])
 
@@ -58,6 +62,7 @@ def test_list(capsys):
 
 
 # --- paths: relative ones are taken from the repository root, wherever papermill runs ------
+
 
 def test_repo_root_is_the_checkout():
     root = runner.repo_root()
@@ -85,28 +90,37 @@ def test_resolve_path_falls_back_to_the_working_directory_without_a_checkout(tmp
 
 # Notebooks whose derived-values cell does not resolve its paths yet (the lead applies the
 # snippet): strict, so converting one without removing it here fails loudly.
-PENDING_PATHS = {"00", "02", "03", "04", "05"}
+PENDING_PATHS: set[str] = set()
 
 
-@pytest.mark.parametrize("nb", [
-    pytest.param(nb, marks=pytest.mark.xfail(strict=True, reason="resolve_path not applied yet"))
-    if nb.name[:2] in PENDING_PATHS else nb for nb in runner.discover()], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "nb",
+    [
+        pytest.param(nb, marks=pytest.mark.xfail(strict=True, reason="resolve_path not applied yet"))
+        if nb.name[:2] in PENDING_PATHS
+        else nb
+        for nb in runner.discover()
+    ],
+    ids=lambda p: p.name,
+)
 def test_notebook_paths_are_repository_relative_and_resolved(nb):
     import json
 
     declared = runner.declared_parameters(nb)
     cells = json.loads(nb.read_text())["cells"]
     tagged = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
-    later = "".join("".join(c["source"]) for c in cells[tagged + 1:] if c["cell_type"] == "code")
+    later = "".join("".join(c["source"]) for c in cells[tagged + 1 :] if c["cell_type"] == "code")
     paths = [name for name in declared if name.endswith(runner.PATH_SUFFIXES)]
     assert paths
     for name in paths:
         default = runner._default_value(declared[name])
         if isinstance(default, str):
             assert not default.startswith(("..", "/")), (
-                f"{nb.name}: {name} = {default!r}; write it repository-relative, e.g. 'outputs/data'")
+                f"{nb.name}: {name} = {default!r}; write it repository-relative, e.g. 'outputs/data'"
+            )
         assert f"resolve_path({name})" in later, (
-            f"{nb.name}: the derived-values cell must call resolve_path({name})")
+            f"{nb.name}: the derived-values cell must call resolve_path({name})"
+        )
 
 
 # --- parameter types: checked against the notebook's defaults before any kernel starts -----
@@ -115,24 +129,40 @@ NB01 = runner.NOTEBOOK_DIR / "01_theory_propositions.ipynb"
 NB02 = runner.NOTEBOOK_DIR / "02_train.ipynb"
 
 
-@pytest.mark.parametrize("nb,name,text,message", [
-    (NB02, "depth", "notanumber",
-     "-p depth 'notanumber': 02_train.ipynb expects an int (default 3), got a str"),
-    (NB02, "depth", "true", "-p depth true: 02_train.ipynb expects an int (default 3), got a bool"),
-    (NB02, "depth", "3.0", "-p depth 3.0: 02_train.ipynb expects an int (default 3), got a float"),
-    (NB02, "lr", "fast", "-p lr 'fast': 02_train.ipynb expects a float (default 3e-3), got a str"),
-    (NB02, "lr", "false", "-p lr false: 02_train.ipynb expects a float (default 3e-3), got a bool"),
-    (NB02, "amp", "1", "-p amp 1: 02_train.ipynb expects a bool (default False), got an int"),
-    (NB02, "device", "0", '-p device 0: 02_train.ipynb expects a str (default "auto"), got an int'),
-    (NB02, "models", "APS", "-p models 'APS': 02_train.ipynb expects a list (default "
-     '["Baseline", "LPF-3", "Baseline + DA", "APS", "APS-3"]), got a str'),
-    (NB01, "channels", "8", "-p channels 8: 01_theory_propositions.ipynb expects a list "
-     "(default [8, 16, 32, 64]), got an int"),
-    (NB02, "run_dir", "null", "-p run_dir null: 02_train.ipynb expects a path (str)"),
-    (NB02, "run_dir", "5", "-p run_dir 5: 02_train.ipynb expects a path (str)"),
-])
-def test_wrong_types_are_refused_with_the_notebooks_declared_defaults(tmp_path, nb, name, text,
-                                                                      message):
+@pytest.mark.parametrize(
+    "nb,name,text,message",
+    [
+        (
+            NB02,
+            "depth",
+            "notanumber",
+            "-p depth 'notanumber': 02_train.ipynb expects an int (default 3), got a str",
+        ),
+        (NB02, "depth", "true", "-p depth true: 02_train.ipynb expects an int (default 3), got a bool"),
+        (NB02, "depth", "3.0", "-p depth 3.0: 02_train.ipynb expects an int (default 3), got a float"),
+        (NB02, "lr", "fast", "-p lr 'fast': 02_train.ipynb expects a float (default 3e-3), got a str"),
+        (NB02, "lr", "false", "-p lr false: 02_train.ipynb expects a float (default 3e-3), got a bool"),
+        (NB02, "amp", "1", "-p amp 1: 02_train.ipynb expects a bool (default False), got an int"),
+        (NB02, "device", "0", '-p device 0: 02_train.ipynb expects a str (default "auto"), got an int'),
+        (
+            NB02,
+            "models",
+            "APS",
+            "-p models 'APS': 02_train.ipynb expects a list (default "
+            '["Baseline", "LPF-3", "Baseline + DA", "APS", "APS-3"]), got a str',
+        ),
+        (
+            NB01,
+            "channels",
+            "8",
+            "-p channels 8: 01_theory_propositions.ipynb expects a list "
+            "(default [8, 16, 32, 64]), got an int",
+        ),
+        (NB02, "run_dir", "null", "-p run_dir null: 02_train.ipynb expects a path (str)"),
+        (NB02, "run_dir", "5", "-p run_dir 5: 02_train.ipynb expects a path (str)"),
+    ],
+)
+def test_wrong_types_are_refused_with_the_notebooks_declared_defaults(tmp_path, nb, name, text, message):
     overrides = runner._parse_overrides([[name, text]])
     with pytest.raises(runner.RunnerError) as err:
         runner.resolve_parameters(nb, {}, overrides, tmp_path)
@@ -140,17 +170,20 @@ def test_wrong_types_are_refused_with_the_notebooks_declared_defaults(tmp_path, 
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("nb,name,text,value", [
-    (NB02, "depth", "4", 4),
-    (NB02, "lr", "1", 1),  # an int where a float is expected
-    (NB02, "lr", "0.001", 0.001),
-    (NB02, "lr", "1e-3", 0.001),  # YAML 1.1 reads 1e-3 as text; a float default takes it
-    (NB02, "amp", "true", True),
-    (NB02, "channels", "[4, 8, 16]", [4, 8, 16]),
-    (NB02, "sample_fraction", "0.5", 0.5),  # a None default takes anything
-    (NB02, "sample_fraction", "null", None),
-    (NB01, "dtype", "float32", "float32"),
-])
+@pytest.mark.parametrize(
+    "nb,name,text,value",
+    [
+        (NB02, "depth", "4", 4),
+        (NB02, "lr", "1", 1),  # an int where a float is expected
+        (NB02, "lr", "0.001", 0.001),
+        (NB02, "lr", "1e-3", 0.001),  # YAML 1.1 reads 1e-3 as text; a float default takes it
+        (NB02, "amp", "true", True),
+        (NB02, "channels", "[4, 8, 16]", [4, 8, 16]),
+        (NB02, "sample_fraction", "0.5", 0.5),  # a None default takes anything
+        (NB02, "sample_fraction", "null", None),
+        (NB01, "dtype", "float32", "float32"),
+    ],
+)
 def test_right_types_pass(tmp_path, nb, name, text, value):
     params = runner.resolve_parameters(nb, {}, runner._parse_overrides([[name, text]]), tmp_path)
     assert params[name] == value and type(params[name]) is type(value)
@@ -165,14 +198,41 @@ def test_path_parameters_take_strings_and_optional_ones_null(tmp_path):
 
 
 def test_check_type_rules():
-    info = {"int": {"default": "3"}, "float": {"default": "0.5"}, "bool": {"default": "False"},
-            "str": {"default": '"a"'}, "list": {"default": "[1]"}, "none": {"default": "None"},
-            "expr": {"default": "2 ** 3", "inferred_type_name": "None"},
-            "annotated": {"default": "int(3)", "inferred_type_name": "int"}}
-    ok = [("int", 1), ("float", 1), ("float", 1.5), ("bool", False), ("str", "x"), ("list", []),
-          ("none", "x"), ("none", [1]), ("expr", "x"), ("annotated", 2)]
-    bad = [("int", True), ("int", 1.0), ("int", "1"), ("float", True), ("float", "x"),
-           ("bool", 0), ("str", 1), ("str", None), ("list", "[1]"), ("list", {}), ("annotated", "2")]
+    info = {
+        "int": {"default": "3"},
+        "float": {"default": "0.5"},
+        "bool": {"default": "False"},
+        "str": {"default": '"a"'},
+        "list": {"default": "[1]"},
+        "none": {"default": "None"},
+        "expr": {"default": "2 ** 3", "inferred_type_name": "None"},
+        "annotated": {"default": "int(3)", "inferred_type_name": "int"},
+    }
+    ok = [
+        ("int", 1),
+        ("float", 1),
+        ("float", 1.5),
+        ("bool", False),
+        ("str", "x"),
+        ("list", []),
+        ("none", "x"),
+        ("none", [1]),
+        ("expr", "x"),
+        ("annotated", 2),
+    ]
+    bad = [
+        ("int", True),
+        ("int", 1.0),
+        ("int", "1"),
+        ("float", True),
+        ("float", "x"),
+        ("bool", 0),
+        ("str", 1),
+        ("str", None),
+        ("list", "[1]"),
+        ("list", {}),
+        ("annotated", "2"),
+    ]
     for name, value in ok:
         assert runner.check_type("nb", name, value, info[name]) == value
     for name, value in bad:
@@ -189,10 +249,10 @@ def test_every_profile_value_has_the_notebooks_type(profile, tmp_path):
 
 def test_a_profile_value_of_the_wrong_type_names_the_profile_section(tmp_path):
     with pytest.raises(runner.RunnerError) as err:
-        runner.resolve_parameters(NB02, {"02": {"epochs": "six"}}, {}, tmp_path,
-                                  profile_name="smoke")
-    assert str(err.value) == ("profile smoke, section \"02\": epochs 'six': 02_train.ipynb "
-                              "expects an int (default 6), got a str")
+        runner.resolve_parameters(NB02, {"02": {"epochs": "six"}}, {}, tmp_path, profile_name="smoke")
+    assert str(err.value) == (
+        "profile smoke, section \"02\": epochs 'six': 02_train.ipynb expects an int (default 6), got a str"
+    )
     with pytest.raises(runner.RunnerError, match=r"^profile smoke, section all: seed 0.5: "):
         runner.resolve_parameters(NB02, {"all": {"seed": 0.5}}, {}, tmp_path, profile_name="smoke")
 
@@ -209,16 +269,20 @@ def test_cli_type_error_is_one_line_and_starts_no_kernel(tmp_path, monkeypatch, 
     argv = ["--profile", "smoke", "--only", "02", "--out", str(out), "-p", "depth", "notanumber"]
     assert runner.main(argv) == 1
     err = capsys.readouterr().err
-    assert err == ("error: -p depth 'notanumber': 02_train.ipynb expects an int (default 3), "
-                   "got a str\n")
+    assert err == ("error: -p depth 'notanumber': 02_train.ipynb expects an int (default 3), got a str\n")
     assert not out.exists()  # nothing written either
     # Several notebooks: all are checked before the first runs (01 passes, 02 does not).
-    assert runner.main(["--profile", "smoke", "--only", "01", "--only", "02", "--out", str(out),
-                        "-p", "epochs", "2.5"]) == 1
+    assert (
+        runner.main(
+            ["--profile", "smoke", "--only", "01", "--only", "02", "--out", str(out), "-p", "epochs", "2.5"]
+        )
+        == 1
+    )
     assert capsys.readouterr().err.startswith("error: -p epochs 2.5: 02_train.ipynb expects an int")
 
 
 # --- the kernel must be this environment's Python, not another venv's ----------------------
+
 
 def _fake_kernel(monkeypatch, exe):
     from types import SimpleNamespace
@@ -248,8 +312,10 @@ def test_kernel_of_this_environment_is_accepted(monkeypatch, exe):
     import os
     import sys
 
-    exe = {"SYS_EXECUTABLE": sys.executable,
-           "SYS_PREFIX_BIN": os.path.join(sys.prefix, "bin", "python3")}.get(exe, exe)
+    exe = {
+        "SYS_EXECUTABLE": sys.executable,
+        "SYS_PREFIX_BIN": os.path.join(sys.prefix, "bin", "python3"),
+    }.get(exe, exe)
     _fake_kernel(monkeypatch, exe)
     runner.check_kernel()
 

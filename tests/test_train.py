@@ -1,6 +1,9 @@
 """Training layer: protocol defaults, model names, exact resume, NaN stop, run-folder rules,
-shift augmentation, CLI and a 2-process gloo DDP run (all on a tiny embedded dataset)."""
+shift augmentation, the generated CLI and its one-line errors, and a 2-process gloo DDP run
+(all on a tiny embedded dataset). Run folders themselves: tests/test_runs.py."""
 
+import dataclasses
+import errno
 import json
 import math
 import os
@@ -10,8 +13,8 @@ import sys
 import pytest
 import torch
 
-from apslib import data, train
-from apslib.train import NonFiniteLossError, RunConflictError, TrainConfig
+from apslib import data, runs, shifts, train
+from apslib.train import NonFiniteLossError, RunConflictError, TrainConfig, TrainingInterrupted
 from apslib.unet import UNet
 
 TINY = dict(depth=2, channels=(4, 8, 16), batch_size=2, epochs=1, device="cpu")
@@ -20,8 +23,9 @@ TINY = dict(depth=2, channels=(4, 8, 16), batch_size=2, epochs=1, device="cpu")
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    data.synthesize_dataset(root, size=32, train_volumes=2, val_volumes=1, slices_per_volume=2,
-                            progress=False)
+    data.synthesize_dataset(
+        root, size=32, train_volumes=2, val_volumes=1, slices_per_volume=2, progress=False
+    )
     return root
 
 
@@ -44,9 +48,15 @@ def test_defaults_are_the_papers_protocol():
 
 
 def test_paper_model_names():
-    expect = {"Baseline": ("baseline", 1, False), "LPF-3": ("lpf", 3, False),
-              "Baseline + DA": ("baseline", 1, True), "APS": ("aps", 1, False),
-              "APS-3": ("aps", 3, False), "LPF-2": ("lpf", 2, False), "APS-2": ("aps", 2, False)}
+    expect = {
+        "Baseline": ("baseline", 1, False),
+        "LPF-3": ("lpf", 3, False),
+        "Baseline + DA": ("baseline", 1, True),
+        "APS": ("aps", 1, False),
+        "APS-3": ("aps", 3, False),
+        "LPF-2": ("lpf", 2, False),
+        "APS-2": ("aps", 2, False),
+    }
     assert set(train.PAPER_MODELS) <= set(expect)
     for name, (variant, j, da) in expect.items():
         c = train.config_for(name)
@@ -72,10 +82,10 @@ def test_shift_augmentation_range_and_same_shift_on_input_and_target():
         assert k[:, axis].min() == -16 and k[:, axis].max() == 15
     x = torch.randn(5, 1, 12, 10, generator=g)
     y = 3 * x + 1
-    xs, ys, shifts = train.augment_batch(x, y, 4, torch.Generator().manual_seed(1))
-    assert shifts.abs().max() <= 4 and not torch.equal(xs, x)
+    xs, ys, k = train.augment_batch(x, y, 4, torch.Generator().manual_seed(1))
+    assert k.abs().max() <= 4 and not torch.equal(xs, x)
     torch.testing.assert_close(ys, 3 * xs + 1, rtol=0, atol=0)
-    for i, (dy, dx) in enumerate(shifts.tolist()):
+    for i, (dy, dx) in enumerate(k.tolist()):
         assert torch.equal(xs[i], torch.roll(x[i], (dy, dx), dims=(-2, -1)))
 
 
@@ -84,19 +94,19 @@ def test_training_applies_augmentation_only_with_da(tiny_data, tmp_path, monkeyp
     original = train.augment_batch
 
     def spy(x, y, max_shift, generator=None):
-        xs, ys, shifts = original(x, y, max_shift, generator)
-        seen.append((x, y, xs, ys, shifts, max_shift))
-        return xs, ys, shifts
+        xs, ys, k = original(x, y, max_shift, generator)
+        seen.append((x, y, xs, ys, k, max_shift))
+        return xs, ys, k
 
     monkeypatch.setattr(train, "augment_batch", spy)
     train.train(tiny(tiny_data, tmp_path, "Baseline"), progress=False)
     assert not seen
     train.train(tiny(tiny_data, tmp_path, "Baseline + DA", max_shift=5), progress=False)
     assert len(seen) == 2  # 4 training slices, batch 2
-    for x, y, xs, ys, shifts, m in seen:
-        assert m == 5 and shifts.min() >= -5 and shifts.max() <= 4
-        assert torch.equal(xs, train.shift_images(x, shifts))
-        assert torch.equal(ys, train.shift_images(y, shifts))
+    for x, y, xs, ys, k, m in seen:
+        assert m == 5 and k.min() >= -5 and k.max() <= 4
+        assert torch.equal(xs, shifts.shift_each(x, k))
+        assert torch.equal(ys, shifts.shift_each(y, k))
 
 
 def _states_equal(a, b, path=""):
@@ -124,9 +134,11 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tiny_data, tmp_path):
             raise KeyboardInterrupt
 
     cfg = tiny(tiny_data, tmp_path / "b", "APS + DA", **kw)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TrainingInterrupted, match="interrupted after epoch 1; rerun") as info:
         train.train(cfg, progress=False, callback=stop_after_first)
-    assert torch.load(cfg.run_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.epochs_completed == 1
+    assert runs.read_checkpoint(cfg.run_path)["epoch"] == 1
+    assert not (cfg.run_path / runs.LOCK_FILE).exists()
     assert not json.loads((cfg.run_path / "history.json").read_text())["done"]
     resumed = train.train(cfg, progress=False)
     assert not resumed.skipped and resumed.done and len(resumed.history) == 3
@@ -207,8 +219,15 @@ def test_other_config_in_run_folder_is_an_error(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("depth, match", [(5, "too small"), (6, "not divisible")])
 def test_size_check_before_training(tiny_data, tmp_path, depth, match):
-    cfg = train.config_for("APS", data_root=tiny_data, run_dir=tmp_path, depth=depth,
-                           channels=[2] * (depth + 1), epochs=1, device="cpu")
+    cfg = train.config_for(
+        "APS",
+        data_root=tiny_data,
+        run_dir=tmp_path,
+        depth=depth,
+        channels=[2] * (depth + 1),
+        epochs=1,
+        device="cpu",
+    )
     with pytest.raises(ValueError, match=match):
         train.train(cfg, progress=False)
     assert not cfg.run_path.exists()
@@ -216,8 +235,7 @@ def test_size_check_before_training(tiny_data, tmp_path, depth, match):
 
 def test_gpu_path_options_run_on_cpu(tiny_data, tmp_path):
     """bf16 autocast and channels_last (the GPU options) also run on the CPU."""
-    res = train.train(tiny(tiny_data, tmp_path, "APS-2", amp=True, channels_last=True),
-                      progress=False)
+    res = train.train(tiny(tiny_data, tmp_path, "APS-2", amp=True, channels_last=True), progress=False)
     rec = res.final
     assert all(math.isfinite(rec[k]) for k in ("train_loss", "val_loss", "val_psnr"))
     assert train.resolve_device("cpu").type == "cpu"
@@ -229,16 +247,37 @@ def test_zero_filled_psnr_and_psnr(tiny_data):
     assert 5 < zf < 60
     t = torch.rand(2, 8, 8)
     assert train.psnr(t, t + 0.1, torch.tensor([1.0, 2.0])).tolist() == pytest.approx(
-        [20.0, 20 + 20 * math.log10(2)])
+        [20.0, 20 + 20 * math.log10(2)]
+    )
 
 
 def test_cli(tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--help"])
     assert exit_info.value.code == 0 and "--shift-augment" in capsys.readouterr().out
-    args = ["--data", str(tiny_data), "--run-dir", str(tmp_path), "--variant", "lpf",
-            "--filter-size", "2", "--depth", "2", "--channels", "4", "8", "16", "--epochs", "1",
-            "--batch-size", "2", "--device", "cpu", "--no-progress"]
+    args = [
+        "--data",
+        str(tiny_data),
+        "--run-dir",
+        str(tmp_path),
+        "--variant",
+        "lpf",
+        "--filter-size",
+        "2",
+        "--depth",
+        "2",
+        "--channels",
+        "4",
+        "8",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert train.main(args) == 0
     assert "LPF-2: done" in capsys.readouterr().out
     hist = json.loads((tmp_path / "lpf-2" / "history.json").read_text())
@@ -260,16 +299,45 @@ def _env():
 
 
 def test_module_entry_point_help():
-    res = subprocess.run([sys.executable, "-m", "apslib.train", "--help"], capture_output=True,
-                         text=True, timeout=120, env=_env())
+    res = subprocess.run(
+        [sys.executable, "-m", "apslib.train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
     assert res.returncode == 0 and "torchrun" in res.stdout
 
 
 def test_ddp_two_processes_gloo(tiny_data, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-           "-m", "apslib.train", "--data", str(tiny_data), "--run-dir", str(tmp_path),
-           "--model", "APS", "--depth", "2", "--channels", "4", "8", "16", "--epochs", "1",
-           "--batch-size", "1", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        "-m",
+        "apslib.train",
+        "--data",
+        str(tiny_data),
+        "--run-dir",
+        str(tmp_path),
+        "--model",
+        "APS",
+        "--depth",
+        "2",
+        "--channels",
+        "4",
+        "8",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=_env())
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     run = tmp_path / "aps"
@@ -285,29 +353,328 @@ def test_ddp_two_processes_gloo(tiny_data, tmp_path):
     assert not any(k.startswith("module.") for k in ckpt["model"])
 
 
-@pytest.mark.parametrize("low,high", [(0.063, 0.17), (0.0525, 0.185), (1.30, 1.31), (2e-3, 5e-3)])
-def test_training_curves_label_short_log_axes_and_floor_zeros(low, high):
-    import matplotlib
+# --------------------------------------------------------------------------------------
+# The CLI, generated from TrainConfig
+# --------------------------------------------------------------------------------------
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
+OLD_FLAGS = {
+    "--data",
+    "--run-dir",
+    "--model",
+    "--variant",
+    "--filter-size",
+    "--shift-augment",
+    "--max-shift",
+    "--name",
+    "--depth",
+    "--channels",
+    "--criterion",
+    "--loss",
+    "--lr",
+    "--epochs",
+    "--batch-size",
+    "--lr-step",
+    "--lr-gamma",
+    "--clamp",
+    "--grad-clip",
+    "--seed",
+    "--device",
+    "--amp",
+    "--channels-last",
+    "--sync-bn",
+    "--workers",
+    "--acquisition",
+    "--sample-fraction",
+    "--volume-fraction",
+    "--threads",
+    "--retrain",
+    "--no-progress",
+}
 
-    from apslib import plots
 
-    plots.set_style()
-    vals = [high, (high + low) / 2, low * 1.01, low]
-    frame = pd.DataFrame({"model": ["APS"] * 4, "epoch": [1, 2, 3, 4], "train_loss": vals,
-                          "val_loss": vals, "val_equiv_mse": [0.0] * 4})
-    fig = train.plot_curves(frame)
-    loss_ax, eq_ax = fig.axes[0], fig.axes[2]
-    fig.canvas.draw()
-    lo, hi = loss_ax.get_ylim()
-    shown = [t.get_text() for t in loss_ax.yaxis.get_majorticklabels() + loss_ax.yaxis.get_minorticklabels()
-             if t.get_text() and lo <= t.get_position()[1] <= hi]
-    # an axis spanning under a decade is labelled with at least three plain numbers
-    # (matplotlib's default gives one or two labels such as "6x10^-2" for these ranges)
-    assert len(shown) >= 3 and all(float(t) > 0 for t in shown), shown
-    assert "exact 0 drawn" in eq_ax.get_title()
-    assert eq_ax.lines[0].get_ydata().min() == 1e-16
-    plt.close(fig)
+def test_cli_has_an_option_per_config_field_and_keeps_the_old_flags():
+    from apslib.config import cli_flag
+
+    actions = train.cli_parser()._actions
+    flags = {s for a in actions for s in a.option_strings}
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert set(names) <= {a.dest for a in actions}
+    assert {cli_flag(n) for n in names} <= flags
+    assert OLD_FLAGS <= flags
+    assert (cli_flag("data_root"), cli_flag("run_dir")) == ("--data", "--run-dir")
+
+
+@pytest.mark.parametrize(
+    "argv, api",
+    [
+        (["--variant", "aps"], lambda **p: TrainConfig(variant="aps", **p)),
+        (
+            [
+                "--model",
+                "LPF-3",
+                "--depth",
+                "2",
+                "--channels",
+                "4",
+                "8",
+                "16",
+                "--lr",
+                "3e-3",
+                "--clamp",
+                "0",
+                "--amp",
+                "--epochs",
+                "6",
+            ],
+            lambda **p: train.config_for(
+                "LPF-3", depth=2, channels=[4, 8, 16], lr=3e-3, clamp=None, amp=True, epochs=6, **p
+            ),
+        ),
+        (
+            [
+                "--variant",
+                "baseline",
+                "--shift-augment",
+                "--name",
+                "my run",
+                "--center-fractions",
+                "0.08",
+                "0.04",
+                "--accelerations",
+                "4",
+                "8",
+                "--sample-fraction",
+                "0.5",
+                "--acquisition",
+                "PD",
+                "--grad-clip",
+                "0",
+            ],
+            lambda **p: TrainConfig(
+                variant="baseline",
+                shift_augment=True,
+                name="my run",
+                center_fractions=(0.08, 0.04),
+                accelerations=(4, 8),
+                sample_fraction=0.5,
+                acquisition="PD",
+                grad_clip=None,
+                **p,
+            ),
+        ),
+        (
+            [
+                "--model",
+                "APS-2 + DA",
+                "--name",
+                "mine",
+                "--no-amp",
+                "--channels-last",
+                "--sync-bn",
+                "--workers",
+                "2",
+                "--seed",
+                "3",
+                "--device",
+                "cpu",
+                "--max-shift",
+                "8",
+                "--loss",
+                "l1",
+                "--lr-step",
+                "2",
+                "--lr-gamma",
+                "0.1",
+                "--batch-size",
+                "4",
+                "--volume-fraction",
+                "0.5",
+            ],
+            lambda **p: train.config_for(
+                "APS-2 + DA",
+                name="mine",
+                channels_last=True,
+                sync_bn=True,
+                workers=2,
+                seed=3,
+                device="cpu",
+                max_shift=8,
+                loss="l1",
+                lr_step=2,
+                lr_gamma=0.1,
+                batch_size=4,
+                volume_fraction=0.5,
+                **p,
+            ),
+        ),
+    ],
+)
+def test_cli_builds_the_same_config_as_the_api(argv, api):
+    config, args = train.parse_cli(["--data", "D", "--run-dir", "R", *argv])
+    assert config == api(data_root="D", run_dir="R")
+    assert not args.retrain and not args.no_progress and args.threads == 0
+
+
+@pytest.mark.parametrize("lr", [1e38, float("inf"), float("nan"), 0.0, -1e-3, 11.0])
+def test_learning_rate_out_of_range(lr):
+    with pytest.raises(ValueError, match=r"lr must be a finite number in \(0, 10\]"):
+        TrainConfig(lr=lr)
+
+
+def _args(tiny_data, run_dir, *extra, model="APS", epochs=1):
+    return [
+        "--data",
+        str(tiny_data),
+        "--run-dir",
+        str(run_dir),
+        "--model",
+        model,
+        "--depth",
+        "2",
+        "--channels",
+        "4",
+        "8",
+        "16",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_cli_one_line_errors(tiny_data, tmp_path, capsys):
+    assert train.main(_args(tiny_data, tmp_path, "--lr", "1e38")) == 1
+    _one_line_error(capsys, "error: lr must be a finite number in (0, 10], got 1e+38")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for run_dir in (a_file, a_file / "below"):
+        assert train.main(_args(tiny_data, run_dir)) == 1
+        _one_line_error(capsys, f"error: {a_file} is a file, not a folder", "--run-dir")
+    with pytest.raises(runs.RunFolderError, match="is a file"):
+        train.train(tiny(tiny_data, a_file), progress=False)
+
+
+def _deny_writes_under(monkeypatch, folder):
+    """A read-only folder, also for root (whom chmod does not stop): ``os.open`` for
+    writing and ``os.mkdir`` below ``folder`` fail with EACCES, as they would for a user."""
+    folder.chmod(0o555)
+    root = os.path.abspath(folder)
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def inside(p):
+        return os.path.abspath(os.fspath(p)).startswith(root)
+
+    def deny(p):
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(p))
+
+    def fake_open(p, flags, *a, **k):
+        if inside(p) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise deny(p)
+        return real_open(p, flags, *a, **k)
+
+    def fake_mkdir(p, *a, **k):
+        if inside(p):
+            raise deny(p)
+        return real_mkdir(p, *a, **k)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+
+
+def test_read_only_run_folder_is_one_line(tiny_data, tmp_path, monkeypatch, capsys):
+    assert train.main(_args(tiny_data, tmp_path / "done")) == 0  # a finished run, then read-only
+    capsys.readouterr()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    _deny_writes_under(monkeypatch, ro)
+    _deny_writes_under(monkeypatch, tmp_path / "done")
+    try:
+        assert train.main(_args(tiny_data, ro)) == 1  # a new run in a read-only run_dir
+        _one_line_error(
+            capsys, f"error: cannot write in the run folder {ro / 'aps'}", "Permission denied", "--run-dir"
+        )
+        assert train.main(_args(tiny_data, tmp_path / "done", epochs=2)) == 1  # resume: no lock
+        _one_line_error(capsys, f"cannot write in the run folder {tmp_path / 'done' / 'aps'}")
+        assert train.main(_args(tiny_data, tmp_path / "done")) == 0  # finished: skipped, no write
+        assert "skipped" in capsys.readouterr().out
+    finally:
+        ro.chmod(0o755)
+        (tmp_path / "done").chmod(0o755)
+
+
+def test_ctrl_c_from_the_cli_keeps_the_checkpoint_and_releases_the_lock(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
+    real, calls = train.train_step, []
+
+    def step(*a, **k):
+        calls.append(1)
+        if len(calls) in stop_at:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train, "train_step", step)
+    path = tmp_path / "aps"
+    stop_at = {1}  # before the first epoch completes
+    assert train.main(_args(tiny_data, tmp_path, epochs=2)) == 130
+    _one_line_error(capsys, "APS: interrupted before the first epoch completed; nothing to resume")
+    assert not (path / runs.LOCK_FILE).exists() and not (path / runs.CHECKPOINT_FILE).exists()
+    calls.clear()
+    stop_at = {3}  # 2 steps per epoch: the first step of epoch 2
+    assert train.main(_args(tiny_data, tmp_path, epochs=2)) == 130
+    err = _one_line_error(capsys)
+    assert err == "APS: interrupted after epoch 1; rerun the same command to resume\n"
+    assert runs.read_checkpoint(path)["epoch"] == 1 and not (path / runs.LOCK_FILE).exists()
+    stop_at = set()
+    assert train.main(_args(tiny_data, tmp_path, epochs=2)) == 0
+    assert "APS: done; 2 epochs" in capsys.readouterr().out
+
+
+class _Broken(UNet):
+    def forward(self, x, return_phases=False):
+        raise RuntimeError("boom in the first forward pass")
+
+
+def test_run_failing_before_its_first_epoch_does_not_block_the_corrected_one(
+    tiny_data, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(train, "build_model", lambda c: _Broken(c.unet_config()))
+    bad = tiny(tiny_data, tmp_path, lr=5.0)
+    with pytest.raises(RuntimeError, match="boom"):
+        train.train(bad, progress=False)
+    assert (bad.run_path / runs.CONFIG_FILE).exists() and not (bad.run_path / runs.LOCK_FILE).exists()
+    monkeypatch.undo()
+    fixed = train.train(bad.replace(lr=1e-3), progress=False)  # another config, no retrain
+    assert fixed.done and not fixed.skipped
+    assert runs.read_run(bad.run_path)["config"].lr == 1e-3
+
+
+def test_nan_in_the_first_epoch_says_nothing_to_resume(tiny_data, tmp_path, monkeypatch):
+    _NaNFromEpoch2.calls = 2  # NaN from the first step on
+
+    def build(config):
+        torch.manual_seed(config.seed)
+        return _NaNFromEpoch2(config.unet_config())
+
+    monkeypatch.setattr(train, "build_model", build)
+    cfg = tiny(tiny_data, tmp_path, "Baseline", epochs=2)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 1") as info:
+        train.train(cfg, progress=False)
+    msg = str(info.value)
+    assert "no epoch completed; nothing to resume" in msg.lower() and "epoch 0" not in msg
+    assert not (cfg.run_path / runs.CHECKPOINT_FILE).exists()
+    assert "nothing to resume" in json.loads((cfg.run_path / "history.json").read_text())["error"]
+    monkeypatch.undo()
+    assert train.train(cfg.replace(lr=1e-4), progress=False).done  # the corrected run starts over

@@ -23,11 +23,11 @@ SMALL = {3: [4, 8, 12, 16], 4: [4, 6, 8, 12, 16]}
 SIZES = {3: (16, 24), 4: (32, 48)}
 
 
-def make(variant, depth=3, filter_size=1, criterion="l2", dtype=torch.float64, seed=0,
-         size=None, batch=2):
+def make(variant, depth=3, filter_size=1, criterion="l2", dtype=torch.float64, seed=0, size=None, batch=2):
     torch.manual_seed(seed)
-    model = build_unet(variant, depth=depth, channels=SMALL[depth], filter_size=filter_size,
-                       criterion=criterion).to(dtype)
+    model = build_unet(
+        variant, depth=depth, channels=SMALL[depth], filter_size=filter_size, criterion=criterion
+    ).to(dtype)
     h, w = size or SIZES[depth]
     x = torch.randn(batch, 1, h, w, dtype=dtype, generator=torch.Generator().manual_seed(seed + 1))
     calibrate_batchnorm(model, x)
@@ -35,16 +35,18 @@ def make(variant, depth=3, filter_size=1, criterion="l2", dtype=torch.float64, s
 
 
 # l2 everywhere; l1 only without blur, linf only with one (the others tie by construction)
-APS_CASES = [(d, j, "l2") for d in (3, 4) for j in (1, 3, 5)] + [
-    (d, 1, "l1") for d in (3, 4)] + [(d, j, "linf") for d in (3, 4) for j in (3, 5)]
+APS_CASES = (
+    [(d, j, "l2") for d in (3, 4) for j in (1, 3, 5)]
+    + [(d, 1, "l1") for d in (3, 4)]
+    + [(d, j, "linf") for d in (3, 4) for j in (3, 5)]
+)
 
 
 @pytest.mark.parametrize("depth,filter_size,criterion", APS_CASES)
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_proposition_2_aps_unet_is_equivariant_to_every_shift(depth, filter_size, criterion,
-                                                              dtype, tol):
+def test_proposition_2_aps_unet_is_equivariant_to_every_shift(depth, filter_size, criterion, dtype, tol):
     model, x = make("aps", depth, filter_size, criterion, dtype, seed=depth * 10 + filter_size)
-    period = 2 ** depth
+    period = 2**depth
     errors = equivariance_error_map(model, x, period, chunk=32)
     assert errors.shape == (period, period)
     assert errors.max() <= tol, float(errors.max())
@@ -94,9 +96,9 @@ def test_fast_upsampler_equals_zero_insert_blur_conv(filter_size, adaptive):
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("variant,filter_size",
-                         [("baseline", 1), ("lpf", 1), ("lpf", 3), ("aps", 1), ("aps", 2),
-                          ("aps", 5)])
+@pytest.mark.parametrize(
+    "variant,filter_size", [("baseline", 1), ("lpf", 1), ("lpf", 3), ("aps", 1), ("aps", 2), ("aps", 5)]
+)
 def test_backward_in_train_mode(variant, filter_size):
     torch.manual_seed(0)
     model = build_unet(variant, depth=3, channels=SMALL[3], filter_size=filter_size).train()
@@ -114,8 +116,9 @@ def test_backward_in_train_mode(variant, filter_size):
 @pytest.mark.parametrize("depth,h,w", [(1, 4, 4), (2, 8, 12), (4, 32, 48), (5, 64, 128)])
 def test_output_has_input_shape(depth, h, w):
     for variant, fs in [("baseline", 1), ("lpf", 3), ("aps", 3)]:
-        model = build_unet(variant, depth=depth, channels=[2] * (depth + 1), filter_size=fs,
-                           in_channels=2, out_channels=3).eval()
+        model = build_unet(
+            variant, depth=depth, channels=[2] * (depth + 1), filter_size=fs, in_channels=2, out_channels=3
+        ).eval()
         with torch.no_grad():
             assert model(torch.randn(2, 2, h, w)).shape == (2, 3, h, w)
 
@@ -159,8 +162,7 @@ def test_state_dict_round_trip_and_no_filter_buffers():
 
 def test_zero_padding_mode_runs_and_breaks_equivariance():
     torch.manual_seed(0)
-    model = build_unet("aps", depth=3, channels=SMALL[3], filter_size=3,
-                       padding_mode="zeros").double()
+    model = build_unet("aps", depth=3, channels=SMALL[3], filter_size=3, padding_mode="zeros").double()
     x = torch.randn(2, 1, 16, 24, dtype=torch.float64)
     calibrate_batchnorm(model, x)
     assert equivariance_error_map(model, x, 8).max() > 1e-3
@@ -168,8 +170,9 @@ def test_zero_padding_mode_runs_and_breaks_equivariance():
 
 def test_bad_configurations_have_clear_errors():
     model = build_unet("aps", depth=3, channels=SMALL[3])
-    with pytest.raises(ValueError,
-                       match=r"input size 100x64 is not divisible by 2\*\*depth = 8.*work: 96 or 104"):
+    with pytest.raises(
+        ValueError, match=r"input size 100x64 is not divisible by 2\*\*depth = 8.*work: 96 or 104"
+    ):
         model(torch.randn(1, 1, 100, 64))
     with pytest.raises(ValueError, match="input size 64x4 .*work: 16 "):
         model(torch.randn(1, 1, 64, 4))
@@ -221,6 +224,7 @@ def test_refused_combinations_really_tie(criterion, filter_size):
     from apslib import polyphase_norms
     from apslib.filters import blur
     from apslib.unet import _pool_stride1
+
     x = torch.randn(4, 3, 16, 16, dtype=torch.float64).relu()
     m = blur(_pool_stride1(x, "circular"), filter_size)
     top2 = polyphase_norms(m, criterion).topk(2, dim=1).values
@@ -238,6 +242,7 @@ def test_config_round_trips_through_dict():
 def test_all_shift_pairs_modulo_period_are_tested():
     # The shift grid used by the Proposition 2 test covers every (dy, dx) modulo 2**depth.
     from apslib import metrics
+
     grid = metrics.shift_grid(8)
     assert sorted(grid) == sorted(itertools.product(range(8), range(8)))
 
@@ -246,9 +251,16 @@ VALID = [("l2", j) for j in range(1, 8)] + [("l1", 1)] + [("linf", j) for j in r
 
 
 @settings(max_examples=40, deadline=None)
-@given(depth=st.integers(1, 3), hm=st.integers(1, 3), wm=st.integers(1, 3),
-       combo=st.sampled_from(VALID), seed=st.integers(0, 10**6),
-       dy=st.integers(-64, 64), dx=st.integers(-64, 64), batch=st.integers(1, 3))
+@given(
+    depth=st.integers(1, 3),
+    hm=st.integers(1, 3),
+    wm=st.integers(1, 3),
+    combo=st.sampled_from(VALID),
+    seed=st.integers(0, 10**6),
+    dy=st.integers(-64, 64),
+    dx=st.integers(-64, 64),
+    batch=st.integers(1, 3),
+)
 def test_proposition_2_property(depth, hm, wm, combo, seed, dy, dx, batch):
     """Random depth, non-square sizes, criteria, filter sizes, seeds and shifts (float64).
 
@@ -258,10 +270,11 @@ def test_proposition_2_property(depth, hm, wm, combo, seed, dy, dx, batch):
     """
     criterion, filter_size = combo
     torch.manual_seed(seed)
-    m = 2 ** depth
+    m = 2**depth
     h, w = m * (hm + 1), m * (wm + 1)  # at least a 2x2 bottleneck
-    model = build_unet("aps", depth=depth, channels=[4] * (depth + 1), filter_size=filter_size,
-                       criterion=criterion).double()
+    model = build_unet(
+        "aps", depth=depth, channels=[4] * (depth + 1), filter_size=filter_size, criterion=criterion
+    ).double()
     x = torch.randn(batch, 1, h, w, dtype=torch.float64)
     calibrate_batchnorm(model, x)
     assume(min(float(mg.min()) for mg in phase_margins(model, x)) > 1e-9)
@@ -281,8 +294,9 @@ def test_ties_in_small_random_nets_are_rare_and_detected():
         margins = torch.stack([mg for mg in phase_margins(model, x)])  # (levels, B)
         tied = (margins <= 1e-12).any(dim=0)
         ties += int(tied.any())
-        err = torch.stack([equivariance_errors(model, x[b:b + 1], [(1, 0), (0, 1), (1, 1)]).max()
-                           for b in range(3)])
+        err = torch.stack(
+            [equivariance_errors(model, x[b : b + 1], [(1, 0), (0, 1), (1, 1)]).max() for b in range(3)]
+        )
         assert (err[~tied] <= 1e-12).all()
     assert ties <= trials // 5, ties
 
@@ -297,6 +311,7 @@ def test_phase_margins_flag_a_constructed_tie():
 
 # --- the one size rule: unet.check_size ----------------------------------------------------
 
+
 def _named_sizes(message: str) -> list[int]:
     """The sizes a check_size message says work ("Sizes that work: 24 or 32",
     "at least 16x16")."""
@@ -309,7 +324,7 @@ def _named_sizes(message: str) -> list[int]:
 
 def _size_case(variant, depth, h, w):
     cfg = UNetConfig(variant, depth=depth, channels=[4] * (depth + 1))
-    m = 2 ** depth
+    m = 2**depth
     works = h % m == 0 and w % m == 0 and min(h, w) >= cfg.min_size
     try:
         check_size((h, w), cfg)
@@ -331,14 +346,18 @@ def test_check_size_every_square_side(variant, depth):
     """Every side up to four periods: multiples of 2**depth at least min_size pass; every
     other fails naming sizes that work, and those pass."""
     cfg = UNetConfig(variant, depth=depth, channels=[4] * (depth + 1))
-    assert cfg.min_size == (1 if variant == "baseline" else 2) * 2 ** depth
-    for n in range(1, 4 * 2 ** depth + 2):
+    assert cfg.min_size == (1 if variant == "baseline" else 2) * 2**depth
+    for n in range(1, 4 * 2**depth + 2):
         _size_case(variant, depth, n, n)
 
 
 @settings(max_examples=300, deadline=None)
-@given(variant=st.sampled_from(["baseline", "lpf", "aps"]), depth=st.integers(1, 6),
-       h=st.integers(1, 400), w=st.integers(1, 400))
+@given(
+    variant=st.sampled_from(["baseline", "lpf", "aps"]),
+    depth=st.integers(1, 6),
+    h=st.integers(1, 400),
+    w=st.integers(1, 400),
+)
 def test_check_size_property(variant, depth, h, w):
     _size_case(variant, depth, h, w)
 
@@ -357,8 +376,15 @@ def test_check_size_is_what_the_model_enforces():
 
 
 def test_check_size_depth_hint_is_a_depth_that_works():
-    for variant, depth, n in [("aps", 3, 33), ("aps", 2, 2), ("lpf", 1, 3), ("aps", 4, 40),
-                              ("baseline", 5, 48), ("lpf", 3, 12), ("aps", 3, (30, 17))]:
+    for variant, depth, n in [
+        ("aps", 3, 33),
+        ("aps", 2, 2),
+        ("lpf", 1, 3),
+        ("aps", 4, 40),
+        ("baseline", 5, 48),
+        ("lpf", 3, 12),
+        ("aps", 3, (30, 17)),
+    ]:
         cfg = UNetConfig(variant, depth=depth, channels=[4] * (depth + 1))
         with pytest.raises(ValueError) as err:
             check_size(n if isinstance(n, tuple) else (n, n), cfg)
@@ -366,11 +392,13 @@ def test_check_size_depth_hint_is_a_depth_that_works():
         if hint:
             d = int(hint.group(1))
             assert d >= 1
-            check_size(n if isinstance(n, tuple) else (n, n),
-                       UNetConfig(variant, depth=d, channels=[4] * (d + 1)))
+            check_size(
+                n if isinstance(n, tuple) else (n, n), UNetConfig(variant, depth=d, channels=[4] * (d + 1))
+            )
 
 
 # --- APSPoolDown.phase_norms: its argmax is the grid the layer chooses ----------------------
+
 
 @pytest.mark.parametrize("filter_size,criterion", [(1, "l2"), (3, "l2"), (1, "l1"), (3, "linf")])
 @pytest.mark.parametrize("train", [False, True])

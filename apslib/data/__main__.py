@@ -25,15 +25,17 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     defaults = SynthParams()
-    ap = argparse.ArgumentParser(prog="python -m apslib.data",
-                                 description="The embedded fastMRI-format dataset.")
+    ap = argparse.ArgumentParser(
+        prog="python -m apslib.data", description="The embedded fastMRI-format dataset."
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("synth", help="write DIR/singlecoil_train and DIR/singlecoil_val")
     sp.add_argument("--out", required=True, type=Path, help="data root to write")
     sp.add_argument("--train-volumes", type=int, default=defaults.train_volumes)
     sp.add_argument("--val-volumes", type=int, default=defaults.val_volumes)
-    sp.add_argument("--slices", "--slices-per-volume", dest="slices", type=int,
-                    default=defaults.slices_per_volume)
+    sp.add_argument(
+        "--slices", "--slices-per-volume", dest="slices", type=int, default=defaults.slices_per_volume
+    )
     sp.add_argument("--size", type=int, default=defaults.size, help="target size (square)")
     sp.add_argument("--seed", type=int, default=defaults.seed)
     sp.add_argument("--force", action="store_true", help="rewrite even if up to date")
@@ -48,12 +50,21 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "synth":
-            res = synthesize_dataset(args.out, size=args.size, train_volumes=args.train_volumes,
-                                     val_volumes=args.val_volumes, slices_per_volume=args.slices,
-                                     seed=args.seed, progress=not args.quiet, force=args.force)
+            res = synthesize_dataset(
+                args.out,
+                size=args.size,
+                train_volumes=args.train_volumes,
+                val_volumes=args.val_volumes,
+                slices_per_volume=args.slices,
+                seed=args.seed,
+                progress=not args.quiet,
+                force=args.force,
+            )
             state = "wrote" if res["written"] else "up to date:"
-            print(f"{state} {len(res['files'])} volumes, {res['bytes'] / 2**20:.1f} MB in "
-                  f"{args.out} ({res['seconds']:.1f} s)")
+            print(
+                f"{state} {len(res['files'])} volumes, {res['bytes'] / 2**20:.1f} MB in "
+                f"{args.out} ({res['seconds']:.1f} s)"
+            )
         else:
             check_data_root(args.root)
             for row in dataset_summary(args.root):

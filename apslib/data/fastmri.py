@@ -70,8 +70,10 @@ __all__ = [
 ]
 
 # "PD", "PDFS" and the fastMRI names themselves -> the fastMRI name
-_ACQ_ALIASES = {**{full: full for full in ACQUISITION_NAMES},
-                **{short: full for full, short in ACQUISITION_NAMES.items()}}
+_ACQ_ALIASES = {
+    **{full: full for full in ACQUISITION_NAMES},
+    **{short: full for full, short in ACQUISITION_NAMES.items()},
+}
 
 
 def check_data_root(path, splits: Sequence[str] = SPLITS) -> Path:
@@ -81,9 +83,11 @@ def check_data_root(path, splits: Sequence[str] = SPLITS) -> Path:
     the embedded dataset there. Returns ``path`` as an absolute ``Path``.
     """
     root = Path(path).expanduser().resolve()
-    how = (f"Create the embedded dataset with `{SYNTH_COMMAND.format(path=root)}` (or run "
-           "notebooks/00_data.ipynb with data_root set to it), or point data_root at a real "
-           "fastMRI single-coil folder that holds singlecoil_train/ and singlecoil_val/.")
+    how = (
+        f"Create the embedded dataset with `{SYNTH_COMMAND.format(path=root)}` (or run "
+        "notebooks/00_data.ipynb with data_root set to it), or point data_root at a real "
+        "fastMRI single-coil folder that holds singlecoil_train/ and singlecoil_val/."
+    )
     for split in splits:
         folder = split_dir(root, split)
         if not folder.is_dir():
@@ -105,8 +109,11 @@ def split_files(folder, warn: bool = True) -> list[Path]:
 
 
 def _warn_skip(path: Path) -> None:
-    warnings.warn(f"skipping {path}: not an HDF5 file (a split folder should hold only "
-                  "fastMRI .h5 volumes)", DataWarning, stacklevel=3)
+    warnings.warn(
+        f"skipping {path}: not an HDF5 file (a split folder should hold only fastMRI .h5 volumes)",
+        DataWarning,
+        stacklevel=3,
+    )
 
 
 def _multiple_config(multiple: int) -> UNetConfig:
@@ -127,9 +134,12 @@ def check_multiple(shape, multiple: int | None, what: str = "target size") -> No
     ``log2(multiple)``) unless every side of ``shape`` is a multiple of ``multiple``;
     ``None`` skips.
     """
-    warnings.warn("apslib.data.check_multiple is deprecated: use apslib.unet.check_size(shape, "
-                  "unet_config) (or apslib.data.check_dataset_size for a dataset)",
-                  DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "apslib.data.check_multiple is deprecated: use apslib.unet.check_size(shape, "
+        "unet_config) (or apslib.data.check_dataset_size for a dataset)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     if multiple is not None:
         check_size(shape, _multiple_config(multiple), what=what)
 
@@ -169,8 +179,9 @@ def check_dataset_size(dataset, unet_config: UNetConfig, what: str = "data") -> 
                 width = hf["kspace"].shape[-1]
                 shape = _model_size(target, meta.get("recon_size", (0, 0)), width)
         except (OSError, KeyError) as err:
-            raise DataError(f"cannot read the array sizes of fastMRI volume {fname}: "
-                            f"{type(err).__name__}: {err}") from err
+            raise DataError(
+                f"cannot read the array sizes of fastMRI volume {fname}: {type(err).__name__}: {err}"
+            ) from err
         sizes.setdefault(shape, []).append(fname.name)
     for shape, names in sorted(sizes.items()):
         more = f" and {len(names) - 1} more" if len(names) > 1 else ""
@@ -194,8 +205,7 @@ def resolve_acquisition(acquisition: str | None) -> str | None:
     name = _ACQ_ALIASES.get(str(acquisition).upper())
     if name is None:
         shorts = ", ".join(repr(v) for v in ACQUISITION_NAMES.values())
-        raise ValueError(f"unknown acquisition {acquisition!r}: use None, {shorts}, "
-                         f"or one of {ACQUISITIONS}")
+        raise ValueError(f"unknown acquisition {acquisition!r}: use None, {shorts}, or one of {ACQUISITIONS}")
     return name
 
 
@@ -230,8 +240,9 @@ class SliceTransform:
 
     def __call__(self, kspace, mask, target, attrs, fname, slice_num) -> MRISample:
         s = self.unet(kspace, mask, target, attrs, fname, slice_num)
-        return MRISample(*s[:6], max_value=float(s.max_value),
-                         acquisition=decode_attr(attrs.get("acquisition", "")))
+        return MRISample(
+            *s[:6], max_value=float(s.max_value), acquisition=decode_attr(attrs.get("acquisition", ""))
+        )
 
 
 class _AcquisitionFilter:
@@ -273,8 +284,7 @@ class FastMRISliceDataset(SliceDataset):
             return super().__getitem__(i)
         except (OSError, KeyError, ValueError) as err:
             fname, dataslice, _ = self.raw_samples[i]
-            raise DataError(f"cannot read slice {dataslice} of {fname}: "
-                            f"{type(err).__name__}: {err}") from err
+            raise DataError(f"cannot read slice {dataslice} of {fname}: {type(err).__name__}: {err}") from err
 
 
 def _subset(raw_samples: list, *, volume_fraction, sample_fraction, seed: int) -> list:
@@ -287,23 +297,32 @@ def _subset(raw_samples: list, *, volume_fraction, sample_fraction, seed: int) -
             raise ValueError(f"volume_fraction must be in (0, 1], got {volume_fraction}")
         vols = sorted({Path(r.fname).name for r in raw_samples})
         rng.shuffle(vols)
-        keep = set(vols[:max(1, round(len(vols) * volume_fraction))])
+        keep = set(vols[: max(1, round(len(vols) * volume_fraction))])
         return [r for r in raw_samples if Path(r.fname).name in keep]
     if sample_fraction is not None:
         if not 0 < sample_fraction <= 1:
             raise ValueError(f"sample_fraction must be in (0, 1], got {sample_fraction}")
         idx = list(range(len(raw_samples)))
         rng.shuffle(idx)
-        keep = sorted(idx[:max(1, round(len(idx) * sample_fraction))])
+        keep = sorted(idx[: max(1, round(len(idx) * sample_fraction))])
         return [raw_samples[i] for i in keep]
     return raw_samples
 
 
-def make_dataset(data_root, split: str, *, mask: bool = True, random_masks: bool | None = None,
-                 center_fractions: Sequence[float] = (0.08,), accelerations: Sequence[int] = (4,),
-                 acquisition: str | None = None, volume_fraction: float | None = None,
-                 sample_fraction: float | None = None, seed: int = 0,
-                 multiple: int | None = None) -> FastMRISliceDataset:
+def make_dataset(
+    data_root,
+    split: str,
+    *,
+    mask: bool = True,
+    random_masks: bool | None = None,
+    center_fractions: Sequence[float] = (0.08,),
+    accelerations: Sequence[int] = (4,),
+    acquisition: str | None = None,
+    volume_fraction: float | None = None,
+    sample_fraction: float | None = None,
+    seed: int = 0,
+    multiple: int | None = None,
+) -> FastMRISliceDataset:
     """One split of a fastMRI single-coil folder (real or embedded) as a dataset of
     :class:`MRISample`.
 
@@ -324,14 +343,19 @@ def make_dataset(data_root, split: str, *, mask: bool = True, random_masks: bool
     if mask:
         mask_func = RandomMaskFunc(list(center_fractions), list(accelerations), seed=seed)
     ds = FastMRISliceDataset(
-        root=split_dir(root, split), challenge="singlecoil",
+        root=split_dir(root, split),
+        challenge="singlecoil",
         transform=SliceTransform(mask_func, use_seed=not random_masks),
-        use_dataset_cache=False, raw_sample_filter=_AcquisitionFilter(acq) if acq else None)
-    ds.raw_samples = _subset(ds.raw_samples, volume_fraction=volume_fraction,
-                             sample_fraction=sample_fraction, seed=seed)
+        use_dataset_cache=False,
+        raw_sample_filter=_AcquisitionFilter(acq) if acq else None,
+    )
+    ds.raw_samples = _subset(
+        ds.raw_samples, volume_fraction=volume_fraction, sample_fraction=sample_fraction, seed=seed
+    )
     if not ds.raw_samples:
-        raise DataError(f"no slices in {split_dir(root, split)}"
-                        + (f" with acquisition {acq}" if acq else ""))
+        raise DataError(
+            f"no slices in {split_dir(root, split)}" + (f" with acquisition {acq}" if acq else "")
+        )
     if multiple is not None:
         check_dataset_size(ds, _multiple_config(multiple), what=str(split_dir(root, split)))
     return ds
@@ -351,11 +375,19 @@ def seed_mask_worker(worker_id: int) -> None:
         mask_func.rng.seed(info.seed % 2**32)
 
 
-def make_loaders(data_root, *, batch_size: int = 1, center_fractions: Sequence[float] = (0.08,),
-                 accelerations: Sequence[int] = (4,), acquisition: str | None = None,
-                 volume_fraction: float | None = None, sample_fraction: float | None = None,
-                 num_workers: int = 0, seed: int = 0, multiple: int | None = None,
-                 ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+def make_loaders(
+    data_root,
+    *,
+    batch_size: int = 1,
+    center_fractions: Sequence[float] = (0.08,),
+    accelerations: Sequence[int] = (4,),
+    acquisition: str | None = None,
+    volume_fraction: float | None = None,
+    sample_fraction: float | None = None,
+    num_workers: int = 0,
+    seed: int = 0,
+    multiple: int | None = None,
+) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
     """Train and validation DataLoaders of :class:`MRISample` batches.
 
     Train: shuffled (by ``seed``), a new random mask per slice and epoch (mask generator
@@ -363,24 +395,41 @@ def make_loaders(data_root, *, batch_size: int = 1, center_fractions: Sequence[f
     name, as fastmri). Fractions and the acquisition filter apply to both splits;
     ``multiple`` (``2**depth``) is checked on every image size before returning.
     """
-    common = dict(center_fractions=center_fractions, accelerations=accelerations,
-                  acquisition=acquisition, volume_fraction=volume_fraction,
-                  sample_fraction=sample_fraction, seed=seed, multiple=multiple)
+    common = dict(
+        center_fractions=center_fractions,
+        accelerations=accelerations,
+        acquisition=acquisition,
+        volume_fraction=volume_fraction,
+        sample_fraction=sample_fraction,
+        seed=seed,
+        multiple=multiple,
+    )
     check_data_root(data_root)
     train = make_dataset(data_root, "train", **common)
     val = make_dataset(data_root, "val", **common)
-    loader = dict(batch_size=batch_size, num_workers=num_workers,
-                  worker_init_fn=seed_mask_worker if num_workers else None)
+    loader = dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        worker_init_fn=seed_mask_worker if num_workers else None,
+    )
     train_loader = torch.utils.data.DataLoader(
-        train, shuffle=True, generator=torch.Generator().manual_seed(seed), **loader)
+        train, shuffle=True, generator=torch.Generator().manual_seed(seed), **loader
+    )
     val_loader = torch.utils.data.DataLoader(
-        val, shuffle=False, generator=torch.Generator().manual_seed(seed), **loader)
+        val, shuffle=False, generator=torch.Generator().manual_seed(seed), **loader
+    )
     return train_loader, val_loader
 
 
-def inspect_slice(data_root, split: str = "val", index: int = 0, *,
-                  acquisition: str | None = None, center_fractions: Sequence[float] = (0.08,),
-                  accelerations: Sequence[int] = (4,)) -> dict:
+def inspect_slice(
+    data_root,
+    split: str = "val",
+    index: int = 0,
+    *,
+    acquisition: str | None = None,
+    center_fractions: Sequence[float] = (0.08,),
+    accelerations: Sequence[int] = (4,),
+) -> dict:
     """Slice ``index`` of a split (optionally of one acquisition) step by step, with
     fastmri's functions and the validation mask (seeded by the file name).
 
@@ -406,15 +455,23 @@ def inspect_slice(data_root, split: str = "val", index: int = 0, *,
     def recon(kk):
         return fastmri.complex_abs(complex_center_crop(fastmri.ifft2c(kk), crop)).numpy()
 
-    return dict(kspace=kspace, mask=mask.reshape(-1).numpy(),
-                masked_kspace=masked[..., 0].numpy() + 1j * masked[..., 1].numpy(),
-                zero_filled=recon(masked), full=recon(k), target=target, fname=fname.name,
-                slice_num=int(slice_num), max_value=float(attrs.get("max", 0.0)),
-                acquisition=decode_attr(attrs.get("acquisition", "")))
+    return dict(
+        kspace=kspace,
+        mask=mask.reshape(-1).numpy(),
+        masked_kspace=masked[..., 0].numpy() + 1j * masked[..., 1].numpy(),
+        zero_filled=recon(masked),
+        full=recon(k),
+        target=target,
+        fname=fname.name,
+        slice_num=int(slice_num),
+        max_value=float(attrs.get("max", 0.0)),
+        acquisition=decode_attr(attrs.get("acquisition", "")),
+    )
 
 
-def example_targets(data_root, split: str = "val", *, acquisition: str | None = None,
-                    count: int = 4) -> list[tuple[str, int, np.ndarray]]:
+def example_targets(
+    data_root, split: str = "val", *, acquisition: str | None = None, count: int = 4
+) -> list[tuple[str, int, np.ndarray]]:
     """``(file name, slice, target)`` of the middle slice of the first ``count`` volumes."""
     ds = make_dataset(data_root, split, mask=False, acquisition=acquisition)
     by_file: dict[Path, list[int]] = {}
@@ -444,10 +501,18 @@ def dataset_summary(data_root) -> list[dict]:
                     tshape = hf["reconstruction_esc"].shape if "reconstruction_esc" in hf else None
             except (OSError, KeyError) as err:
                 raise DataError(f"cannot read fastMRI volume {p}: {err}") from err
-            row = rows.setdefault((split, acq), dict(
-                split=split, acquisition=acq, volumes=0, slices=0,
-                kspace_shape=f"{kshape[1]}x{kshape[2]}",
-                target_shape=f"{tshape[1]}x{tshape[2]}" if tshape else "-", megabytes=0.0))
+            row = rows.setdefault(
+                (split, acq),
+                dict(
+                    split=split,
+                    acquisition=acq,
+                    volumes=0,
+                    slices=0,
+                    kspace_shape=f"{kshape[1]}x{kshape[2]}",
+                    target_shape=f"{tshape[1]}x{tshape[2]}" if tshape else "-",
+                    megabytes=0.0,
+                ),
+            )
             row["volumes"] += 1
             row["slices"] += int(kshape[0])
             row["megabytes"] += p.stat().st_size / 2**20
@@ -455,4 +520,3 @@ def dataset_summary(data_root) -> list[dict]:
     for row in out:
         row["megabytes"] = round(row["megabytes"], 1)
     return out
-

@@ -40,15 +40,31 @@ __all__ = [
     "ood_sets",
 ]
 
-PHOTO_NAMES = ("camera", "astronaut", "coffee", "chelsea", "rocket", "coins", "moon", "page",
-               "horse", "clock", "text", "grass", "gravel", "brick", "hubble_deep_field",
-               "retina")
+PHOTO_NAMES = (
+    "camera",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "coins",
+    "moon",
+    "page",
+    "horse",
+    "clock",
+    "text",
+    "grass",
+    "gravel",
+    "brick",
+    "hubble_deep_field",
+    "retina",
+)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RESIZE_RATIO = 256 / 224  # ImageNet protocol: shorter side to 256, centre crop 224
 
 
-def to_model_input(image, size: int, *, resize_ratio: float = RESIZE_RATIO,
-                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def to_model_input(
+    image, size: int, *, resize_ratio: float = RESIZE_RATIO, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Any 2-D/RGB(A) image -> a ``(1, size, size)`` model input.
 
     Grayscale; the shorter side resized to ``round(size * resize_ratio)`` (anti-aliased),
@@ -73,7 +89,7 @@ def to_model_input(image, size: int, *, resize_ratio: float = RESIZE_RATIO,
     if (nh, nw) != (h, w):
         img = resize(img, (nh, nw), order=1, anti_aliasing=scale < 1, preserve_range=True)
     r0, c0 = (nh - size) // 2, (nw - size) // 2
-    x = torch.from_numpy(np.ascontiguousarray(img[r0:r0 + size, c0:c0 + size]))[None]
+    x = torch.from_numpy(np.ascontiguousarray(img[r0 : r0 + size, c0 : c0 + size]))[None]
     x, _, _ = normalize_instance(x, eps=1e-11)
     return x.clamp(-6, 6).to(dtype)
 
@@ -86,9 +102,16 @@ class ImageSet:
     ``skip_errors``: a source that fails to load is skipped with a :class:`DataWarning`.
     """
 
-    def __init__(self, name: str, sources: Sequence[tuple[str, Callable[[], np.ndarray]]],
-                 size: int, *, resize_ratio: float = RESIZE_RATIO,
-                 dtype: torch.dtype = torch.float32, skip_errors: bool = True):
+    def __init__(
+        self,
+        name: str,
+        sources: Sequence[tuple[str, Callable[[], np.ndarray]]],
+        size: int,
+        *,
+        resize_ratio: float = RESIZE_RATIO,
+        dtype: torch.dtype = torch.float32,
+        skip_errors: bool = True,
+    ):
         self.name, self.sources, self.size = name, list(sources), int(size)
         self.resize_ratio, self.dtype, self.skip_errors = resize_ratio, dtype, skip_errors
 
@@ -106,14 +129,12 @@ class ImageSet:
             except Exception as err:  # noqa: BLE001 - any unreadable image is skipped
                 if not self.skip_errors:
                     raise DataError(f"cannot load image {name}: {err}") from err
-                warnings.warn(f"skipping image {name} of {self.name}: {err}", DataWarning,
-                              stacklevel=2)
+                warnings.warn(f"skipping image {name} of {self.name}: {err}", DataWarning, stacklevel=2)
                 continue
             if isinstance(raw, torch.Tensor):
                 yield name, raw.to(self.dtype)
             else:
-                yield name, to_model_input(raw, self.size, resize_ratio=self.resize_ratio,
-                                           dtype=self.dtype)
+                yield name, to_model_input(raw, self.size, resize_ratio=self.resize_ratio, dtype=self.dtype)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for _, x in self.items():
@@ -126,8 +147,9 @@ class ImageSet:
         return f"ImageSet({self.name!r}, {len(self)} images, size={self.size})"
 
 
-def photographs(size: int = 128, names: Sequence[str] = PHOTO_NAMES, *,
-                dtype: torch.dtype = torch.float32) -> ImageSet:
+def photographs(
+    size: int = 128, names: Sequence[str] = PHOTO_NAMES, *, dtype: torch.dtype = torch.float32
+) -> ImageSet:
     """scikit-image's bundled photographs (offline), grayscale, resized and centre-cropped.
     Names that fail to load (e.g. a data file missing from an install) are skipped."""
     import skimage.data
@@ -142,8 +164,9 @@ def photographs(size: int = 128, names: Sequence[str] = PHOTO_NAMES, *,
     return ImageSet("photographs", sources, size, dtype=dtype)
 
 
-def noise_images(size: int = 128, count: int = 8, *, std: float = 1000.0, seed: int = 0,
-                 dtype: torch.dtype = torch.float32) -> ImageSet:
+def noise_images(
+    size: int = 128, count: int = 8, *, std: float = 1000.0, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> ImageSet:
     """White Gaussian noise images (std 1000 before normalisation, as in the authors'
     extra OOD test), seeded; then normalised like every model input."""
 
@@ -153,18 +176,23 @@ def noise_images(size: int = 128, count: int = 8, *, std: float = 1000.0, seed: 
             x = torch.randn(1, size, size, generator=g, dtype=torch.float64) * std
             x, _, _ = normalize_instance(x, eps=1e-11)
             return x.clamp(-6, 6)
+
         return load
 
-    return ImageSet("noise", [(f"noise_{i:03d}", make(i)) for i in range(count)], size,
-                    dtype=dtype)
+    return ImageSet("noise", [(f"noise_{i:03d}", make(i)) for i in range(count)], size, dtype=dtype)
 
 
 def shepp_logan(size: int = 128, *, dtype: torch.dtype = torch.float32) -> ImageSet:
     """The Shepp-Logan phantom (scikit-image, 400x400) resized to ``size``, uncropped."""
     import skimage.data
 
-    return ImageSet("shepp_logan", [("shepp_logan", skimage.data.shepp_logan_phantom)], size,
-                    resize_ratio=1.0, dtype=dtype)
+    return ImageSet(
+        "shepp_logan",
+        [("shepp_logan", skimage.data.shepp_logan_phantom)],
+        size,
+        resize_ratio=1.0,
+        dtype=dtype,
+    )
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -176,8 +204,15 @@ def _read_image(path: Path) -> np.ndarray:
         return np.asarray(img)
 
 
-def image_folder(folder, size: int = 224, *, recursive: bool = True, limit: int | None = None,
-                 resize_ratio: float = RESIZE_RATIO, dtype: torch.dtype = torch.float32) -> ImageSet:
+def image_folder(
+    folder,
+    size: int = 224,
+    *,
+    recursive: bool = True,
+    limit: int | None = None,
+    resize_ratio: float = RESIZE_RATIO,
+    dtype: torch.dtype = torch.float32,
+) -> ImageSet:
     """Every PNG/JPEG/BMP/TIFF image under ``folder`` (e.g. ImageNet validation), sorted by
     path, grayscale, shorter side to ``size * 256/224``, centre crop ``size`` (ImageNet's
     protocol at 224). Unreadable files are skipped with a warning."""
@@ -187,22 +222,35 @@ def image_folder(folder, size: int = 224, *, recursive: bool = True, limit: int 
     pattern = root.rglob("*") if recursive else root.iterdir()
     paths = sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if limit is not None:
-        paths = paths[:int(limit)]
+        paths = paths[: int(limit)]
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
-    return ImageSet(f"folder:{root}", [(str(p.relative_to(root)), lambda p=p: _read_image(p))
-                                       for p in paths], size, resize_ratio=resize_ratio,
-                    dtype=dtype)
+    return ImageSet(
+        f"folder:{root}",
+        [(str(p.relative_to(root)), lambda p=p: _read_image(p)) for p in paths],
+        size,
+        resize_ratio=resize_ratio,
+        dtype=dtype,
+    )
 
 
-def ood_sets(size: int = 128, *, image_dir=None, image_limit: int | None = None, noise_count: int = 8,
-             seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, ImageSet]:
+def ood_sets(
+    size: int = 128,
+    *,
+    image_dir=None,
+    image_limit: int | None = None,
+    noise_count: int = 8,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, ImageSet]:
     """All out-of-distribution sets by name; ``image_dir`` adds ``"folder"`` (its first
     ``image_limit`` images by path, all when ``None``: ImageNet's 50 000 validation images
     hold 10 GB at 224x224 in float32, so a limit such as 1000 is usual on one machine)."""
-    sets = {"photographs": photographs(size, dtype=dtype),
-            "noise": noise_images(size, noise_count, seed=seed, dtype=dtype),
-            "shepp_logan": shepp_logan(size, dtype=dtype)}
+    sets = {
+        "photographs": photographs(size, dtype=dtype),
+        "noise": noise_images(size, noise_count, seed=seed, dtype=dtype),
+        "shepp_logan": shepp_logan(size, dtype=dtype),
+    }
     if image_dir is not None:
         sets["folder"] = image_folder(image_dir, size, limit=image_limit, dtype=dtype)
     return sets

@@ -72,11 +72,16 @@ def kspace_shape(size: int) -> tuple[int, int]:
     return 2 * size, width
 
 
-def ismrmrd_header(encoded: Sequence[int], recon: Sequence[int], *,
-                   fov_mm: Sequence[float] = (440.0, 253.0, 3.0),
-                   recon_fov_mm: Sequence[float] = (220.0, 220.0, 3.0),
-                   num_slices: int = 1, protocol: str = "CORPD_FBK",
-                   vendor: str = "apslib synthetic") -> str:
+def ismrmrd_header(
+    encoded: Sequence[int],
+    recon: Sequence[int],
+    *,
+    fov_mm: Sequence[float] = (440.0, 253.0, 3.0),
+    recon_fov_mm: Sequence[float] = (220.0, 220.0, 3.0),
+    num_slices: int = 1,
+    protocol: str = "CORPD_FBK",
+    vendor: str = "apslib synthetic",
+) -> str:
     """An ISMRMRD XML header with the fields ``fastmri.data.SliceDataset`` reads.
 
     ``encoded`` = k-space ``(H, W)`` (``encodedSpace/matrixSize/x, y``; z = 1), ``recon`` =
@@ -122,9 +127,16 @@ def ismrmrd_header(encoded: Sequence[int], recon: Sequence[int], *,
     )
 
 
-def write_fastmri_volume(path, kspace: np.ndarray, target: np.ndarray, *, acquisition: str,
-                         patient_id: str, header: str | None = None,
-                         extra_attrs: dict | None = None) -> Path:
+def write_fastmri_volume(
+    path,
+    kspace: np.ndarray,
+    target: np.ndarray,
+    *,
+    acquisition: str,
+    patient_id: str,
+    header: str | None = None,
+    extra_attrs: dict | None = None,
+) -> Path:
     """Write one single-coil volume in the fastMRI layout, atomically.
 
     ``kspace``: complex ``(slices, H, W)``, stored complex64; ``target``: ``(slices, h, w)``,
@@ -138,11 +150,14 @@ def write_fastmri_volume(path, kspace: np.ndarray, target: np.ndarray, *, acquis
     kspace = np.ascontiguousarray(kspace, dtype=np.complex64)
     target = np.ascontiguousarray(target, dtype=np.float32)
     if kspace.ndim != 3 or target.ndim != 3 or kspace.shape[0] != target.shape[0]:
-        raise ValueError(f"need kspace (slices, H, W) and target (slices, h, w) with the same "
-                         f"number of slices; got {kspace.shape} and {target.shape}")
+        raise ValueError(
+            f"need kspace (slices, H, W) and target (slices, h, w) with the same "
+            f"number of slices; got {kspace.shape} and {target.shape}"
+        )
     if header is None:
-        header = ismrmrd_header(kspace.shape[1:], target.shape[1:], num_slices=kspace.shape[0],
-                                protocol=acquisition)
+        header = ismrmrd_header(
+            kspace.shape[1:], target.shape[1:], num_slices=kspace.shape[0], protocol=acquisition
+        )
     # The file is built in memory (HDF5's core driver, no backing file) and its image written
     # through atomic_open. Not h5py.File(fileobj): h5py's file-object driver lays the file
     # out differently from the default (sec2) driver, so the bytes would change; the core
@@ -186,10 +201,12 @@ def load_anatomy() -> Anatomy:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        imgs = [datasets.load_mni152_template(resolution=1),
-                datasets.load_mni152_gm_template(resolution=1),
-                datasets.load_mni152_wm_template(resolution=1),
-                datasets.load_mni152_brain_mask(resolution=1)]
+        imgs = [
+            datasets.load_mni152_template(resolution=1),
+            datasets.load_mni152_gm_template(resolution=1),
+            datasets.load_mni152_wm_template(resolution=1),
+            datasets.load_mni152_brain_mask(resolution=1),
+        ]
     maps = np.stack([np.asarray(img.get_fdata(), dtype=np.float32) for img in imgs])
     mask = maps[3] > 0.5
     coarse = mask[::2, ::2, ::2]
@@ -209,24 +226,37 @@ _SIGNAL_SCALE = 1e-4  # real single-coil knee targets peak around 1e-4
 
 # Tissue signal per acquisition: csf, grey, white, skull, fat, skin, T1-texture weight.
 _CONTRAST = {
-    "CORPD_FBK": dict(csf=0.92, gm=0.86, wm=0.62, skull=0.04, fat=1.00, skin=0.55, t1=0.15,
-                      noise=(0.015, 0.03), gain=1.0),
-    "CORPDFS_FBK": dict(csf=1.00, gm=0.70, wm=0.42, skull=0.03, fat=0.07, skin=0.30, t1=-0.10,
-                        noise=(0.05, 0.09), gain=0.45),
+    "CORPD_FBK": dict(
+        csf=0.92, gm=0.86, wm=0.62, skull=0.04, fat=1.00, skin=0.55, t1=0.15, noise=(0.015, 0.03), gain=1.0
+    ),
+    "CORPDFS_FBK": dict(
+        csf=1.00, gm=0.70, wm=0.42, skull=0.03, fat=0.07, skin=0.30, t1=-0.10, noise=(0.05, 0.09), gain=0.45
+    ),
 }
 
 
 def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = (math.cos(ax), math.sin(ax), math.cos(ay), math.sin(ay),
-                              math.cos(az), math.sin(az))
+    cx, sx, cy, sy, cz, sz = (
+        math.cos(ax),
+        math.sin(ax),
+        math.cos(ay),
+        math.sin(ay),
+        math.cos(az),
+        math.sin(az),
+    )
     rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
     ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
     return rx @ ry @ rz
 
 
-def _smooth_field(rng: np.random.Generator, coords: np.ndarray, terms: int,
-                  wavelength_mm: tuple[float, float], amplitude: float) -> np.ndarray:
+def _smooth_field(
+    rng: np.random.Generator,
+    coords: np.ndarray,
+    terms: int,
+    wavelength_mm: tuple[float, float],
+    amplitude: float,
+) -> np.ndarray:
     """Sum of ``terms`` random plane cosines with wavelengths in the given range (mm)."""
     out = np.zeros(coords.shape[1:], dtype=np.float64)
     for _ in range(terms):
@@ -244,8 +274,7 @@ def _slab_positions(rng: np.random.Generator, split: str, slices: int) -> np.nda
     bands = _BANDS[split]
     lengths = np.array([b - a for a, b in bands])
     band = bands[rng.choice(len(bands), p=lengths / lengths.sum())]
-    spacing = _SLICE_SPACING_MM if slices < 2 else min(_SLICE_SPACING_MM,
-                                                       (band[1] - band[0]) / (slices - 1))
+    spacing = _SLICE_SPACING_MM if slices < 2 else min(_SLICE_SPACING_MM, (band[1] - band[0]) / (slices - 1))
     extent = spacing * (slices - 1)
     start = rng.uniform(band[0], band[1] - extent)
     return start + spacing * np.arange(slices)
@@ -255,8 +284,16 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def synth_volume(size: int, slices: int, *, acquisition: str, split: str, seed: int,
-                 index: int, anatomy: Anatomy | None = None) -> dict:
+def synth_volume(
+    size: int,
+    slices: int,
+    *,
+    acquisition: str,
+    split: str,
+    seed: int,
+    index: int,
+    anatomy: Anatomy | None = None,
+) -> dict:
     """One synthetic volume in memory: ``kspace`` (slices, 2*size, W) complex64, ``target``
     (slices, size, size) float32, ``z_range`` (template z of the brain it samples)."""
     from scipy.ndimage import map_coordinates
@@ -272,25 +309,33 @@ def synth_volume(size: int, slices: int, *, acquisition: str, split: str, seed: 
     fov = _FOV_MM * rng.uniform(0.92, 1.08)
     px = fov / size
     tilt = math.radians(_MAX_TILT_DEG)
-    rot = _rotation(rng.uniform(-tilt, tilt), rng.uniform(-tilt, tilt),
-                    math.radians(rng.uniform(-_MAX_INPLANE_DEG, _MAX_INPLANE_DEG)))
+    rot = _rotation(
+        rng.uniform(-tilt, tilt),
+        rng.uniform(-tilt, tilt),
+        math.radians(rng.uniform(-_MAX_INPLANE_DEG, _MAX_INPLANE_DEG)),
+    )
     shift = rng.uniform(-8.0, 8.0, size=2)
     zs = _slab_positions(rng, split, slices)
     z_mid = zs.mean()
     origin = np.array([anatomy.center[0] + shift[0], anatomy.center[1] + shift[1], z_mid])
 
-    rows = (np.arange(H) - H / 2) * px          # anterior -> posterior (image rows)
-    cols = (np.arange(W) - W / 2) * px          # left -> right (image columns)
+    rows = (np.arange(H) - H / 2) * px  # anterior -> posterior (image rows)
+    cols = (np.arange(W) - W / 2) * px  # left -> right (image columns)
     u, v = np.meshgrid(rows, cols, indexing="ij")
-    scanner = np.stack([np.broadcast_to(v, (slices, H, W)),
-                        np.broadcast_to(-u, (slices, H, W)),
-                        np.broadcast_to((zs - z_mid)[:, None, None], (slices, H, W))])
+    scanner = np.stack(
+        [
+            np.broadcast_to(v, (slices, H, W)),
+            np.broadcast_to(-u, (slices, H, W)),
+            np.broadcast_to((zs - z_mid)[:, None, None], (slices, H, W)),
+        ]
+    )
     template = np.tensordot(rot, scanner, axes=1) + origin[:, None, None, None]
     flat = template.reshape(3, -1)
 
     def sample(volume, coords, cval=0.0):
-        return map_coordinates(volume, coords, order=1, mode="constant", cval=cval,
-                               prefilter=False, output=np.float32).reshape(slices, H, W)
+        return map_coordinates(
+            volume, coords, order=1, mode="constant", cval=cval, prefilter=False, output=np.float32
+        ).reshape(slices, H, W)
 
     t1, gm, wm, brain = (sample(m, flat) for m in anatomy.maps)
     dist = sample(anatomy.dist, flat / 2.0, cval=1e3)
@@ -298,16 +343,29 @@ def synth_volume(size: int, slices: int, *, acquisition: str, split: str, seed: 
     # Tissue mixture: brain from the GM/WM maps (CSF = the rest of the brain mask), then a
     # scalp shell around it: CSF rim, skull (dark), fat (bright unless fat-suppressed), skin.
     csf = np.clip(brain - gm - wm, 0.0, 1.0)
-    t_rim, t_skull, t_fat, t_skin = (rng.uniform(1.0, 2.5), rng.uniform(4.0, 7.0),
-                                     rng.uniform(3.0, 6.0), rng.uniform(1.5, 3.0))
+    t_rim, t_skull, t_fat, t_skin = (
+        rng.uniform(1.0, 2.5),
+        rng.uniform(4.0, 7.0),
+        rng.uniform(3.0, 6.0),
+        rng.uniform(1.5, 3.0),
+    )
     edges = np.cumsum([t_rim, t_skull, t_fat, t_skin])
     step = [_sigmoid((dist - e) / 0.8) for e in edges]
     outside = 1.0 - brain
-    shell = ((1 - step[0]) * con["csf"] + (step[0] - step[1]) * con["skull"]
-             + (step[1] - step[2]) * con["fat"] + (step[2] - step[3]) * con["skin"])
+    shell = (
+        (1 - step[0]) * con["csf"]
+        + (step[0] - step[1]) * con["skull"]
+        + (step[1] - step[2]) * con["fat"]
+        + (step[2] - step[3]) * con["skin"]
+    )
     jitter = lambda: rng.uniform(0.92, 1.08)  # noqa: E731 - per-volume contrast variation
-    image = (outside * shell + csf * con["csf"] * jitter() + gm * con["gm"] * jitter()
-             + wm * con["wm"] * jitter() + con["t1"] * (t1 - 0.7) * brain)
+    image = (
+        outside * shell
+        + csf * con["csf"] * jitter()
+        + gm * con["gm"] * jitter()
+        + wm * con["wm"] * jitter()
+        + con["t1"] * (t1 - 0.7) * brain
+    )
     image = np.clip(image, 0.0, None).astype(np.float64)
 
     # Scanner effects in the scanner frame: smooth bias field, smooth phase, complex noise.
@@ -321,15 +379,21 @@ def synth_volume(size: int, slices: int, *, acquisition: str, split: str, seed: 
 
     # Centred orthonormal 2-D FFT (as fastmri.fft2c); the target is the magnitude of the
     # image's centre crop, exactly what UnetDataTransform crops out of ifft2c(kspace).
-    kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"),
-                             axes=(-2, -1)).astype(np.complex64)
+    kspace = np.fft.fftshift(
+        np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)
+    ).astype(np.complex64)
     r0, c0 = (H - size) // 2, (W - size) // 2
-    target = np.abs(x[:, r0:r0 + size, c0:c0 + size]).astype(np.float32)
+    target = np.abs(x[:, r0 : r0 + size, c0 : c0 + size]).astype(np.float32)
     in_brain = brain.reshape(-1) > 0.5
     zb = flat[2][in_brain]
     z_range = (float(zb.min()), float(zb.max())) if zb.size else (float(z_mid), float(z_mid))
-    return dict(kspace=kspace, target=target, z_range=z_range, fov_mm=fov,
-                spacing_mm=float(zs[1] - zs[0]) if slices > 1 else _SLICE_SPACING_MM)
+    return dict(
+        kspace=kspace,
+        target=target,
+        z_range=z_range,
+        fov_mm=fov,
+        spacing_mm=float(zs[1] - zs[0]) if slices > 1 else _SLICE_SPACING_MM,
+    )
 
 
 @dataclass(frozen=True)
@@ -346,8 +410,9 @@ class SynthParams:
         if self.size < 16 or self.size % 2:
             raise ValueError(f"size must be an even number >= 16, got {self.size}")
         if self.train_volumes < 1 or self.val_volumes < 1:
-            raise ValueError("need at least one train and one val volume, got "
-                             f"{self.train_volumes} and {self.val_volumes}")
+            raise ValueError(
+                f"need at least one train and one val volume, got {self.train_volumes} and {self.val_volumes}"
+            )
         if self.slices_per_volume < 1:
             raise ValueError(f"slices_per_volume must be >= 1, got {self.slices_per_volume}")
 
@@ -370,9 +435,17 @@ def _manifest_complete(out: Path, manifest: dict) -> bool:
     return True
 
 
-def synthesize_dataset(out, *, size: int = 128, train_volumes: int = 24, val_volumes: int = 8,
-                       slices_per_volume: int = 10, seed: int = 0, progress: bool = True,
-                       force: bool = False) -> dict:
+def synthesize_dataset(
+    out,
+    *,
+    size: int = 128,
+    train_volumes: int = 24,
+    val_volumes: int = 8,
+    slices_per_volume: int = 10,
+    seed: int = 0,
+    progress: bool = True,
+    force: bool = False,
+) -> dict:
     """Write the embedded dataset into ``out/singlecoil_train`` and ``out/singlecoil_val``.
 
     Volume ``k`` of a split is ``file_synth_{split}_{k:04d}.h5``; acquisitions alternate
@@ -384,35 +457,44 @@ def synthesize_dataset(out, *, size: int = 128, train_volumes: int = 24, val_vol
     :class:`DataError`, and so does an ``out`` (or split folder) that is a file. Returns the
     manifest plus ``written`` (bool) and ``seconds``.
     """
-    params = SynthParams(int(size), int(train_volumes), int(val_volumes),
-                         int(slices_per_volume), int(seed))
+    params = SynthParams(int(size), int(train_volumes), int(val_volumes), int(slices_per_volume), int(seed))
     params.validate()
     out = Path(out)
     start = time.perf_counter()
     for folder in (out, *(split_dir(out, s) for s in SPLITS)):
         if folder.exists() and not folder.is_dir():
-            raise DataError(f"cannot write the embedded dataset into {out}: {folder} is a file, "
-                            "not a folder. Choose a folder (new or empty) for --out.")
+            raise DataError(
+                f"cannot write the embedded dataset into {out}: {folder} is a file, "
+                "not a folder. Choose a folder (new or empty) for --out."
+            )
     old = _read_manifest(out)
     wanted = {"format": _FORMAT_VERSION, "params": asdict(params)}
-    if (not force and old is not None and {k: old.get(k) for k in wanted} == wanted
-            and _manifest_complete(out, old)):
+    if (
+        not force
+        and old is not None
+        and {k: old.get(k) for k in wanted} == wanted
+        and _manifest_complete(out, old)
+    ):
         return {**old, "written": False, "seconds": time.perf_counter() - start}
 
-    names = {s: [SYNTH_PATTERN.format(split=s, index=k) for k in range(params.volumes(s))]
-             for s in SPLITS}
+    names = {s: [SYNTH_PATTERN.format(split=s, index=k) for k in range(params.volumes(s))] for s in SPLITS}
     for split in SPLITS:
         folder = split_dir(out, split)
         if not folder.is_dir():
             continue
-        foreign = [p.name for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(("file_synth_", ".file_synth_"))
-                   and has_hdf5_signature(p)]
+        foreign = [
+            p.name
+            for p in folder.iterdir()
+            if p.is_file()
+            and not p.name.startswith(("file_synth_", ".file_synth_"))
+            and has_hdf5_signature(p)
+        ]
         if foreign:
             raise DataError(
                 f"refusing to write the embedded dataset into {folder}: it holds other HDF5 "
                 f"files ({', '.join(sorted(foreign)[:3])}{', ...' if len(foreign) > 3 else ''}). "
-                "Choose an empty --out folder.")
+                "Choose an empty --out folder."
+            )
     if (out / MANIFEST).exists():
         (out / MANIFEST).unlink()  # an interrupted rewrite must not look complete
     for split in SPLITS:
@@ -420,8 +502,7 @@ def synthesize_dataset(out, *, size: int = 128, train_volumes: int = 24, val_vol
         folder.mkdir(parents=True, exist_ok=True)
         keep = set(names[split])
         for p in folder.iterdir():  # stale files of an earlier run with other arguments
-            if p.name.startswith(".file_synth_") or (
-                    p.name.startswith("file_synth_") and p.name not in keep):
+            if p.name.startswith(".file_synth_") or (p.name.startswith("file_synth_") and p.name not in keep):
                 p.unlink()
 
     anatomy = load_anatomy()
@@ -429,30 +510,50 @@ def synthesize_dataset(out, *, size: int = 128, train_volumes: int = 24, val_vol
     total = params.train_volumes + params.val_volumes
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=f"writing {out}", unit="vol", disable=not progress,
-              file=sys.stderr) as bar:
+    with tqdm(total=total, desc=f"writing {out}", unit="vol", disable=not progress, file=sys.stderr) as bar:
         for split in SPLITS:
             for k, name in enumerate(names[split]):
                 acq = ACQUISITIONS[k % 2]
-                vol = synth_volume(params.size, params.slices_per_volume, acquisition=acq,
-                                   split=split, seed=params.seed, index=k, anatomy=anatomy)
+                vol = synth_volume(
+                    params.size,
+                    params.slices_per_volume,
+                    acquisition=acq,
+                    split=split,
+                    seed=params.seed,
+                    index=k,
+                    anatomy=anatomy,
+                )
                 fov = vol["fov_mm"]
                 H, W = vol["kspace"].shape[1:]
                 header = ismrmrd_header(
-                    (H, W), (params.size, params.size), num_slices=params.slices_per_volume,
+                    (H, W),
+                    (params.size, params.size),
+                    num_slices=params.slices_per_volume,
                     fov_mm=(2 * fov, fov * W / params.size, vol["spacing_mm"]),
-                    recon_fov_mm=(fov, fov, vol["spacing_mm"]), protocol=acq)
+                    recon_fov_mm=(fov, fov, vol["spacing_mm"]),
+                    protocol=acq,
+                )
                 pid = hashlib.sha256(f"apslib-synth/{params.seed}/{split}/{k}".encode())
                 path = write_fastmri_volume(
-                    split_dir(out, split) / name, vol["kspace"], vol["target"],
-                    acquisition=acq, patient_id=pid.hexdigest()[:20], header=header,
-                    extra_attrs={"synth_template_z_min": vol["z_range"][0],
-                                 "synth_template_z_max": vol["z_range"][1]})
+                    split_dir(out, split) / name,
+                    vol["kspace"],
+                    vol["target"],
+                    acquisition=acq,
+                    patient_id=pid.hexdigest()[:20],
+                    header=header,
+                    extra_attrs={
+                        "synth_template_z_min": vol["z_range"][0],
+                        "synth_template_z_max": vol["z_range"][1],
+                    },
+                )
                 files[f"{path.parent.name}/{path.name}"] = path.stat().st_size
                 bar.update(1)
-    manifest = {**wanted, "generator": "apslib.data.synthesize_dataset",
-                "kspace_shape": list(kspace_shape(params.size)), "files": files,
-                "bytes": sum(files.values())}
+    manifest = {
+        **wanted,
+        "generator": "apslib.data.synthesize_dataset",
+        "kspace_shape": list(kspace_shape(params.size)),
+        "files": files,
+        "bytes": sum(files.values()),
+    }
     atomic_write_json(out / MANIFEST, manifest, indent=1, sort_keys=True)
     return {**manifest, "written": True, "seconds": time.perf_counter() - start}
-

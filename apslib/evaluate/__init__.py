@@ -55,13 +55,41 @@ from .tables import (
 )
 
 __all__ = [
-    "COLUMNS", "EQ_METRICS", "ModelRun", "ValData", "EvalResult", "Examples",
-    "image_metrics", "volume_metrics", "predict", "load_runs", "load_val",
-    "count_flips", "smallest_phase_margin", "evaluate_in_distribution", "evenly_spaced_indices",
-    "exhaustive_shifts", "evaluate_ood", "evaluate_runs", "evaluate_runs_ood",
-    "stat_rows", "flip_rows", "summarise", "write_table", "read_table",
-    "table1", "table2", "table4", "worst_case_table", "format_value", "format_table",
-    "compute_examples", "val_example", "write_examples", "read_examples", "main",
+    "COLUMNS",
+    "EQ_METRICS",
+    "ModelRun",
+    "ValData",
+    "EvalResult",
+    "Examples",
+    "image_metrics",
+    "volume_metrics",
+    "predict",
+    "load_runs",
+    "load_val",
+    "count_flips",
+    "smallest_phase_margin",
+    "evaluate_in_distribution",
+    "evenly_spaced_indices",
+    "exhaustive_shifts",
+    "evaluate_ood",
+    "evaluate_runs",
+    "evaluate_runs_ood",
+    "stat_rows",
+    "flip_rows",
+    "summarise",
+    "write_table",
+    "read_table",
+    "table1",
+    "table2",
+    "table4",
+    "worst_case_table",
+    "format_value",
+    "format_table",
+    "compute_examples",
+    "val_example",
+    "write_examples",
+    "read_examples",
+    "main",
 ]
 
 # Old names, kept for one release (not in __all__); use the names on the right.
@@ -85,7 +113,6 @@ def __getattr__(name):
         from .. import plots
 
         new = _MOVED_TO_PLOTS[name]
-        warnings.warn(f"apslib.evaluate.{name} moved to apslib.plots.{new}", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(f"apslib.evaluate.{name} moved to apslib.plots.{new}", DeprecationWarning, stacklevel=2)
         return getattr(plots, new)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

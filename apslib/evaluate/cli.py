@@ -13,13 +13,16 @@ import argparse
 import sys
 
 from ..data import DataError
+from ..runs import TrainingError
 from .pipeline import evaluate_runs, evaluate_runs_ood
 
 __all__ = ["main"]
 
-DESCRIPTION = ("Evaluate trained runs: equivariance NMSE/PSNR/SSIM under random shifts and every "
-               "shift modulo 2**depth, reconstruction quality, decline in PSNR, grid flips; tidy "
-               "result tables.")
+DESCRIPTION = (
+    "Evaluate trained runs: equivariance NMSE/PSNR/SSIM under random shifts and every "
+    "shift modulo 2**depth, reconstruction quality, decline in PSNR, grid flips; tidy "
+    "result tables."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,10 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--models", nargs="+", default=list(PAPER_MODELS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-shift", type=int, default=16)
-    ap.add_argument("--sweep-slices", type=int, default=8,
-                    help="slices (evenly spaced) for the exhaustive protocol")
-    ap.add_argument("--example-index", type=int, help="validation slice of the examples figure "
-                    "(default: the middle slice of the first volume)")
+    ap.add_argument(
+        "--sweep-slices", type=int, default=8, help="slices (evenly spaced) for the exhaustive protocol"
+    )
+    ap.add_argument(
+        "--example-index",
+        type=int,
+        help="validation slice of the examples figure (default: the middle slice of the first volume)",
+    )
     ap.add_argument("--ood", action="store_true", help="also evaluate the out-of-distribution sets")
     ap.add_argument("--ood-size", type=int, default=128)
     ap.add_argument("--image-dir", help="a folder of images (e.g. ImageNet val) as one more OOD set")
@@ -51,16 +58,38 @@ def main(argv=None) -> int:
         ap.error("nothing to evaluate: give --data DATA (in distribution) and/or --ood")
     try:
         if args.data:
-            r = evaluate_runs(args.run_dir, args.data, args.models, args.results_dir, seed=args.seed,
-                              max_shift=args.max_shift, sweep_slices=args.sweep_slices, device=args.device,
-                              example_index=args.example_index)
+            r = evaluate_runs(
+                args.run_dir,
+                args.data,
+                args.models,
+                args.results_dir,
+                seed=args.seed,
+                max_shift=args.max_shift,
+                sweep_slices=args.sweep_slices,
+                device=args.device,
+                example_index=args.example_index,
+            )
             print(f"in distribution: {r.paths['table']} ({r.seconds:.1f} s)")
         if args.ood:
-            r = evaluate_runs_ood(args.run_dir, args.models, args.results_dir, size=args.ood_size,
-                                  image_dir=args.image_dir, image_limit=args.image_limit, seed=args.seed,
-                                  max_shift=args.max_shift, device=args.device)
+            r = evaluate_runs_ood(
+                args.run_dir,
+                args.models,
+                args.results_dir,
+                size=args.ood_size,
+                image_dir=args.image_dir,
+                image_limit=args.image_limit,
+                seed=args.seed,
+                max_shift=args.max_shift,
+                device=args.device,
+            )
             print(f"out of distribution: {r.paths['table']} ({r.seconds:.1f} s)")
-    except (DataError, OSError, ValueError, IndexError) as err:  # OSError: FileNotFoundError, ...
+    except (
+        DataError,
+        TrainingError,
+        OSError,
+        ValueError,
+        IndexError,
+    ) as err:  # OSError: FileNotFoundError, ...
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 1
     return 0

@@ -62,13 +62,20 @@ class Examples:
 
     @property
     def nmse(self) -> np.ndarray:
-        return nmse_from_sums((self.diff ** 2).sum(axis=(-2, -1)),
-                              (self.ref.astype(np.float64) ** 2).sum(axis=(-2, -1)))
+        return nmse_from_sums(
+            (self.diff**2).sum(axis=(-2, -1)), (self.ref.astype(np.float64) ** 2).sum(axis=(-2, -1))
+        )
 
 
 @torch.no_grad()
-def compute_examples(runs: dict[str, ModelRun], x: torch.Tensor, k: Sequence[int], *,
-                     target: torch.Tensor | None = None, label: str = "") -> Examples:
+def compute_examples(
+    runs: dict[str, ModelRun],
+    x: torch.Tensor,
+    k: Sequence[int],
+    *,
+    target: torch.Tensor | None = None,
+    label: str = "",
+) -> Examples:
     """:class:`Examples` for one ``(1, H, W)`` image ``x`` and shift ``k``: each model runs
     ``x`` and ``T_k x`` in one batch of two (the same kernels for both, so rounding cannot
     pose as an equivariance error)."""
@@ -81,13 +88,20 @@ def compute_examples(runs: dict[str, ModelRun], x: torch.Tensor, k: Sequence[int
         outs.append(as_float64(y[0, 0]))
         outs_s.append(as_float64(y[1, 0]))
     y = None if target is None else as_float64(target.reshape(x.shape[-2:])).astype(np.float32)
-    return Examples(input=as_float64(x[0]).astype(np.float32), shift=k, models=list(runs),
-                    out=np.stack(outs).astype(np.float32), out_shifted=np.stack(outs_s).astype(np.float32),
-                    target=y, label=label)
+    return Examples(
+        input=as_float64(x[0]).astype(np.float32),
+        shift=k,
+        models=list(runs),
+        out=np.stack(outs).astype(np.float32),
+        out_shifted=np.stack(outs_s).astype(np.float32),
+        target=y,
+        label=label,
+    )
 
 
-def val_example(runs: dict[str, ModelRun], val: ValData, index: int | None = None, *,
-                max_shift: int = 16, seed: int = 0) -> Examples:
+def val_example(
+    runs: dict[str, ModelRun], val: ValData, index: int | None = None, *, max_shift: int = 16, seed: int = 0
+) -> Examples:
     """:class:`Examples` of validation slice ``index`` (default: the middle slice of the
     first volume) with its target, under the random shift its volume gets in the random
     protocol (:func:`apslib.shifts.seeded_shifts`, one per volume)."""
@@ -108,9 +122,16 @@ def write_examples(path, items: dict[str, Examples]) -> Path:
     path = Path(path)
     arrays = {"names": np.array(list(items), dtype=str)}
     for i, ex in enumerate(items.values()):
-        arrays.update({f"{i}_input": ex.input, f"{i}_shift": np.asarray(ex.shift, dtype=np.int64),
-                       f"{i}_models": np.array(ex.models, dtype=str), f"{i}_out": ex.out,
-                       f"{i}_out_shifted": ex.out_shifted, f"{i}_label": np.array(ex.label)})
+        arrays.update(
+            {
+                f"{i}_input": ex.input,
+                f"{i}_shift": np.asarray(ex.shift, dtype=np.int64),
+                f"{i}_models": np.array(ex.models, dtype=str),
+                f"{i}_out": ex.out,
+                f"{i}_out_shifted": ex.out_shifted,
+                f"{i}_label": np.array(ex.label),
+            }
+        )
         if ex.target is not None:
             arrays[f"{i}_target"] = ex.target
     with atomic_open(path, "wb") as f:
@@ -122,14 +143,20 @@ def read_examples(path) -> dict[str, Examples]:
     """The ``{name: Examples}`` written by :func:`write_examples`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no examples file {path}: notebooks 03 and 04 (apslib.evaluate."
-                                "evaluate_runs / evaluate_runs_ood) write it next to the result tables")
+        raise FileNotFoundError(
+            f"no examples file {path}: notebooks 03 and 04 (apslib.evaluate."
+            "evaluate_runs / evaluate_runs_ood) write it next to the result tables"
+        )
     with np.load(path, allow_pickle=False) as z:
         out = {}
         for i, name in enumerate(z["names"].tolist()):
             out[name] = Examples(
-                input=z[f"{i}_input"], shift=tuple(int(v) for v in z[f"{i}_shift"]),
-                models=z[f"{i}_models"].tolist(), out=z[f"{i}_out"], out_shifted=z[f"{i}_out_shifted"],
+                input=z[f"{i}_input"],
+                shift=tuple(int(v) for v in z[f"{i}_shift"]),
+                models=z[f"{i}_models"].tolist(),
+                out=z[f"{i}_out"],
+                out_shifted=z[f"{i}_out_shifted"],
                 target=z[f"{i}_target"] if f"{i}_target" in z.files else None,
-                label=str(z[f"{i}_label"]))
+                label=str(z[f"{i}_label"]),
+            )
     return out

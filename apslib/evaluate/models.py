@@ -25,8 +25,10 @@ from ..data import ACQUISITION_NAMES, denormalize
 
 __all__ = ["TRAIN_HINT", "ModelRun", "load_runs", "predict", "ValData", "load_val"]
 
-TRAIN_HINT = ("train them with notebooks/02_train.ipynb (`python -m apslib.notebooks --only 02`) "
-              "or `python -m apslib.train --data DATA --run-dir {run_dir} --model NAME`")
+TRAIN_HINT = (
+    "train them with notebooks/02_train.ipynb (`python -m apslib.notebooks --only 02`) "
+    "or `python -m apslib.train --data DATA --run-dir {run_dir} --model NAME`"
+)
 
 
 @dataclass
@@ -63,7 +65,8 @@ def load_runs(run_dir, models: Sequence[str], device: str | torch.device = "cpu"
         raise FileNotFoundError(
             f"no trained run for {missing} in {run_dir} (looked for "
             f"{', '.join(str(run_dir / slugify(m) / CHECKPOINT_FILE) for m in missing)}): "
-            + TRAIN_HINT.format(run_dir=run_dir))
+            + TRAIN_HINT.format(run_dir=run_dir)
+        )
     out = {}
     for name in models:
         path = run_dir / slugify(name)
@@ -73,8 +76,14 @@ def load_runs(run_dir, models: Sequence[str], device: str | torch.device = "cpu"
 
 
 @torch.no_grad()
-def predict(run: ModelRun, x: torch.Tensor, *, batch_size: int = 32,
-            return_phases: bool = False, uniform_batches: bool = False):
+def predict(
+    run: ModelRun,
+    x: torch.Tensor,
+    *,
+    batch_size: int = 32,
+    return_phases: bool = False,
+    uniform_batches: bool = False,
+):
     """``F(x)`` for ``(N, 1, H, W)`` ``x`` in batches (float32 output on the CPU), and with
     ``return_phases`` the per-level phase indices ``(N,)`` (APS levels only).
     ``uniform_batches`` pads a short last batch (with copies of its first image, dropped
@@ -83,7 +92,7 @@ def predict(run: ModelRun, x: torch.Tensor, *, batch_size: int = 32,
     dev = next(run.model.parameters()).device
     outs, phases = [], []
     for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size].to(dev, torch.float32)
+        xb = x[start : start + batch_size].to(dev, torch.float32)
         n = xb.shape[0]
         if uniform_batches and x.shape[0] > batch_size and n < batch_size:
             xb = torch.cat([xb, xb[:1].expand(batch_size - n, *xb.shape[1:])])
@@ -136,8 +145,9 @@ def load_val(data_root, *, center_fractions=(0.08,), accelerations=(4,), seed: i
     """All validation slices of ``data_root`` (fixed masks per file) as :class:`ValData`."""
     from ..data import make_dataset
 
-    ds = make_dataset(data_root, "val", center_fractions=center_fractions,
-                      accelerations=accelerations, seed=seed)
+    ds = make_dataset(
+        data_root, "val", center_fractions=center_fractions, accelerations=accelerations, seed=seed
+    )
     items = [ds[i] for i in range(len(ds))]
     return ValData(
         image=torch.stack([s.image for s in items]).unsqueeze(1).float(),
@@ -145,5 +155,7 @@ def load_val(data_root, *, center_fractions=(0.08,), accelerations=(4,), seed: i
         mean=torch.tensor([float(s.mean) for s in items], dtype=torch.float64),
         std=torch.tensor([float(s.std) for s in items], dtype=torch.float64),
         max_value=torch.tensor([float(s.max_value) for s in items], dtype=torch.float64),
-        fname=[str(s.fname) for s in items], slice_num=[int(s.slice_num) for s in items],
-        acquisition=[ACQUISITION_NAMES.get(s.acquisition, s.acquisition) for s in items])
+        fname=[str(s.fname) for s in items],
+        slice_num=[int(s.slice_num) for s in items],
+        acquisition=[ACQUISITION_NAMES.get(s.acquisition, s.acquisition) for s in items],
+    )

@@ -49,21 +49,35 @@ class EvalResult:
 def _results_folder(results_dir) -> Path:
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
-        raise NotADirectoryError(f"results_dir {results_dir} is a file: give a folder for the "
-                                 "result tables (it is created if missing)")
+        raise NotADirectoryError(
+            f"results_dir {results_dir} is a file: give a folder for the "
+            "result tables (it is created if missing)"
+        )
     return results_dir
 
 
 def _write(results_dir: Path, prefix: str, table, frame, ex) -> dict:
-    return {"table": write_table(table, results_dir / f"{prefix}.csv"),
-            "sweep": write_table(frame, results_dir / f"{prefix}_sweep.csv"),
-            "examples": write_examples(results_dir / f"{prefix}_examples.npz", ex)}
+    return {
+        "table": write_table(table, results_dir / f"{prefix}.csv"),
+        "sweep": write_table(frame, results_dir / f"{prefix}_sweep.csv"),
+        "examples": write_examples(results_dir / f"{prefix}_examples.npz", ex),
+    }
 
 
-def evaluate_runs(run_dir, data_root, models: Sequence[str], results_dir, *, seed: int = 0,
-                  max_shift: int = 16, sweep_slices: int = 8, device: str = "auto",
-                  batch_size: int = 32, example_index: int | None = None,
-                  prefix: str = "in_distribution") -> EvalResult:
+def evaluate_runs(
+    run_dir,
+    data_root,
+    models: Sequence[str],
+    results_dir,
+    *,
+    seed: int = 0,
+    max_shift: int = 16,
+    sweep_slices: int = 8,
+    device: str = "auto",
+    batch_size: int = 32,
+    example_index: int | None = None,
+    prefix: str = "in_distribution",
+) -> EvalResult:
     """In-distribution evaluation of the trained ``models`` of ``run_dir`` on the
     validation split of ``data_root``: random protocol + exhaustive protocol on
     ``sweep_slices`` evenly spaced slices. Writes ``results_dir/{prefix}.csv/.json`` (tidy
@@ -75,24 +89,41 @@ def evaluate_runs(run_dir, data_root, models: Sequence[str], results_dir, *, see
     results_dir = _results_folder(results_dir)
     runs = load_runs(run_dir, models, device)
     cfg = next(iter(runs.values())).config
-    val = load_val(data_root, center_fractions=cfg.center_fractions,
-                   accelerations=cfg.accelerations, seed=seed)
+    val = load_val(
+        data_root, center_fractions=cfg.center_fractions, accelerations=cfg.accelerations, seed=seed
+    )
     table = evaluate_in_distribution(runs, val, max_shift=max_shift, seed=seed, batch_size=batch_size)
     idx = evenly_spaced_indices(len(val), sweep_slices)
     ids = [f"{Path(val.fname[i]).stem}:{val.slice_num[i]}" for i in idx]
-    t2, frame = exhaustive_shifts(runs, val.image[idx], acquisitions=[val.acquisition[i] for i in idx],
-                                  batch_size=batch_size, image_ids=ids)
+    t2, frame = exhaustive_shifts(
+        runs,
+        val.image[idx],
+        acquisitions=[val.acquisition[i] for i in idx],
+        batch_size=batch_size,
+        image_ids=ids,
+    )
     table = pd.concat([table, t2], ignore_index=True)
     ex = {"val": val_example(runs, val, example_index, max_shift=max_shift, seed=seed)}
     paths = _write(results_dir, prefix, table, frame, ex)
     return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
 
 
-def evaluate_runs_ood(run_dir, models: Sequence[str], results_dir, *, size: int = 128,
-                      image_dir=None, image_limit: int | None = None, seed: int = 0,
-                      max_shift: int = 16, sweep_images: int = 4,
-                      noise_count: int = 8, device: str = "auto", batch_size: int = 32,
-                      prefix: str = "ood") -> EvalResult:
+def evaluate_runs_ood(
+    run_dir,
+    models: Sequence[str],
+    results_dir,
+    *,
+    size: int = 128,
+    image_dir=None,
+    image_limit: int | None = None,
+    seed: int = 0,
+    max_shift: int = 16,
+    sweep_images: int = 4,
+    noise_count: int = 8,
+    device: str = "auto",
+    batch_size: int = 32,
+    prefix: str = "ood",
+) -> EvalResult:
     """Out-of-distribution evaluation on every set of :func:`apslib.data.ood_sets`: random
     protocol, exhaustive protocol on ``sweep_images`` images per set, and the first image of
     each set under its random shift as the examples. Writes ``results_dir/{prefix}.csv/.json``,
@@ -106,8 +137,9 @@ def evaluate_runs_ood(run_dir, models: Sequence[str], results_dir, *, size: int 
     for run in runs.values():  # before any image is made: the error names sizes that work
         check_size((size, size), run.model.config, what="OOD image size")
     sets = ood_sets(size, image_dir=image_dir, image_limit=image_limit, noise_count=noise_count, seed=seed)
-    table, frame = evaluate_ood(runs, sets, max_shift=max_shift, seed=seed,
-                                sweep_images=sweep_images, batch_size=batch_size)
+    table, frame = evaluate_ood(
+        runs, sets, max_shift=max_shift, seed=seed, sweep_images=sweep_images, batch_size=batch_size
+    )
     ex = {}
     for name, images in sets.items():  # the first (readable) image of each set, its random shift
         k = seeded_shifts(len(images), max_shift, seed)[0].tolist()

@@ -46,8 +46,15 @@ from ..shifts import roll2d, seeded_shifts, shift_each, shift_grid
 from .models import ModelRun, ValData, predict
 from .tables import flip_rows, stat_rows, summarise
 
-__all__ = ["EQ_METRICS", "count_flips", "smallest_phase_margin", "evaluate_in_distribution",
-           "evenly_spaced_indices", "exhaustive_shifts", "evaluate_ood"]
+__all__ = [
+    "EQ_METRICS",
+    "count_flips",
+    "smallest_phase_margin",
+    "evaluate_in_distribution",
+    "evenly_spaced_indices",
+    "exhaustive_shifts",
+    "evaluate_ood",
+]
 
 EQ_METRICS = ("eq_nmse", "eq_psnr", "eq_ssim")
 
@@ -56,8 +63,10 @@ EQ_METRICS = ("eq_nmse", "eq_psnr", "eq_ssim")
 # Flips and margins
 # --------------------------------------------------------------------------------------
 
-def count_flips(phases_x: Sequence[torch.Tensor], phases_shifted: Sequence[torch.Tensor],
-                shifts: torch.Tensor) -> torch.Tensor:
+
+def count_flips(
+    phases_x: Sequence[torch.Tensor], phases_shifted: Sequence[torch.Tensor], shifts: torch.Tensor
+) -> torch.Tensor:
     """First level (1-based) at which ``T_k x`` chose a grid other than the one predicted
     from ``x``'s choice (:func:`apslib.polyphase.predicted_phases`), per pair; 0 where every
     level follows the shift.
@@ -81,9 +90,12 @@ def smallest_phase_margin(run: ModelRun, x: torch.Tensor, *, batch_size: int = 3
     dev = next(run.model.parameters()).device
     out = []
     for start in range(0, x.shape[0], batch_size):
-        m = phase_margins(run.model, x[start:start + batch_size].to(dev, torch.float32))
-        out.append(torch.stack(m).min(0).values if m else
-                   torch.full((min(batch_size, x.shape[0] - start),), math.inf, dtype=torch.float64))
+        m = phase_margins(run.model, x[start : start + batch_size].to(dev, torch.float32))
+        out.append(
+            torch.stack(m).min(0).values
+            if m
+            else torch.full((min(batch_size, x.shape[0] - start),), math.inf, dtype=torch.float64)
+        )
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
@@ -95,6 +107,7 @@ def _margin_min(run: ModelRun, x: torch.Tensor, batch_size: int) -> float:
 # Random protocol
 # --------------------------------------------------------------------------------------
 
+
 def _groups(acqs: Sequence[str]):
     """``(acquisition, mask)`` per acquisition present, then ``("all", every sample)``."""
     acqs = list(acqs)
@@ -103,9 +116,16 @@ def _groups(acqs: Sequence[str]):
     yield "all", np.ones(len(acqs), dtype=bool)
 
 
-def evaluate_in_distribution(runs: dict[str, ModelRun], val: ValData, *, max_shift: int = 16,
-                             seed: int = 0, batch_size: int = 32, dataset: str = "val",
-                             zero_filled: bool = True) -> pd.DataFrame:
+def evaluate_in_distribution(
+    runs: dict[str, ModelRun],
+    val: ValData,
+    *,
+    max_shift: int = 16,
+    seed: int = 0,
+    batch_size: int = 32,
+    dataset: str = "val",
+    zero_filled: bool = True,
+) -> pd.DataFrame:
     """Random protocol on the validation set: equivariance (per slice), reconstruction
     and decline in PSNR (per volume), flips; tidy rows (see the module docstring)."""
     vols = val.volumes
@@ -133,11 +153,25 @@ def evaluate_in_distribution(runs: dict[str, ModelRun], val: ValData, *, max_shi
         for acq, mask in _groups(vol_acq):
             keys = dict(model=name, dataset=dataset, acquisition=acq)
             for metric in ("nmse", "psnr", "ssim"):
-                rows.extend(stat_rows(np.array(per[metric])[mask], stats=("mean", "min", "max"),
-                                      protocol="unshifted", metric=metric, **keys))
+                rows.extend(
+                    stat_rows(
+                        np.array(per[metric])[mask],
+                        stats=("mean", "min", "max"),
+                        protocol="unshifted",
+                        metric=metric,
+                        **keys,
+                    )
+                )
             if pred_shift is not None:
-                rows.extend(stat_rows(np.array(per["psnr_decline"])[mask], stats=("mean", "max"),
-                                      protocol="random", metric="psnr_decline", **keys))
+                rows.extend(
+                    stat_rows(
+                        np.array(per["psnr_decline"])[mask],
+                        stats=("mean", "max"),
+                        protocol="random",
+                        metric="psnr_decline",
+                        **keys,
+                    )
+                )
 
     if zero_filled:
         recon_rows("Zero-filled", val.denorm(val.image))
@@ -148,19 +182,36 @@ def evaluate_in_distribution(runs: dict[str, ModelRun], val: ValData, *, max_shi
         eq = image_metrics(out_s, shift_each(out, shifts))
         for acq, mask in _groups(val.acquisition):
             for metric in EQ_METRICS:
-                rows.extend(stat_rows(eq[metric][mask], model=name, dataset=dataset,
-                                      acquisition=acq, protocol="random", metric=metric))
+                rows.extend(
+                    stat_rows(
+                        eq[metric][mask],
+                        model=name,
+                        dataset=dataset,
+                        acquisition=acq,
+                        protocol="random",
+                        metric=metric,
+                    )
+                )
         recon_rows(name, val.denorm(out), val.denorm(out_s))
         if run.is_aps:
-            rows.extend(flip_rows(count_flips(ph, ph_s, shifts), _margin_min(run, val.image, batch_size),
-                                  run.depth, model=name, dataset=dataset, acquisition="all",
-                                  protocol="random"))
+            rows.extend(
+                flip_rows(
+                    count_flips(ph, ph_s, shifts),
+                    _margin_min(run, val.image, batch_size),
+                    run.depth,
+                    model=name,
+                    dataset=dataset,
+                    acquisition="all",
+                    protocol="random",
+                )
+            )
     return summarise(rows)
 
 
 # --------------------------------------------------------------------------------------
 # Exhaustive protocol
 # --------------------------------------------------------------------------------------
+
 
 def evenly_spaced_indices(n: int, count: int | None) -> list[int]:
     """``count`` evenly spaced indices in ``range(n)`` (all of them if ``count`` is None or
@@ -171,9 +222,15 @@ def evenly_spaced_indices(n: int, count: int | None) -> list[int]:
 
 
 @torch.no_grad()
-def exhaustive_shifts(runs: dict[str, ModelRun], x: torch.Tensor, *,
-                      acquisitions: Sequence[str] | None = None, dataset: str = "val",
-                      batch_size: int = 32, image_ids: Sequence | None = None):
+def exhaustive_shifts(
+    runs: dict[str, ModelRun],
+    x: torch.Tensor,
+    *,
+    acquisitions: Sequence[str] | None = None,
+    dataset: str = "val",
+    batch_size: int = 32,
+    image_ids: Sequence | None = None,
+):
     """Exhaustive protocol: every shift modulo ``2**depth`` of every image of ``x``
     ``(N, 1, H, W)``. Returns ``(tidy rows, per-pair frame)``; the frame has one row per
     ``(model, image, dy, dx)`` with the three equivariance metrics and the flip level.
@@ -186,32 +243,61 @@ def exhaustive_shifts(runs: dict[str, ModelRun], x: torch.Tensor, *,
     image_ids = list(image_ids) if image_ids is not None else list(range(len(x)))
     rows, frames = [], []
     for name, run in runs.items():
-        grid = torch.tensor(shift_grid(2 ** run.depth), dtype=torch.long)
+        grid = torch.tensor(shift_grid(2**run.depth), dtype=torch.long)
         assert grid[0].tolist() == [0, 0], "the reference is the first (zero) shift"
         per = []
         for b in range(len(x)):
             xs = torch.stack([roll2d(x[b], k) for k in grid.tolist()])
-            out_s, ph_s = predict(run, xs, batch_size=batch_size, return_phases=True,
-                                  uniform_batches=True)
+            out_s, ph_s = predict(run, xs, batch_size=batch_size, return_phases=True, uniform_batches=True)
             ref = torch.stack([roll2d(out_s[0], k) for k in grid.tolist()])
             eq = image_metrics(out_s, ref)
-            first = (count_flips([p[0].expand(len(grid)) for p in ph_s], ph_s, grid)
-                     if run.is_aps else torch.zeros(len(grid), dtype=torch.long))
-            per.append(pd.DataFrame({"model": name, "dataset": dataset, "image": image_ids[b],
-                                     "acquisition": acquisitions[b], "dy": grid[:, 0].numpy(),
-                                     "dx": grid[:, 1].numpy(), **eq, "flip_level": first.numpy()}))
+            first = (
+                count_flips([p[0].expand(len(grid)) for p in ph_s], ph_s, grid)
+                if run.is_aps
+                else torch.zeros(len(grid), dtype=torch.long)
+            )
+            per.append(
+                pd.DataFrame(
+                    {
+                        "model": name,
+                        "dataset": dataset,
+                        "image": image_ids[b],
+                        "acquisition": acquisitions[b],
+                        "dy": grid[:, 0].numpy(),
+                        "dx": grid[:, 1].numpy(),
+                        **eq,
+                        "flip_level": first.numpy(),
+                    }
+                )
+            )
         frame = pd.concat(per, ignore_index=True)
         frames.append(frame)
         groups = [(a, frame.acquisition == a) for a in sorted(set(acquisitions)) if a != "all"]
         for acq, mask in groups + [("all", slice(None))]:
             sub = frame[mask]
             for metric in EQ_METRICS:
-                rows.extend(stat_rows(sub[metric].to_numpy(), model=name, dataset=dataset,
-                                      acquisition=acq, protocol="exhaustive", metric=metric))
+                rows.extend(
+                    stat_rows(
+                        sub[metric].to_numpy(),
+                        model=name,
+                        dataset=dataset,
+                        acquisition=acq,
+                        protocol="exhaustive",
+                        metric=metric,
+                    )
+                )
         if run.is_aps:
-            rows.extend(flip_rows(torch.tensor(frame.flip_level.to_numpy(dtype=np.int64)),
-                                  _margin_min(run, x, batch_size), run.depth, model=name,
-                                  dataset=dataset, acquisition="all", protocol="exhaustive"))
+            rows.extend(
+                flip_rows(
+                    torch.tensor(frame.flip_level.to_numpy(dtype=np.int64)),
+                    _margin_min(run, x, batch_size),
+                    run.depth,
+                    model=name,
+                    dataset=dataset,
+                    acquisition="all",
+                    protocol="exhaustive",
+                )
+            )
     return summarise(rows), (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
 
 
@@ -219,8 +305,16 @@ def exhaustive_shifts(runs: dict[str, ModelRun], x: torch.Tensor, *,
 # Out of distribution
 # --------------------------------------------------------------------------------------
 
-def evaluate_ood(runs: dict[str, ModelRun], sets: dict, *, max_shift: int = 16, seed: int = 0,
-                 sweep_images: int = 4, batch_size: int = 32):
+
+def evaluate_ood(
+    runs: dict[str, ModelRun],
+    sets: dict,
+    *,
+    max_shift: int = 16,
+    seed: int = 0,
+    sweep_images: int = 4,
+    batch_size: int = 32,
+):
     """Equivariance on each out-of-distribution :class:`~apslib.data.ImageSet`: random
     protocol (one seeded shift per image) and the exhaustive protocol on ``sweep_images``
     evenly spaced images per set. Returns ``(tidy table, per-pair frame)``."""
@@ -235,16 +329,33 @@ def evaluate_ood(runs: dict[str, ModelRun], sets: dict, *, max_shift: int = 16, 
             out_s, ph_s = predict(run, x_shift, batch_size=batch_size, return_phases=True)
             eq = image_metrics(out_s, shift_each(out, shifts))
             for metric in EQ_METRICS:
-                rows.extend(stat_rows(eq[metric], model=name, dataset=set_name,
-                                      acquisition="all", protocol="random", metric=metric))
+                rows.extend(
+                    stat_rows(
+                        eq[metric],
+                        model=name,
+                        dataset=set_name,
+                        acquisition="all",
+                        protocol="random",
+                        metric=metric,
+                    )
+                )
             if run.is_aps:
-                rows.extend(flip_rows(count_flips(ph, ph_s, shifts), _margin_min(run, x, batch_size),
-                                      run.depth, model=name, dataset=set_name,
-                                      acquisition="all", protocol="random"))
+                rows.extend(
+                    flip_rows(
+                        count_flips(ph, ph_s, shifts),
+                        _margin_min(run, x, batch_size),
+                        run.depth,
+                        model=name,
+                        dataset=set_name,
+                        acquisition="all",
+                        protocol="random",
+                    )
+                )
         if sweep_images:
             idx = evenly_spaced_indices(len(x), sweep_images)
-            t, f = exhaustive_shifts(runs, x[idx], dataset=set_name, batch_size=batch_size,
-                                     image_ids=[names[i] for i in idx])
+            t, f = exhaustive_shifts(
+                runs, x[idx], dataset=set_name, batch_size=batch_size, image_ids=[names[i] for i in idx]
+            )
             rows.extend(t.to_dict("records"))
             frames.append(f)
     return summarise(rows), (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())

@@ -32,9 +32,22 @@ import torch
 
 from ..io import atomic_write_text
 
-__all__ = ["COLUMNS", "STATS", "stat_rows", "flip_rows", "summarise", "write_table", "read_table",
-           "order_models", "table1", "table2", "table4", "worst_case_table", "format_value",
-           "format_table"]
+__all__ = [
+    "COLUMNS",
+    "STATS",
+    "stat_rows",
+    "flip_rows",
+    "summarise",
+    "write_table",
+    "read_table",
+    "order_models",
+    "table1",
+    "table2",
+    "table4",
+    "worst_case_table",
+    "format_value",
+    "format_table",
+]
 
 COLUMNS = ["model", "dataset", "acquisition", "protocol", "metric", "statistic", "value", "n"]
 STATS = {"mean": np.mean, "median": np.median, "max": np.max, "min": np.min}
@@ -44,6 +57,7 @@ STATS = {"mean": np.mean, "median": np.median, "max": np.max, "min": np.min}
 # Tidy rows
 # --------------------------------------------------------------------------------------
 
+
 def stat_rows(values, *, stats=("mean", "median", "max", "min"), **keys) -> list[dict]:
     """One row per statistic of ``values`` (none for no values); ``keys`` fill the other
     columns (``model``, ``dataset``, ``acquisition``, ``protocol``, ``metric``)."""
@@ -51,8 +65,7 @@ def stat_rows(values, *, stats=("mean", "median", "max", "min"), **keys) -> list
     if v.size == 0:
         return []
     with np.errstate(invalid="ignore"):
-        return [{**keys, "statistic": s, "value": float(STATS[s](v)), "n": int(v.size)}
-                for s in stats]
+        return [{**keys, "statistic": s, "value": float(STATS[s](v)), "n": int(v.size)} for s in stats]
 
 
 def flip_rows(first: torch.Tensor, margin_min: float, depth: int, **keys) -> list[dict]:
@@ -60,8 +73,16 @@ def flip_rows(first: torch.Tensor, margin_min: float, depth: int, **keys) -> lis
     deviates (``flips_level1`` ... ``flips_level{depth}``), and the smallest phase margin."""
     n = int(first.numel())
     rows = [{**keys, "metric": "flips", "statistic": "count", "value": float((first > 0).sum()), "n": n}]
-    rows += [{**keys, "metric": f"flips_level{lv}", "statistic": "count",
-              "value": float((first == lv).sum()), "n": n} for lv in range(1, depth + 1)]
+    rows += [
+        {
+            **keys,
+            "metric": f"flips_level{lv}",
+            "statistic": "count",
+            "value": float((first == lv).sum()),
+            "n": n,
+        }
+        for lv in range(1, depth + 1)
+    ]
     rows.append({**keys, "metric": "phase_margin", "statistic": "min", "value": float(margin_min), "n": n})
     return rows
 
@@ -75,6 +96,7 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
 # Files
 # --------------------------------------------------------------------------------------
 
+
 def _json_value(v):
     if isinstance(v, float) and not math.isfinite(v):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
@@ -86,8 +108,10 @@ def write_table(df: pd.DataFrame, path) -> Path:
     records; non-finite values as the strings ``"inf"``/``"-inf"``/``"nan"``)."""
     path = Path(path).with_suffix(".csv")
     atomic_write_text(path, df.to_csv(index=False))
-    records = [{k: _json_value(v.item() if hasattr(v, "item") else v) for k, v in r.items()}
-               for r in df.to_dict("records")]
+    records = [
+        {k: _json_value(v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+        for r in df.to_dict("records")
+    ]
     atomic_write_text(path.with_suffix(".json"), json.dumps(records, indent=1) + "\n")
     return path
 
@@ -100,6 +124,7 @@ def read_table(path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 # Paper-shaped tables
 # --------------------------------------------------------------------------------------
+
 
 def _pick(df, **eq):
     m = np.ones(len(df), dtype=bool)
@@ -118,11 +143,17 @@ def table1(df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: st
     """Paper Table 1: equivariance NMSE/SSIM (random protocol, mean over slices) and
     unshifted NMSE/PSNR/SSIM (mean over volumes), PD / PDFS / all."""
     d = _pick(df, dataset=dataset, statistic="mean")
-    d = d[((d.protocol == "random") & d.metric.isin(["eq_nmse", "eq_ssim"]))
-          | ((d.protocol == "unshifted") & d.metric.isin(["nmse", "psnr", "ssim"]))]
+    d = d[
+        ((d.protocol == "random") & d.metric.isin(["eq_nmse", "eq_ssim"]))
+        | ((d.protocol == "unshifted") & d.metric.isin(["nmse", "psnr", "ssim"]))
+    ]
     t = d.pivot_table(index="model", columns=["metric", "acquisition"], values="value", aggfunc="first")
-    cols = [(m, a) for m in ("eq_nmse", "eq_ssim", "nmse", "psnr", "ssim")
-            for a in ("PD", "PDFS", "all") if (m, a) in t.columns]
+    cols = [
+        (m, a)
+        for m in ("eq_nmse", "eq_ssim", "nmse", "psnr", "ssim")
+        for a in ("PD", "PDFS", "all")
+        if (m, a) in t.columns
+    ]
     return t.loc[order_models(t.index, models), cols]
 
 
@@ -135,30 +166,44 @@ def table4(df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: st
     return t.loc[order_models(t.index, models), cols]
 
 
-def table2(df: pd.DataFrame, models: Sequence[str] | None = None, *,
-           protocol: str = "random") -> pd.DataFrame:
+def table2(
+    df: pd.DataFrame, models: Sequence[str] | None = None, *, protocol: str = "random"
+) -> pd.DataFrame:
     """Paper Table 2 on every out-of-distribution set: mean equivariance NMSE and SSIM
     (``protocol="random"``), or worst case (``"exhaustive"``: max NMSE, min SSIM)."""
-    stat = ({"eq_nmse": "mean", "eq_ssim": "mean"} if protocol == "random"
-            else {"eq_nmse": "max", "eq_ssim": "min"})
+    stat = (
+        {"eq_nmse": "mean", "eq_ssim": "mean"}
+        if protocol == "random"
+        else {"eq_nmse": "max", "eq_ssim": "min"}
+    )
     d = _pick(df, protocol=protocol, acquisition="all")
     d = d[d.metric.isin(list(stat)) & (d.statistic == d.metric.map(stat))]
     t = d.pivot_table(index="model", columns=["dataset", "metric"], values="value", aggfunc="first")
     return t.loc[order_models(t.index, models)]
 
 
-def worst_case_table(df: pd.DataFrame, models: Sequence[str] | None = None, *,
-                     dataset: str | None = "val") -> pd.DataFrame:
+def worst_case_table(
+    df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str | None = "val"
+) -> pd.DataFrame:
     """Exhaustive protocol per model (and dataset): mean and max NMSE, min PSNR, min SSIM,
     flip count, pairs and smallest phase margin (APS models)."""
     d = _pick(df, protocol="exhaustive", **({} if dataset is None else {"dataset": dataset}))
     d = d[d.acquisition == "all"]
-    wanted = [("eq_nmse", "mean"), ("eq_nmse", "max"), ("eq_psnr", "min"), ("eq_ssim", "min"),
-              ("flips", "count"), ("phase_margin", "min")]
+    wanted = [
+        ("eq_nmse", "mean"),
+        ("eq_nmse", "max"),
+        ("eq_psnr", "min"),
+        ("eq_ssim", "min"),
+        ("flips", "count"),
+        ("phase_margin", "min"),
+    ]
     d = d[[(m, s) in wanted for m, s in zip(d.metric, d.statistic)]]
     t = d.assign(col=d.metric + " " + d.statistic).pivot_table(
-        index=["dataset", "model"] if dataset is None else "model", columns="col", values="value",
-        aggfunc="first")
+        index=["dataset", "model"] if dataset is None else "model",
+        columns="col",
+        values="value",
+        aggfunc="first",
+    )
     n = d[d.metric == "eq_nmse"].groupby(["dataset", "model"] if dataset is None else "model").n.first()
     t["pairs"] = n
     cols = [f"{m} {s}" for m, s in wanted if f"{m} {s}" in t.columns] + ["pairs"]
@@ -171,6 +216,7 @@ def worst_case_table(df: pd.DataFrame, models: Sequence[str] | None = None, *,
 # --------------------------------------------------------------------------------------
 # Formatting
 # --------------------------------------------------------------------------------------
+
 
 def format_value(v, digits: int = 4) -> str:
     """One table entry as text: ``digits`` significant digits, scientific notation below

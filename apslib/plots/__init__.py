@@ -30,21 +30,47 @@ import numpy as np
 
 from ..io import atomic_open
 
-__all__ = ["COLUMN_WIDTH", "TEXT_WIDTH", "EXACT_ZERO_FLOOR", "STYLE_RC", "set_style", "save_figure",
-           "image_range", "plot_examples", "plot_training_curves", "plot_shift_heatmaps",
-           "plot_side_by_side", "plot_ood", "plot_distribution"]
+__all__ = [
+    "COLUMN_WIDTH",
+    "TEXT_WIDTH",
+    "EXACT_ZERO_FLOOR",
+    "STYLE_RC",
+    "set_style",
+    "save_figure",
+    "image_range",
+    "plot_examples",
+    "plot_training_curves",
+    "plot_shift_heatmaps",
+    "plot_side_by_side",
+    "plot_ood",
+    "plot_distribution",
+]
 
 COLUMN_WIDTH = 3.5  # inches: one column of a two-column IEEE paper
 TEXT_WIDTH = 7.16  # inches: the full text width of the same format
 EXACT_ZERO_FLOOR = 1e-20  # log-scale plots draw an exact 0 here
 
 STYLE_RC = {
-    "font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7, "xtick.labelsize": 6,
-    "ytick.labelsize": 6, "legend.fontsize": 6, "legend.title_fontsize": 6, "figure.titlesize": 8.5,
-    "axes.linewidth": 0.6, "grid.linewidth": 0.4, "lines.linewidth": 1.0, "lines.markersize": 4,
-    "figure.dpi": 100, "savefig.dpi": 200, "savefig.bbox": "tight", "savefig.pad_inches": 0.02,
-    "image.interpolation": "nearest", "image.cmap": "gray",
-    "pdf.fonttype": 42, "ps.fonttype": 42,  # TrueType in PDFs: the text stays editable
+    "font.size": 7,
+    "axes.titlesize": 7.5,
+    "axes.labelsize": 7,
+    "xtick.labelsize": 6,
+    "ytick.labelsize": 6,
+    "legend.fontsize": 6,
+    "legend.title_fontsize": 6,
+    "figure.titlesize": 8.5,
+    "axes.linewidth": 0.6,
+    "grid.linewidth": 0.4,
+    "lines.linewidth": 1.0,
+    "lines.markersize": 4,
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.02,
+    "image.interpolation": "nearest",
+    "image.cmap": "gray",
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,  # TrueType in PDFs: the text stays editable
 }
 
 
@@ -56,8 +82,9 @@ def set_style(**overrides) -> None:
     sns.set_theme(context="paper", style="whitegrid", rc={**STYLE_RC, **overrides})
 
 
-def save_figure(fig, folder, name: str, formats: Sequence[str] = ("png",), *,
-                dpi: float | None = None) -> list[Path]:
+def save_figure(
+    fig, folder, name: str, formats: Sequence[str] = ("png",), *, dpi: float | None = None
+) -> list[Path]:
     """Write ``fig`` as ``folder/name.<ext>`` for each format, atomically and with
     reproducible bytes; returns the paths. ``dpi`` defaults to the style's 200."""
     folder = Path(folder)
@@ -97,8 +124,14 @@ def _fmt(v: float) -> str:
     return f"{v:.2g}" if 1e-2 <= abs(v) < 1e3 else f"{v:.1e}".replace("e-0", "e-").replace("e+0", "e+")
 
 
-def plot_examples(ex, models: Sequence[str] | None = None, *, width: float = TEXT_WIDTH,
-                  title: str | None = None, diff_vmax: float | None = None):
+def plot_examples(
+    ex,
+    models: Sequence[str] | None = None,
+    *,
+    width: float = TEXT_WIDTH,
+    title: str | None = None,
+    diff_vmax: float | None = None,
+):
     """The examples figure of an :class:`apslib.evaluate.Examples`.
 
     Columns: the inputs (``x``, ``T_k x`` and, when known, the target ``y``), then one
@@ -120,12 +153,15 @@ def plot_examples(ex, models: Sequence[str] | None = None, *, width: float = TEX
     dmax = diff_vmax or max(float(diff[idx].max()) if idx else 0.0, 1e-12)
     ncol = len(names) + 1
     panel = width / (ncol + 0.35)
-    fig, axes = plt.subplots(4, ncol, figsize=(width, 4 * panel + 0.6), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(4, ncol, figsize=(width, 4 * panel + 0.6), squeeze=False, layout="constrained")
     k = tuple(int(v) for v in ex.shift)
     gray = dict(cmap="gray", vmin=vmin, vmax=vmax)
-    left = [(ex.input, "input x"), (ex.input_shifted, "shifted input T_k x"),
-            (ex.target, "target y"), (None, None)]
+    left = [
+        (ex.input, "input x"),
+        (ex.input_shifted, "shifted input T_k x"),
+        (ex.target, "target y"),
+        (None, None),
+    ]
     im_gray = im_diff = None
     for r, (image, label) in enumerate(left):
         ax = axes[r, 0]
@@ -133,8 +169,15 @@ def plot_examples(ex, models: Sequence[str] | None = None, *, width: float = TEX
             ax.axis("off")
             if r < 3:  # no target: an empty panel
                 continue
-            ax.text(0.0, 0.5, f"shift k = {k}\n(dy, dx) in pixels,\ncircular\n\nbottom row:\n"
-                    "|F(T_k x) - T_k F(x)|\nper model", transform=ax.transAxes, va="center", fontsize=6)
+            ax.text(
+                0.0,
+                0.5,
+                f"shift k = {k}\n(dy, dx) in pixels,\ncircular\n\nbottom row:\n"
+                "|F(T_k x) - T_k F(x)|\nper model",
+                transform=ax.transAxes,
+                va="center",
+                fontsize=6,
+            )
             continue
         im_gray = ax.imshow(image, **gray)
         ax.set_title(label)
@@ -153,12 +196,17 @@ def plot_examples(ex, models: Sequence[str] | None = None, *, width: float = TEX
     axes[3, 1].set_xlabel(f"{w} px")
     axes[0, 0].set_ylabel(f"{h} px")
     if im_gray is not None:
-        fig.colorbar(im_gray, ax=axes[:3, -1].tolist(), shrink=0.8, aspect=30,
-                     label="intensity (normalised units)")
+        fig.colorbar(
+            im_gray, ax=axes[:3, -1].tolist(), shrink=0.8, aspect=30, label="intensity (normalised units)"
+        )
     if im_diff is not None:
         fig.colorbar(im_diff, ax=axes[3, -1], shrink=0.9, aspect=12, label="|difference|")
-    fig.suptitle(title if title is not None else (f"{ex.label}: " if ex.label else "")
-                 + f"outputs under the shift k = {k} and the equivariance error")
+    fig.suptitle(
+        title
+        if title is not None
+        else (f"{ex.label}: " if ex.label else "")
+        + f"outputs under the shift k = {k} and the equivariance error"
+    )
     return fig
 
 

@@ -39,8 +39,9 @@ def _check_rows(rows: Mapping, what: str) -> None:
         raise ValueError(f"{what}: nothing to draw (no acquisition present)")
 
 
-def plot_targets(examples: Mapping[str, Sequence[tuple[str, int, np.ndarray]]], *,
-                 names: Mapping[str, str] | None = None):
+def plot_targets(
+    examples: Mapping[str, Sequence[tuple[str, int, np.ndarray]]], *, names: Mapping[str, str] | None = None
+):
     """Targets, one row per acquisition: ``examples`` maps an acquisition to its
     ``(file name, slice, target)`` triples (:func:`apslib.data.example_targets`).
 
@@ -55,11 +56,15 @@ def plot_targets(examples: Mapping[str, Sequence[tuple[str, int, np.ndarray]]], 
     h, w = next(iter(examples.values()))[0][2].shape
     wide = ncols >= 3  # up to 4 panels a row at text width; fewer at column width
     panel = TEXT_WIDTH / max(ncols, 4)
-    fig, axes = plt.subplots(len(examples), ncols, squeeze=False, layout="constrained",
-                             figsize=(TEXT_WIDTH if wide else COLUMN_WIDTH,
-                                      len(examples) * (panel * h / w + 0.25) + 0.4))
+    fig, axes = plt.subplots(
+        len(examples),
+        ncols,
+        squeeze=False,
+        layout="constrained",
+        figsize=(TEXT_WIDTH if wide else COLUMN_WIDTH, len(examples) * (panel * h / w + 0.25) + 0.4),
+    )
     for row, (acq, items) in zip(axes, examples.items()):
-        for ax in row[len(items):]:
+        for ax in row[len(items) :]:
             ax.axis("off")
         for ax, (fname, sl, target) in zip(row, items):
             ax.imshow(target, cmap="gray")
@@ -68,8 +73,11 @@ def plot_targets(examples: Mapping[str, Sequence[tuple[str, int, np.ndarray]]], 
             ax.grid(False)
         row[0].set_ylabel(f"{h} px")
     axes[-1, 0].set_xlabel(f"{w} px")
-    fig.suptitle("reconstruction_esc targets (validation split),"
-                 + (" " if wide else "\n") + "each panel on its own grey scale")
+    fig.suptitle(
+        "reconstruction_esc targets (validation split),"
+        + (" " if wide else "\n")
+        + "each panel on its own grey scale"
+    )
     return fig
 
 
@@ -101,8 +109,9 @@ def plot_kspace_mask(example: Mapping, *, acceleration: float, center_fraction: 
     return fig
 
 
-def plot_zero_filled(rows: Mapping[str, Mapping], *, acceleration: float,
-                     names: Mapping[str, str] | None = None):
+def plot_zero_filled(
+    rows: Mapping[str, Mapping], *, acceleration: float, names: Mapping[str, str] | None = None
+):
     """Zero-filled input, target and ``|difference|`` (at 4x contrast), one row per
     acquisition, all on the target's grey scale ``[0, max]`` of the row; ``rows`` maps an
     acquisition to :func:`apslib.data.inspect_slice`'s dict. ``acceleration`` labels the
@@ -111,19 +120,28 @@ def plot_zero_filled(rows: Mapping[str, Mapping], *, acceleration: float,
 
     _check_rows(rows, "plot_zero_filled")
     names = _short_names(names)
-    fig, axes = plt.subplots(len(rows), 3, squeeze=False, layout="constrained",
-                             figsize=(TEXT_WIDTH, len(rows) * (TEXT_WIDTH / 3 + 0.2) + 0.3))
+    fig, axes = plt.subplots(
+        len(rows),
+        3,
+        squeeze=False,
+        layout="constrained",
+        figsize=(TEXT_WIDTH, len(rows) * (TEXT_WIDTH / 3 + 0.2) + 0.3),
+    )
     for row, (acq, ex) in zip(axes, rows.items()):
         vmax = ex["target"].max()
         err = np.abs(ex["zero_filled"] - ex["target"])
-        for ax, img, title, vm in zip(row, (ex["zero_filled"], ex["target"], err),
-                                      ("zero-filled input", "target", "|difference| (4x contrast)"),
-                                      (vmax, vmax, vmax / 4)):
+        for ax, img, title, vm in zip(
+            row,
+            (ex["zero_filled"], ex["target"], err),
+            ("zero-filled input", "target", "|difference| (4x contrast)"),
+            (vmax, vmax, vmax / 4),
+        ):
             ax.imshow(img, cmap="gray", vmin=0, vmax=vm)
             ax.set(title=f"{names.get(acq, acq)}: {title}", xticks=[], yticks=[])
             ax.grid(False)
         row[0].set_ylabel(f"{ex['target'].shape[0]} px")
     axes[-1, 0].set_xlabel(f"{ex['target'].shape[1]} px")
-    fig.suptitle(f"Zero-filled input ({acceleration}x random mask) next to its target, "
-                 "on the target's grey scale")
+    fig.suptitle(
+        f"Zero-filled input ({acceleration}x random mask) next to its target, on the target's grey scale"
+    )
     return fig

@@ -21,13 +21,18 @@ from . import EXACT_ZERO_FLOOR, TEXT_WIDTH
 __all__ = ["plot_shift_heatmaps"]
 
 PSNR_CAP = 100.0  # dB: an exact pair's inf is drawn here
-LABELS = {"eq_nmse": "equivariance NMSE", "eq_psnr": "equivariance PSNR (dB)",
-          "eq_ssim": "equivariance SSIM"}
+LABELS = {"eq_nmse": "equivariance NMSE", "eq_psnr": "equivariance PSNR (dB)", "eq_ssim": "equivariance SSIM"}
 
 
-def plot_shift_heatmaps(frame, *, metric: str = "eq_nmse", reduce: str = "max",
-                        title: str = "", models: Sequence[str] | None = None,
-                        floor: float = EXACT_ZERO_FLOOR):
+def plot_shift_heatmaps(
+    frame,
+    *,
+    metric: str = "eq_nmse",
+    reduce: str = "max",
+    title: str = "",
+    models: Sequence[str] | None = None,
+    floor: float = EXACT_ZERO_FLOOR,
+):
     """Per model, ``metric`` over all shifts ``(dy, dx)`` modulo ``2**depth`` reduced over
     images (``"max"`` worst case or ``"mean"``), on one shared log colour scale for NMSE
     (zeros drawn at ``floor``) or a linear one (PSNR capped at 100 dB, SSIM). ``models``
@@ -54,8 +59,9 @@ def plot_shift_heatmaps(frame, *, metric: str = "eq_nmse", reduce: str = "max",
             allv = np.minimum(allv, PSNR_CAP)
         norm = Normalize(vmin=allv.min(), vmax=allv.max() if allv.max() > allv.min() else allv.min() + 1e-9)
     panel = TEXT_WIDTH / (len(names) + 0.5)
-    fig, axes = plt.subplots(1, len(names), figsize=(TEXT_WIDTH, panel + 0.7), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(TEXT_WIDTH, panel + 0.7), squeeze=False, layout="constrained"
+    )
     im = None
     label = LABELS.get(metric, metric)
     for c, (ax, name) in enumerate(zip(axes[0], names)):

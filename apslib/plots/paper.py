@@ -29,8 +29,16 @@ def _floored(v, floor: float):
 
 def _floor_line(ax, floor: float):
     ax.axhline(floor, color="0.5", ls=":", lw=0.8)
-    ax.annotate(f"exact 0 (drawn at {floor:.0e})", (0.01, floor), xycoords=("axes fraction", "data"),
-                xytext=(0, 2), textcoords="offset points", fontsize=6, color="0.4", va="bottom")
+    ax.annotate(
+        f"exact 0 (drawn at {floor:.0e})",
+        (0.01, floor),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, 2),
+        textcoords="offset points",
+        fontsize=6,
+        color="0.4",
+        va="bottom",
+    )
 
 
 def _model_axis(ax, names):
@@ -40,16 +48,30 @@ def _model_axis(ax, names):
     ax.set_xlabel("model")
 
 
-def plot_side_by_side(t, quantities: Sequence[str], *, ylabel: str, title: str, log: bool = True,
-                      floor: float = EXACT_ZERO_FLOOR, panel_titles: Sequence[str] | None = None):
+def plot_side_by_side(
+    t,
+    quantities: Sequence[str],
+    *,
+    ylabel: str,
+    title: str,
+    log: bool = True,
+    floor: float = EXACT_ZERO_FLOOR,
+    panel_titles: Sequence[str] | None = None,
+):
     """One panel per quantity of a :func:`apslib.paper.side_by_side` frame: this run (filled
     circles) and the paper (open diamonds) per model; on a log axis zeros are drawn at
     ``floor``."""
     import matplotlib.pyplot as plt
 
     names = list(t.index)
-    fig, axes = plt.subplots(1, len(quantities), figsize=(COLUMN_WIDTH * len(quantities), 2.6), squeeze=False,
-                             sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(quantities),
+        figsize=(COLUMN_WIDTH * len(quantities), 2.6),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     x = np.arange(len(names))
     for i, (ax, q) in enumerate(zip(axes[0], quantities)):
         ours, paper = t[(q, "ours")].to_numpy(float), t[(q, "paper")].to_numpy(float)
@@ -69,8 +91,13 @@ def plot_side_by_side(t, quantities: Sequence[str], *, ylabel: str, title: str, 
     return fig
 
 
-def plot_ood(ours, models: Sequence[str], *, floor: float = EXACT_ZERO_FLOOR,
-             title: str = "Out-of-distribution equivariance NMSE"):
+def plot_ood(
+    ours,
+    models: Sequence[str],
+    *,
+    floor: float = EXACT_ZERO_FLOOR,
+    title: str = "Out-of-distribution equivariance NMSE",
+):
     """Mean equivariance NMSE (random protocol) per model and OOD set of this run (tidy
     table ``ours``), with the paper's ImageNet values (open diamonds); log axis, zeros at
     ``floor``."""
@@ -78,8 +105,12 @@ def plot_ood(ours, models: Sequence[str], *, floor: float = EXACT_ZERO_FLOOR,
 
     from ..paper import paper_numbers
 
-    d = ours[(ours.metric == "eq_nmse") & (ours.protocol == "random") & (ours.statistic == "mean")
-             & (ours.acquisition == "all")]
+    d = ours[
+        (ours.metric == "eq_nmse")
+        & (ours.protocol == "random")
+        & (ours.statistic == "mean")
+        & (ours.acquisition == "all")
+    ]
     paper = paper_numbers().query("table == '2' and metric == 'eq_nmse'")
     names = list(dict.fromkeys([*models, *paper.model]))
     sets = list(dict.fromkeys(d.dataset))
@@ -90,11 +121,24 @@ def plot_ood(ours, models: Sequence[str], *, floor: float = EXACT_ZERO_FLOOR,
         v = d[d.dataset == s].groupby("model").value.first().reindex(names).to_numpy(float)
         v = _floored(v, floor)
         low = min(low, np.nanmin(np.append(v, np.inf)))
-        ax.plot(np.arange(len(names)) + (j - len(sets) / 2) * width, v, "o", ms=4, color=f"C{j}",
-                label=f"this run: {s}")
+        ax.plot(
+            np.arange(len(names)) + (j - len(sets) / 2) * width,
+            v,
+            "o",
+            ms=4,
+            color=f"C{j}",
+            label=f"this run: {s}",
+        )
     pv = _floored(paper.set_index("model").value.reindex(names).to_numpy(float), floor)
-    ax.plot(np.arange(len(names)) + (len(sets) / 2) * width, pv, "D", mfc="none", ms=5, color="C3",
-            label="paper: ImageNet val")
+    ax.plot(
+        np.arange(len(names)) + (len(sets) / 2) * width,
+        pv,
+        "D",
+        mfc="none",
+        ms=5,
+        color="C3",
+        label="paper: ImageNet val",
+    )
     ax.set_yscale("log")
     if low <= floor:
         _floor_line(ax, floor)
@@ -105,28 +149,61 @@ def plot_ood(ours, models: Sequence[str], *, floor: float = EXACT_ZERO_FLOOR,
     return fig
 
 
-def plot_distribution(sweeps: dict, models: Sequence[str], *, metric: str = "eq_nmse",
-                      floor: float = EXACT_ZERO_FLOOR, title: str = "", seed: int = 0):
+def plot_distribution(
+    sweeps: dict,
+    models: Sequence[str],
+    *,
+    metric: str = "eq_nmse",
+    floor: float = EXACT_ZERO_FLOOR,
+    title: str = "",
+    seed: int = 0,
+):
     """Distribution of per-(image, shift) ``metric`` over the exhaustive-protocol tables
     (``{panel title: per-pair frame}``), one box + strip per model, coloured by dataset;
     log axis for NMSE with zeros at ``floor``."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(COLUMN_WIDTH * len(sweeps), 2.8), squeeze=False,
-                             sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(sweeps),
+        figsize=(COLUMN_WIDTH * len(sweeps), 2.8),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     for i, (ax, (name, sw)) in enumerate(zip(axes[0], sweeps.items())):
         sw = sw[sw.model.isin(models)].copy()
         sw["plotted"] = _floored(sw[metric], floor) if metric == "eq_nmse" else sw[metric]
         order = [m for m in models if m in set(sw.model)]
         hue = "dataset" if sw.dataset.nunique() > 1 else None
-        sns.boxplot(data=sw, x="model", y="plotted", order=order, ax=ax, color="0.9", fliersize=0,
-                    linewidth=0.6, log_scale=metric == "eq_nmse")
+        sns.boxplot(
+            data=sw,
+            x="model",
+            y="plotted",
+            order=order,
+            ax=ax,
+            color="0.9",
+            fliersize=0,
+            linewidth=0.6,
+            log_scale=metric == "eq_nmse",
+        )
         state = np.random.get_state()  # seaborn jitters with the global RNG: fix it so the
-        np.random.seed(seed + i)          # same tables give the same figure
+        np.random.seed(seed + i)  # same tables give the same figure
         try:
-            sns.stripplot(data=sw, x="model", y="plotted", order=order, hue=hue, ax=ax, size=1.5,
-                          alpha=0.5, jitter=0.25, dodge=False, legend=bool(hue))
+            sns.stripplot(
+                data=sw,
+                x="model",
+                y="plotted",
+                order=order,
+                hue=hue,
+                ax=ax,
+                size=1.5,
+                alpha=0.5,
+                jitter=0.25,
+                dodge=False,
+                legend=bool(hue),
+            )
         finally:
             np.random.set_state(state)
         if metric == "eq_nmse" and (sw["plotted"] <= floor).any():

@@ -20,11 +20,18 @@ from . import EXACT_ZERO_FLOOR, TEXT_WIDTH
 
 __all__ = ["plot_training_curves"]
 
-TITLES = {"train_loss": "training loss", "val_loss": "validation loss",
-          "val_equiv_mse": "validation equivariance MSE\n$\\|F(T_k x) - T_k F(x)\\|^2$",
-          "val_psnr": "validation PSNR (dB)"}
-YLABELS = {"train_loss": "MSE (normalised units)", "val_loss": "MSE (normalised units)",
-           "val_equiv_mse": "MSE (normalised units)", "val_psnr": "PSNR (dB)"}
+TITLES = {
+    "train_loss": "training loss",
+    "val_loss": "validation loss",
+    "val_equiv_mse": "validation equivariance MSE\n$\\|F(T_k x) - T_k F(x)\\|^2$",
+    "val_psnr": "validation PSNR (dB)",
+}
+YLABELS = {
+    "train_loss": "MSE (normalised units)",
+    "val_loss": "MSE (normalised units)",
+    "val_equiv_mse": "MSE (normalised units)",
+    "val_psnr": "PSNR (dB)",
+}
 LINESTYLES = ["-", "--", "-.", ":"]  # models drawn on top of each other stay visible
 
 
@@ -40,8 +47,12 @@ def _label_short_log_axis(ax) -> None:
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
 
 
-def plot_training_curves(frame, metrics: Sequence[str] = ("train_loss", "val_loss", "val_equiv_mse"),
-                         order: Sequence[str] | None = None, floor: float = EXACT_ZERO_FLOOR):
+def plot_training_curves(
+    frame,
+    metrics: Sequence[str] = ("train_loss", "val_loss", "val_equiv_mse"),
+    order: Sequence[str] | None = None,
+    floor: float = EXACT_ZERO_FLOOR,
+):
     """One panel per metric (log scale, PSNR linear) against the epoch, one line per model
     (``order``: the models and their order; default: as they appear in ``frame``).
 
@@ -51,8 +62,9 @@ def plot_training_curves(frame, metrics: Sequence[str] = ("train_loss", "val_los
     import matplotlib.pyplot as plt
 
     models = list(order) if order is not None else list(dict.fromkeys(frame["model"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(TEXT_WIDTH * len(metrics) / 3, 2.6),
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(TEXT_WIDTH * len(metrics) / 3, 2.6), layout="constrained", squeeze=False
+    )
     for ax, metric in zip(axes[0], metrics):
         log = metric != "val_psnr"
         floored = False
@@ -62,8 +74,15 @@ def plot_training_curves(frame, metrics: Sequence[str] = ("train_loss", "val_los
             if log:
                 floored |= bool((values < floor).any())
                 values = np.maximum(values, floor)
-            ax.plot(sub["epoch"], values, marker="o", ms=3, label=m,
-                    linestyle=LINESTYLES[n % len(LINESTYLES)], zorder=len(models) - n)
+            ax.plot(
+                sub["epoch"],
+                values,
+                marker="o",
+                ms=3,
+                label=m,
+                linestyle=LINESTYLES[n % len(LINESTYLES)],
+                zorder=len(models) - n,
+            )
         if log:
             ax.set_yscale("log")
             _label_short_log_axis(ax)

@@ -1,0 +1,116 @@
+"""The numerics of training: one optimisation step, and the sums of one validation pass.
+
+Conventions: images are ``(B, 1, H, W)`` normalised tensors (``batch.image.unsqueeze(1)``);
+the output is cast to float32 and clamped to ``[-clamp, clamp]`` (``None``: no clamp)
+before any loss; ``amp`` runs the forward pass in bfloat16 autocast. Shifts come from
+:mod:`apslib.shifts`, de-normalisation from :func:`apslib.data.denormalize`, PSNR from
+:func:`apslib.metrics.psnr` (per slice, data range = the volume's ``max``). No function
+here touches files, seeds or processes: that is :mod:`apslib.train`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data as data_mod
+from .metrics import psnr
+from .shifts import random_shifts, roll2d, shift_each
+
+__all__ = ["augment_batch", "train_step", "to_device", "zero_filled_psnr", "validate"]
+
+
+def augment_batch(x: torch.Tensor, y: torch.Tensor, max_shift: int, generator: torch.Generator | None = None):
+    """The same random circular shift per sample on input and target: ``(x, y, shifts)``."""
+    shifts = random_shifts(x.shape[0], max_shift, generator)
+    return shift_each(x, shifts), shift_each(y, shifts), shifts
+
+
+def _loss_fn(name: str):
+    return F.mse_loss if name == "mse" else F.l1_loss
+
+
+def _forward(model: nn.Module, x: torch.Tensor, clamp: float | None, amp: bool) -> torch.Tensor:
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x)
+    out = out.float()
+    return out.clamp(-clamp, clamp) if clamp else out
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: str = "mse",
+    clamp: float | None = 6.0,
+    grad_clip: float | None = 1.0,
+    amp: bool = False,
+) -> torch.Tensor:
+    """One optimisation step on ``(x, y)`` (both ``(B, 1, H, W)``); returns the loss
+    (detached, on the device; no synchronisation)."""
+    out = _forward(model, x, clamp, amp)
+    value = _loss_fn(loss)(out, y.float())
+    optimizer.zero_grad(set_to_none=True)
+    value.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return value.detach()
+
+
+def _denorm(x: torch.Tensor, batch) -> torch.Tensor:
+    return data_mod.denormalize(x, batch.mean, batch.std)
+
+
+def to_device(batch, device: torch.device, fmt=torch.contiguous_format):
+    """``(x, y)`` of a batch as ``(B, 1, H, W)`` on ``device``."""
+    nb = device.type == "cuda"
+    x = batch.image.unsqueeze(1).to(device, non_blocking=nb)
+    return x.contiguous(memory_format=fmt), batch.target.unsqueeze(1).to(device, non_blocking=nb)
+
+
+@torch.no_grad()
+def zero_filled_psnr(loader) -> float:
+    """Mean PSNR over slices of the zero-filled input (de-normalised) against the target:
+    the bar every trained model must clear."""
+    values = [psnr(_denorm(b.image, b), _denorm(b.target, b), b.max_value) for b in loader]
+    return float(torch.cat(values).mean())
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    loader,
+    *,
+    device: torch.device,
+    clamp: float | None = 6.0,
+    loss: str = "mse",
+    amp: bool = False,
+    channels_last: bool = False,
+    max_shift: int = 16,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Validation sums ``[loss, equivariance MSE, PSNR, slices]`` (float64, on ``device``).
+
+    Loss and equivariance MSE are summed per batch times its size (divide by the slice
+    count for means); the equivariance MSE is ``MSE(F(T_k x), T_k F(x))`` with one random
+    shift ``k`` per batch drawn from ``generator``; the PSNR is summed per slice.
+    """
+    model.eval()
+    fn = _loss_fn(loss)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for batch in loader:
+        x, y = to_device(batch, device, fmt)
+        out = _forward(model, x, clamp, amp)
+        k = random_shifts(1, max_shift, generator)[0].tolist()
+        shifted = _forward(model, roll2d(x, k), clamp, amp)
+        n = x.shape[0]
+        sums[0] += fn(out, y).double() * n
+        sums[1] += F.mse_loss(shifted, roll2d(out, k)).double() * n
+        sums[2] += psnr(_denorm(out, batch), _denorm(y, batch), batch.max_value).sum()
+        sums[3] += n
+    return sums
