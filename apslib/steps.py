@@ -1,11 +1,12 @@
-"""The numerics of training: one optimisation step, and the sums of one validation pass.
+"""The building blocks of training: the model and datasets of a configuration, one
+optimisation step, and the sums of one validation pass.
 
 Conventions: images are ``(B, 1, H, W)`` normalised tensors (``batch.image.unsqueeze(1)``);
 the output is cast to float32 and clamped to ``[-clamp, clamp]`` (``None``: no clamp)
 before any loss; ``amp`` runs the forward pass in bfloat16 autocast. Shifts come from
 :mod:`apslib.shifts`, de-normalisation from :func:`apslib.data.denormalize`, PSNR from
 :func:`apslib.metrics.psnr` (per slice, data range = the volume's ``max``). No function
-here touches files, seeds or processes: that is :mod:`apslib.train`.
+here writes files, derives seeds or starts processes: that is :mod:`apslib.train`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,81 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import data as data_mod
+from .config import TrainConfig
 from .metrics import psnr
 from .shifts import random_shifts, roll2d, shift_each
+from .unet import UNet, UNetConfig
 
-__all__ = ["augment_batch", "train_step", "to_device", "zero_filled_psnr", "validate"]
+__all__ = [
+    "build_model",
+    "build_datasets",
+    "check_data_size",
+    "require_data_root",
+    "val_loader",
+    "worker_init_fn",
+    "augment_batch",
+    "train_step",
+    "to_device",
+    "zero_filled_psnr",
+    "validate",
+]
+
+
+def build_model(config: TrainConfig) -> UNet:
+    """The U-Net of ``config``, initialised from ``torch.manual_seed(config.seed)``."""
+    torch.manual_seed(config.seed)
+    return UNet(config.unet_config())
+
+
+def check_data_size(dataset, unet_config: UNetConfig, what: str = "data") -> None:
+    """``ValueError`` unless every image the model will see in ``dataset`` suits the U-Net
+    (the array sizes, not the header: :func:`apslib.data.check_dataset_size`)."""
+    data_mod.check_dataset_size(dataset, unet_config, what=what)
+
+
+def require_data_root(config: TrainConfig) -> None:
+    if config.data_root is None:
+        raise ValueError(
+            "TrainConfig.data_root is not set: point it at a fastMRI single-coil "
+            "folder (singlecoil_train/, singlecoil_val/)"
+        )
+    data_mod.check_data_root(config.data_root)
+
+
+def build_datasets(config: TrainConfig):
+    """``(train, val)`` datasets of ``config`` (checked against the U-Net's sizes)."""
+    require_data_root(config)
+    common = dict(
+        center_fractions=config.center_fractions,
+        accelerations=config.accelerations,
+        acquisition=config.acquisition,
+        volume_fraction=config.volume_fraction,
+        sample_fraction=config.sample_fraction,
+        seed=config.seed,
+    )
+    unet_cfg = config.unet_config()
+    out = []
+    for split in ("train", "val"):
+        ds = data_mod.make_dataset(config.data_root, split, **common)
+        check_data_size(ds, unet_cfg, f"{config.data_root} ({split})")
+        out.append(ds)
+    return tuple(out)
+
+
+def worker_init_fn(config: TrainConfig):
+    return data_mod.seed_mask_worker if config.workers else None
+
+
+def val_loader(config: TrainConfig, batch_size: int | None = None):
+    """The validation DataLoader of ``config`` (in order, fixed masks)."""
+    _, val = build_datasets(config)
+    return torch.utils.data.DataLoader(
+        val,
+        batch_size=batch_size or config.batch_size,
+        shuffle=False,
+        num_workers=config.workers,
+        worker_init_fn=worker_init_fn(config),
+    )
 
 
 def augment_batch(x: torch.Tensor, y: torch.Tensor, max_shift: int, generator: torch.Generator | None = None):

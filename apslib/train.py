@@ -32,10 +32,8 @@ needs the run folder on a shared file system)::
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +42,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import data as data_mod
 from . import runs
 from .config import TrainConfig, cli_parser, config_for, parse_cli
 from .device import resolve_device
 from .distributed import DistContext, setup_distributed
-from .metrics import psnr
 from .runs import (  # the run folder; the public names are re-exported for old callers
     PAPER_MODELS,
     RunConflictError,
@@ -62,11 +58,21 @@ from .runs import (  # the run folder; the public names are re-exported for old 
     read_run,
     slugify,
 )
-from .shifts import random_shifts
-from .steps import augment_batch, to_device, train_step, validate, zero_filled_psnr
-from .unet import UNet, UNetConfig
+from .steps import (
+    augment_batch,
+    build_datasets,
+    build_model,
+    check_data_size,
+    require_data_root,
+    to_device,
+    train_step,
+    val_loader,
+    validate,
+    worker_init_fn,
+    zero_filled_psnr,
+)
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped by topic, not sorted
     "PAPER_MODELS",
     "TrainConfig",
     "RunResult",
@@ -83,10 +89,8 @@ __all__ = [
     "build_datasets",
     "val_loader",
     "check_data_size",
-    "random_shifts",
     "augment_batch",
     "train_step",
-    "psnr",
     "zero_filled_psnr",
     "validate",
     "train",
@@ -115,71 +119,9 @@ class TrainingInterrupted(KeyboardInterrupt):
 _SHUFFLE, _MASK, _AUGMENT, _VAL_SHIFT, _LOADER = 1, 2, 3, 4, 5
 
 
-# --------------------------------------------------------------------------------------
-# Building blocks
-# --------------------------------------------------------------------------------------
-
-
-def build_model(config: TrainConfig) -> UNet:
-    """The U-Net of ``config``, initialised from ``torch.manual_seed(config.seed)``."""
-    torch.manual_seed(config.seed)
-    return UNet(config.unet_config())
-
-
 def _derive_seed(*parts: int) -> int:
     """A 32-bit seed for one purpose (and epoch, rank) of a run, from its seed."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
-def check_data_size(dataset, unet_config: UNetConfig, what: str = "data") -> None:
-    """``ValueError`` unless every image the model will see in ``dataset`` suits the U-Net
-    (the array sizes, not the header: :func:`apslib.data.check_dataset_size`)."""
-    data_mod.check_dataset_size(dataset, unet_config, what=what)
-
-
-def _require_data_root(config: TrainConfig) -> None:
-    if config.data_root is None:
-        raise ValueError(
-            "TrainConfig.data_root is not set: point it at a fastMRI single-coil "
-            "folder (singlecoil_train/, singlecoil_val/)"
-        )
-    data_mod.check_data_root(config.data_root)
-
-
-def build_datasets(config: TrainConfig):
-    """``(train, val)`` datasets of ``config`` (checked against the U-Net's sizes)."""
-    _require_data_root(config)
-    common = dict(
-        center_fractions=config.center_fractions,
-        accelerations=config.accelerations,
-        acquisition=config.acquisition,
-        volume_fraction=config.volume_fraction,
-        sample_fraction=config.sample_fraction,
-        seed=config.seed,
-    )
-    unet_cfg = config.unet_config()
-    out = []
-    for split in ("train", "val"):
-        ds = data_mod.make_dataset(config.data_root, split, **common)
-        check_data_size(ds, unet_cfg, f"{config.data_root} ({split})")
-        out.append(ds)
-    return tuple(out)
-
-
-def _worker_init(config: TrainConfig):
-    return data_mod.seed_mask_worker if config.workers else None
-
-
-def val_loader(config: TrainConfig, batch_size: int | None = None):
-    """The validation DataLoader of ``config`` (in order, fixed masks)."""
-    _, val = build_datasets(config)
-    return torch.utils.data.DataLoader(
-        val,
-        batch_size=batch_size or config.batch_size,
-        shuffle=False,
-        num_workers=config.workers,
-        worker_init_fn=_worker_init(config),
-    )
 
 
 # --------------------------------------------------------------------------------------
@@ -223,7 +165,7 @@ class _Run:
             batch_size=self.config.batch_size,
             num_workers=self.config.workers,
             pin_memory=self.device.type == "cuda",
-            worker_init_fn=_worker_init(self.config),
+            worker_init_fn=worker_init_fn(self.config),
         )
 
 
@@ -507,10 +449,15 @@ def train(
     :class:`TrainingInterrupted` on Ctrl-C.
     """
     start_time = time.perf_counter()
+    name = config.display_name
+
+    def elapsed() -> float:
+        return time.perf_counter() - start_time
+
     if config.run_dir is None:
         raise ValueError("TrainConfig.run_dir is not set: say where runs are written")
     path = runs.check_run_folder(config.run_path)
-    _require_data_root(config)
+    require_data_root(config)
     dist, device = setup_distributed(config.device)
     lock = run = None
     try:
@@ -521,37 +468,16 @@ def train(
             plan = runs.plan_run(config, path, retrain, quiet=True)  # another may have finished it
             dist.barrier()  # every rank has read the folder before rank 0 changes it
         if plan == "skip":
-            return RunResult(
-                config.display_name,
-                path,
-                config,
-                read_run(path)["history"],
-                done=True,
-                skipped=True,
-                seconds=time.perf_counter() - start_time,
-            )
-        dist.on_main(
-            lambda: runs.prepare_run(
-                path,
-                config,
-                fresh=plan == "fresh",
-                torch=torch.__version__,
-                device=str(device),
-                world_size=dist.world_size,
-            ),
-            "prepare the run folder",
-        )
+            history = read_run(path)["history"]
+            return RunResult(name, path, config, history, done=True, skipped=True, seconds=elapsed())
+        fresh, where = plan == "fresh", dict(torch=torch.__version__, device=str(device))
+        prepare = lambda: runs.prepare_run(path, config, fresh, world_size=dist.world_size, **where)  # noqa: E731
+        dist.on_main(prepare, "prepare the run folder")
         run = _setup(config, path, plan, train_ds, val_ds, dist, device)
         history = _loop(run, progress, callback)
         dist.barrier()
-        return RunResult(
-            config.display_name,
-            path,
-            config,
-            history,
-            done=len(history) >= config.epochs,
-            seconds=time.perf_counter() - start_time,
-        )
+        done = len(history) >= config.epochs
+        return RunResult(name, path, config, history, done=done, seconds=elapsed())
     except KeyboardInterrupt as err:
         if isinstance(err, TrainingInterrupted):
             raise
@@ -562,48 +488,11 @@ def train(
         dist.close()
 
 
-# --------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------
-
-
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def main(argv=None) -> int:
-    with warnings.catch_warnings():
-        warnings.showwarning = _print_warning  # one line per warning, no source excerpt
-        try:
-            config, args = parse_cli(argv)
-            if args.threads:
-                torch.set_num_threads(args.threads)
-            result = train(config, retrain=args.retrain, progress=not args.no_progress)
-        except TrainingInterrupted as err:
-            print(err, file=sys.stderr)
-            return 130
-        except KeyboardInterrupt:
-            print("interrupted; rerun the same command to start", file=sys.stderr)
-            return 130
-        except NonFiniteLossError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 3
-        except (TrainingError, ValueError, FileNotFoundError, data_mod.DataError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-    if int(os.environ.get("RANK", "0")) == 0:
-        f = result.final
-        state = "already finished, skipped (--retrain to train again)" if result.skipped else "done"
-        print(
-            f"{result.name}: {state}; {len(result.history)} epochs in {result.path}"
-            + (
-                f"; val loss {f['val_loss']:.4g}, equivariance MSE {f['val_equiv_mse']:.3g}, "
-                f"PSNR {f['val_psnr']:.2f} dB"
-                if f
-                else ""
-            )
-        )
-    return 0
+    """``python -m apslib.train``: see :mod:`apslib.train_cli`."""
+    from .train_cli import main as cli_main  # the CLI imports this module
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .filters import Blur, check_filter_size, check_padding_mode, circular_pad, zero_insert
+from .names import model_name
 from .polyphase import aps_down, aps_up, check_criterion, phase_shift, polyphase_norms
 
 __all__ = [
@@ -359,8 +360,6 @@ class UNetConfig:
     @property
     def name(self) -> str:
         """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-3``."""
-        from .runs import model_name  # the one naming rule (runs imports this module)
-
         return model_name(self.variant, self.filter_size)
 
     def to_dict(self) -> dict:

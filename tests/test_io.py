@@ -22,7 +22,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     atomic_write_text(p, "old")
     with pytest.raises(TypeError):
         atomic_write_json(p, {"bad": object()}, default=None)
-    with pytest.raises(pickle.PicklingError):
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # by Python version
         atomic_torch_save(lambda: 0, tmp_path / "a.txt")  # lambdas do not pickle
     assert p.read_text() == "old"
     assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]

@@ -13,7 +13,8 @@ import sys
 import pytest
 import torch
 
-from apslib import data, runs, shifts, train
+from apslib import data, metrics, runs, shifts, train
+from apslib.device import resolve_device
 from apslib.train import NonFiniteLossError, RunConflictError, TrainConfig, TrainingInterrupted
 from apslib.unet import UNet
 
@@ -76,7 +77,7 @@ def test_paper_model_names():
 
 def test_shift_augmentation_range_and_same_shift_on_input_and_target():
     g = torch.Generator().manual_seed(0)
-    k = train.random_shifts(20000, 16, g)
+    k = shifts.random_shifts(20000, 16, g)
     assert k.shape == (20000, 2)
     for axis in (0, 1):
         assert k[:, axis].min() == -16 and k[:, axis].max() == 15
@@ -238,15 +239,15 @@ def test_gpu_path_options_run_on_cpu(tiny_data, tmp_path):
     res = train.train(tiny(tiny_data, tmp_path, "APS-2", amp=True, channels_last=True), progress=False)
     rec = res.final
     assert all(math.isfinite(rec[k]) for k in ("train_loss", "val_loss", "val_psnr"))
-    assert train.resolve_device("cpu").type == "cpu"
-    assert train.resolve_device("auto").type in ("cuda", "mps", "cpu")
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
 
 
 def test_zero_filled_psnr_and_psnr(tiny_data):
     zf = train.zero_filled_psnr(train.val_loader(train.config_for("APS", data_root=tiny_data)))
     assert 5 < zf < 60
     t = torch.rand(2, 8, 8)
-    assert train.psnr(t, t + 0.1, torch.tensor([1.0, 2.0])).tolist() == pytest.approx(
+    assert metrics.psnr(t, t + 0.1, torch.tensor([1.0, 2.0])).tolist() == pytest.approx(
         [20.0, 20 + 20 * math.log10(2)]
     )
 

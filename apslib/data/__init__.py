@@ -47,16 +47,14 @@ from .fastmri import (
     check_data_root,
     check_dataset_size,
     check_multiple,
-    dataset_summary,
     denormalize,
-    example_targets,
-    inspect_slice,
     make_dataset,
     make_loaders,
     resolve_acquisition,
     seed_mask_worker,
     split_files,
 )
+from .inspect import dataset_summary, example_targets, inspect_slice
 from .ood import (
     IMAGE_EXTENSIONS,
     PHOTO_NAMES,
@@ -70,18 +68,15 @@ from .ood import (
     to_model_input,
 )
 from .synth import (
-    ISMRMRD_NS,
     MANIFEST,
     SYNTH_PATTERN,
     Anatomy,
     SynthParams,
-    ismrmrd_header,
-    kspace_shape,
     load_anatomy,
     synth_volume,
     synthesize_dataset,
-    write_fastmri_volume,
 )
+from .volumes import ISMRMRD_NS, ismrmrd_header, kspace_shape, write_fastmri_volume
 
 __all__ = [
     "ACQUISITIONS",

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from .common import DataError
-from .fastmri import check_data_root, dataset_summary
+from .fastmri import check_data_root
+from .inspect import dataset_summary
 from .synth import SynthParams, synthesize_dataset
 
 __all__ = ["main"]
