@@ -20,7 +20,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .runs import RUNTIME_FIELDS, model_name, parse_model_name, slugify
-from .unet import UNetConfig
+from .unet import UP_PADS, UNetConfig
 
 __all__ = [
     "TrainConfig",
@@ -63,6 +63,14 @@ class TrainConfig:
     channels: tuple[int, ...] | None = _opt(None, "depth+1 widths (default: 64*2**k)")
     criterion: str = _opt("l2", "APS norm: l2, l1 or linf")
     padding_mode: str = _opt("circular", "padding of convolutions and blurs")
+    up_pad: str = _opt(
+        "bottom_right",
+        "side of the decoder's k=2 conv padding (lpf/aps): bottom_right (the authors' code) or top_left",
+        choices=UP_PADS,
+    )
+    up_blur_gain: float = _opt(
+        1.0, "gain of the decoder's blur after zero insertion (lpf/aps): 1 (the authors') or 4"
+    )
     loss: str = _opt("mse", "training loss", choices=LOSSES)
     lr: float = _opt(1e-3, f"Adam learning rate, in (0, {MAX_LR:g}]")
     epochs: int = _opt(50, "epochs (more than a finished run's continue it)")
@@ -139,6 +147,8 @@ class TrainConfig:
             filter_size=self.filter_size,
             criterion=self.criterion,
             padding_mode=self.padding_mode,
+            up_pad=self.up_pad,
+            up_blur_gain=self.up_blur_gain,
         )
 
     @property
@@ -165,8 +175,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """A stored configuration; fields it lacks take the value the run was trained with
+        (before ``up_pad`` / ``up_blur_gain`` existed: :attr:`UNetConfig.LEGACY_UP`)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: v for k, v in {**UNetConfig.LEGACY_UP, **d}.items() if k in known})
 
     def identity(self) -> dict:
         """The fields that define the run (everything but :data:`RUNTIME_FIELDS`)."""

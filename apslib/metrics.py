@@ -35,6 +35,7 @@ __all__ = [
     "shift_grid",
     "relative_error",
     "psnr",
+    "decline_bound",
     "equivariance_errors",
     "equivariance_error_map",
     "phase_margins",
@@ -111,6 +112,22 @@ def volume_metrics(pred, target, maxval: float) -> dict[str, float]:
         "psnr": _scalar(fe.psnr(gt, pr, maxval=maxval)),
         "ssim": _scalar(fe.ssim(gt, pr, maxval=maxval)),
     }
+
+
+def decline_bound(ratio) -> np.ndarray:
+    """The largest change of PSNR (dB) a shift can cause, given ``ratio = ||F(T_k x) -
+    T_k F(x)|| / ||F(x) - y||`` (equivariance error over reconstruction error, same units).
+
+    Since ``F(T_k x) - T_k y = (F(T_k x) - T_k F(x)) + T_k (F(x) - y)`` and ``T_k`` keeps
+    norms, the triangle inequality puts ``rho = ||F(T_k x) - T_k y|| / ||F(x) - y||`` in
+    ``[1 - ratio, 1 + ratio]``; the decline in PSNR is ``20 |log10 rho|``, so at most
+    ``20 log10(1 + ratio)`` when the shifted PSNR is lower, ``-20 log10(1 - ratio)`` when
+    it is higher. Returns the larger, two-sided bound (``inf`` for ``ratio >= 1``).
+    With ``||F(x)|| ~ ||y||``, ``ratio ~ sqrt(eq NMSE / reconstruction NMSE)``.
+    """
+    r = np.asarray(ratio, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(r < 1, -20 * np.log10(np.clip(1 - r, 1e-300, None)), np.inf)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, max_value) -> torch.Tensor:

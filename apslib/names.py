@@ -12,7 +12,8 @@ import re
 
 __all__ = ["PAPER_MODELS", "model_name", "parse_model_name", "slugify"]
 
-PAPER_MODELS = ("Baseline", "LPF-3", "Baseline + DA", "APS", "APS-3")
+# the models of the paper's Tables 1, 2 and 4
+PAPER_MODELS = ("Baseline", "LPF-2", "LPF-3", "Baseline + DA", "APS", "APS-2", "APS-3")
 _MAX_FILTER = 7  # filters.MAX_FILTER_SIZE; names outside 1..7 are rejected here already
 
 _BASES = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS"}
@@ -43,7 +44,7 @@ def parse_model_name(name: str) -> dict:
     if not m:
         raise ValueError(
             f"unknown model name {name!r}: use Baseline, LPF-<j>, APS, APS-<j> (j = blur "
-            f"size 1..{_MAX_FILTER}), optionally followed by ' + DA'; the paper's five are "
+            f"size 1..{_MAX_FILTER}), optionally followed by ' + DA'; the paper's models are "
             f"{list(PAPER_MODELS)}"
         )
     variant = m.group(1).lower()

@@ -17,6 +17,7 @@ The figures of these frames are :func:`apslib.plots.plot_side_by_side`,
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pandas as pd
 from .evaluate.tables import format_value
 
 __all__ = [
+    "decline_consistency",
     "PAPER_FILE",
     "QUANTITIES",
     "paper_numbers",
@@ -141,19 +143,57 @@ def side_by_side(
 
 
 def flatten(t: pd.DataFrame) -> pd.DataFrame:
-    """``(quantity, source)`` columns as ``"quantity (source)"`` strings, model as a column."""
+    """Two-level columns ``(quantity, source)`` as ``"quantity (source)"`` strings, the
+    index (model, ...) as leading columns."""
     out = t.copy()
-    out.columns = [f"{q} ({s})" for q, s in t.columns]
+    if isinstance(t.columns, pd.MultiIndex):
+        out.columns = [f"{q} ({s})" for q, s in t.columns]
     return out.reset_index()
 
 
 def to_markdown(t: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub markdown table of a :func:`side_by_side` frame (missing values as ``-``)."""
-    flat = flatten(t)
-    head = "| " + " | ".join(flat.columns) + " |"
+    """A GitHub markdown table of a :func:`side_by_side` frame, or any table indexed by
+    model (missing values as ``-``)."""
+    flat, keys = flatten(t), t.index.nlevels
+    head = "| " + " | ".join(map(str, flat.columns)) + " |"
     rule = "|" + "---|" * len(flat.columns)
     body = [
-        "| " + " | ".join([str(r[0])] + [format_value(v, digits) for v in r[1:]]) + " |"
+        "| " + " | ".join([str(v) for v in r[:keys]] + [format_value(v, digits) for v in r[keys:]]) + " |"
         for r in flat.itertuples(index=False)
     ]
     return "\n".join([head, rule, *body]) + "\n"
+
+
+def decline_consistency() -> pd.DataFrame:
+    """Is the paper's Table 4 (decline in PSNR) consistent with its Table 1?
+
+    Per model in both tables and per acquisition (PD, PDFS): ``ratio =
+    sqrt(eq NMSE / reconstruction NMSE)`` (the equivariance error over the reconstruction
+    error, taking ``||F(x)|| ~ ||y||``), the one-sided bound ``20 log10(1 + ratio)`` (a
+    drop), the two-sided :func:`apslib.metrics.decline_bound`, and the paper's decline.
+    A bound from means is approximate (the paper gives no per-volume values); the
+    derivation is in :func:`apslib.metrics.decline_bound` and notebook 05.
+    """
+    from .metrics import decline_bound
+
+    p = paper_numbers()
+    t1, t4 = p[p.table == "1"], p[(p.table == "4") & (p.metric == "psnr_decline")]
+    rows = []
+    for model in [m for m in dict.fromkeys(t4.model) if m in set(t1.model)]:
+        decline = float(t4[t4.model == model].value.iloc[0])
+        for acq in ("PD", "PDFS"):
+            pick = t1[(t1.model == model) & (t1.acquisition == acq)].set_index("metric").value
+            ratio = math.sqrt(pick["eq_nmse"] / pick["nmse"])
+            rows.append(
+                {
+                    "model": model,
+                    "acquisition": acq,
+                    "eq_nmse": pick["eq_nmse"],
+                    "nmse": pick["nmse"],
+                    "ratio": ratio,
+                    "bound_drop_db": 20 * math.log10(1 + ratio),
+                    "bound_db": float(decline_bound(ratio)),
+                    "paper_decline_db": decline,
+                }
+            )
+    return pd.DataFrame(rows).set_index(["model", "acquisition"])

@@ -180,10 +180,12 @@ def aps_up(y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return z.reshape(b, c, 2 * h, 2 * w)
 
 
-def _roll_by_phase(u: torch.Tensor, idx: torch.Tensor, inverse: bool) -> torch.Tensor:
-    """Per-sample circular shift as one gather over the flattened pixels (one pass)."""
+def _roll_by_phase(u: torch.Tensor, idx: torch.Tensor, inverse: bool, offset: int = 0) -> torch.Tensor:
+    """Per-sample circular shift by ``(i + offset, j + offset)`` (negated if ``inverse``)
+    as one gather over the flattened pixels (one pass)."""
     b, c, h, w = u.shape
     i, j = phase_offsets(idx)
+    i, j = i + offset, j + offset
     if inverse:
         i, j = -i, -j
     rows = torch.remainder(torch.arange(h, device=u.device) - i.view(b, 1), h)
@@ -197,9 +199,11 @@ def _roll_by_phase(u: torch.Tensor, idx: torch.Tensor, inverse: bool) -> torch.T
     return torch.gather(flat, 2, src.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
 
 
-def _shift_by_phase(u: torch.Tensor, idx: torch.Tensor, circular: bool, inverse: bool):
+def _shift_by_phase(u: torch.Tensor, idx: torch.Tensor, circular: bool, inverse: bool, offset: int = 0):
     if circular and u.dim() == 4:
-        return _roll_by_phase(u, idx, inverse)
+        return _roll_by_phase(u, idx, inverse, offset)
+    if offset:
+        raise ValueError("a constant offset needs a circular shift of a (B, C, H, W) tensor")
     i, j = phase_offsets(idx)
     shape = (u.shape[0],) + (1,) * (u.dim() - 1)
     step = -1 if inverse else 1
@@ -223,21 +227,25 @@ class _PhaseShift(torch.autograd.Function):
     work of differentiating through the rolls and selections."""
 
     @staticmethod
-    def forward(ctx, u, idx, circular, inverse):
+    def forward(ctx, u, idx, circular, inverse, offset):
         ctx.save_for_backward(idx)
-        ctx.circular, ctx.inverse = circular, inverse
-        return _shift_by_phase(u, idx, circular, inverse)
+        ctx.circular, ctx.inverse, ctx.offset = circular, inverse, offset
+        return _shift_by_phase(u, idx, circular, inverse, offset)
 
     @staticmethod
     def backward(ctx, grad):
         (idx,) = ctx.saved_tensors
-        return _PhaseShift.apply(grad, idx, ctx.circular, not ctx.inverse), None, None, None
+        back = _PhaseShift.apply(grad, idx, ctx.circular, not ctx.inverse, ctx.offset)
+        return back, None, None, None, None
 
 
 def phase_shift(
-    u: torch.Tensor, idx: torch.Tensor, *, circular: bool = True, inverse: bool = False
+    u: torch.Tensor, idx: torch.Tensor, *, circular: bool = True, inverse: bool = False, offset: int = 0
 ) -> torch.Tensor:
     """Shift each sample ``b`` of ``u`` by its phase offsets ``(i, j)`` (down and right).
+
+    ``offset`` adds a constant to both offsets (circular shifts only): ``offset=-1``
+    shifts by ``(i - 1, j - 1)``, one gather instead of a gather and a roll.
 
     ``inverse=True`` shifts by ``(-i, -j)`` instead, so that the chosen grid of sample ``b``
     lands on ``(0, 0)``: ``phase_shift(x, idx, inverse=True)[..., ::2, ::2]`` equals the
@@ -245,7 +253,7 @@ def phase_shift(
     shifts in zeros. Differentiable (the gradient is the opposite shift).
     """
     _check_idx(idx, u.shape[0])
-    return _PhaseShift.apply(u, idx, bool(circular), bool(inverse))
+    return _PhaseShift.apply(u, idx, bool(circular), bool(inverse), int(offset))
 
 
 def predicted_phases(phases: Sequence[torch.Tensor], shifts) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -265,7 +265,7 @@ def read_run(path) -> dict:
 def load_model(path, device: str | torch.device = "cpu") -> UNet:
     """The trained U-Net of a run folder (or a checkpoint file), in eval mode."""
     ckpt = read_checkpoint(path)
-    model = UNet(UNetConfig(**{**ckpt["unet"], "channels": tuple(ckpt["unet"]["channels"])}))
+    model = UNet(UNetConfig.from_dict(ckpt["unet"]))  # older checkpoints: the form they had
     model.load_state_dict(ckpt["model"])
     return model.to(resolve_device(device)).eval()
 
@@ -317,7 +317,9 @@ def plan_run(config: TrainConfig, path: Path, retrain: bool, *, quiet: bool = Fa
     ckpt_file = path / CHECKPOINT_FILE
     if completed == 0 and not ckpt_file.exists():
         return "fresh"  # nothing to lose: a run that failed before its first epoch
-    old = {k: v for k, v in cfg.get("config", {}).items() if k not in RUNTIME_FIELDS}
+    # runs written before a field existed were trained with its legacy value
+    stored = {**UNetConfig.LEGACY_UP, **cfg.get("config", {})}
+    old = {k: v for k, v in stored.items() if k not in RUNTIME_FIELDS}
     diff = _diff(old, _normalise(config.identity()))
     if diff:
         raise RunConflictError(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["roll2d", "shift_grid", "shift_each", "random_shifts", "seeded_shifts"]
+__all__ = ["roll2d", "shift_grid", "shift_each", "random_shifts", "seeded_shifts", "informative_shifts"]
 
 
 def roll2d(x: torch.Tensor, shift: Sequence[int]) -> torch.Tensor:
@@ -44,3 +44,20 @@ def random_shifts(n: int, max_shift: int, generator: torch.Generator | None = No
 def seeded_shifts(n: int, max_shift: int = 16, seed: int = 0) -> torch.Tensor:
     """:func:`random_shifts` from a generator seeded with ``seed`` (same seed, same shifts)."""
     return random_shifts(n, max_shift, torch.Generator().manual_seed(int(seed)))
+
+
+def informative_shifts(
+    n: int, max_shift: int, period: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """:func:`random_shifts` that are never a multiple of ``period`` on both axes.
+
+    A circular U-Net with ``depth`` stride-2 levels is exactly equivariant to shifts by
+    multiples of ``period = 2**depth`` (every model is, Baseline included), so such a shift
+    measures nothing. Each offending draw gets ``dx + 1`` (wrapped into
+    ``[-max_shift, max_shift - 1]``), which is not a multiple of ``period >= 2``.
+    """
+    k = random_shifts(n, max_shift, generator)
+    if int(period) >= 2:
+        free = (k[:, 0] % period == 0) & (k[:, 1] % period == 0)
+        k[free, 1] = (k[free, 1] + 1 + max_shift) % (2 * max_shift) - max_shift
+    return k

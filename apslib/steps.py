@@ -18,7 +18,7 @@ from torch import nn
 from . import data as data_mod
 from .config import TrainConfig
 from .metrics import psnr
-from .shifts import random_shifts, roll2d, shift_each
+from .shifts import informative_shifts, random_shifts, shift_each
 from .unet import UNet, UNetConfig
 
 __all__ = [
@@ -163,13 +163,16 @@ def validate(
     amp: bool = False,
     channels_last: bool = False,
     max_shift: int = 16,
+    period: int = 1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Validation sums ``[loss, equivariance MSE, PSNR, slices]`` (float64, on ``device``).
 
-    Loss and equivariance MSE are summed per batch times its size (divide by the slice
-    count for means); the equivariance MSE is ``MSE(F(T_k x), T_k F(x))`` with one random
-    shift ``k`` per batch drawn from ``generator``; the PSNR is summed per slice.
+    Loss and equivariance MSE are summed per slice (divide by the slice count for means);
+    the equivariance MSE is ``MSE(F(T_k x), T_k F(x))`` with one random shift ``k`` per
+    slice drawn from ``generator``, never a multiple of ``period`` (the model's
+    ``2**depth``) on both axes (:func:`apslib.shifts.informative_shifts`: such a shift is
+    free for every circular U-Net); the PSNR is summed per slice.
     """
     model.eval()
     fn = _loss_fn(loss)
@@ -178,11 +181,11 @@ def validate(
     for batch in loader:
         x, y = to_device(batch, device, fmt)
         out = _forward(model, x, clamp, amp)
-        k = random_shifts(1, max_shift, generator)[0].tolist()
-        shifted = _forward(model, roll2d(x, k), clamp, amp)
+        k = informative_shifts(x.shape[0], max_shift, period, generator)
+        shifted = _forward(model, shift_each(x, k), clamp, amp)
         n = x.shape[0]
         sums[0] += fn(out, y).double() * n
-        sums[1] += F.mse_loss(shifted, roll2d(out, k)).double() * n
+        sums[1] += F.mse_loss(shifted, shift_each(out, k)).double() * n
         sums[2] += psnr(_denorm(out, batch), _denorm(y, batch), batch.max_value).sum()
         sums[3] += n
     return sums

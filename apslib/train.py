@@ -293,6 +293,7 @@ def _validate_epoch(run: _Run) -> dict:
             amp=c.amp,
             channels_last=c.channels_last,
             max_shift=c.max_shift,
+            period=2**c.depth,
             generator=gen,
         )
     ).cpu()

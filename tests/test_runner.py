@@ -149,7 +149,7 @@ NB02 = runner.NOTEBOOK_DIR / "02_train.ipynb"
             "models",
             "APS",
             "-p models 'APS': 02_train.ipynb expects a list (default "
-            '["Baseline", "LPF-3", "Baseline + DA", "APS", "APS-3"]), got a str',
+            '["Baseline", "LPF-2", "LPF-3", "Baseline + DA", "APS", "APS-2", "APS-3"]), got a str',
         ),
         (
             NB01,

@@ -223,7 +223,7 @@ def test_refused_combinations_really_tie(criterion, filter_size):
     """Why they are refused: on the map APS-D sees, the top two norms tie exactly."""
     from apslib import polyphase_norms
     from apslib.filters import blur
-    from apslib.unet import _pool_stride1
+    from apslib.layers import _pool_stride1
 
     x = torch.randn(4, 3, 16, 16, dtype=torch.float64).relu()
     m = blur(_pool_stride1(x, "circular"), filter_size)

@@ -41,6 +41,7 @@ from .protocols import (
 )
 from .tables import (
     COLUMNS,
+    decline_bound_table,
     flip_rows,
     format_table,
     format_value,
@@ -82,6 +83,7 @@ __all__ = [
     "table1",
     "table2",
     "table4",
+    "decline_bound_table",
     "worst_case_table",
     "format_value",
     "format_table",

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..metrics import image_metrics, phase_margins, volume_metrics, volume_psnr
+from ..metrics import decline_bound, image_metrics, phase_margins, volume_metrics, volume_psnr
 from ..polyphase import predicted_phases
 from ..shifts import roll2d, seeded_shifts, shift_each, shift_grid
 from .models import ModelRun, ValData, predict
@@ -140,7 +140,8 @@ def evaluate_in_distribution(
     rows: list[dict] = []
 
     def recon_rows(name, pred, pred_shift=None):
-        per = {"nmse": [], "psnr": [], "ssim": [], "psnr_decline": []}
+        per = {"nmse": [], "psnr": [], "ssim": [], "psnr_decline": [], "psnr_decline_bound": []}
+        pred_moved = shift_each(pred, shifts) if pred_shift is not None else None
         for v in vols:
             ix = vidx[v]
             mx = float(val.max_value[ix[0]])
@@ -150,6 +151,10 @@ def evaluate_in_distribution(
             if pred_shift is not None:
                 shifted = volume_psnr(pred_shift[ix, 0], y_shift[ix, 0], mx)
                 per["psnr_decline"].append(abs(m["psnr"] - shifted))
+                # how large the decline could be, from this volume's two errors
+                eq = float((pred_shift[ix] - pred_moved[ix]).norm())
+                rec = float((pred[ix] - y[ix]).norm())
+                per["psnr_decline_bound"].append(float(decline_bound(eq / rec if rec else np.inf)))
         for acq, mask in _groups(vol_acq):
             keys = dict(model=name, dataset=dataset, acquisition=acq)
             for metric in ("nmse", "psnr", "ssim"):
@@ -163,15 +168,16 @@ def evaluate_in_distribution(
                     )
                 )
             if pred_shift is not None:
-                rows.extend(
-                    stat_rows(
-                        np.array(per["psnr_decline"])[mask],
-                        stats=("mean", "max"),
-                        protocol="random",
-                        metric="psnr_decline",
-                        **keys,
+                for metric in ("psnr_decline", "psnr_decline_bound"):
+                    rows.extend(
+                        stat_rows(
+                            np.array(per[metric])[mask],
+                            stats=("mean", "max"),
+                            protocol="random",
+                            metric=metric,
+                            **keys,
+                        )
                     )
-                )
 
     if zero_filled:
         recon_rows("Zero-filled", val.denorm(val.image))

@@ -166,6 +166,21 @@ def table4(df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: st
     return t.loc[order_models(t.index, models), cols]
 
 
+def decline_bound_table(
+    df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str = "val"
+) -> pd.DataFrame:
+    """Per model (acquisition ``all``): the mean and max decline in PSNR (dB) next to the
+    mean and max of its per-volume bound :func:`apslib.metrics.decline_bound`; the decline
+    never exceeds the bound volume by volume."""
+    d = _pick(df, dataset=dataset, acquisition="all")
+    d = d[d.metric.isin(["psnr_decline", "psnr_decline_bound"])]
+    t = d.pivot_table(index="model", columns=["metric", "statistic"], values="value", aggfunc="first")
+    cols = [
+        (m, s) for m in ("psnr_decline", "psnr_decline_bound") for s in ("mean", "max") if (m, s) in t.columns
+    ]
+    return t.loc[order_models(t.index, models), cols]
+
+
 def table2(
     df: pd.DataFrame, models: Sequence[str] | None = None, *, protocol: str = "random"
 ) -> pd.DataFrame:
