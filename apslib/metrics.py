@@ -127,7 +127,8 @@ def decline_bound(ratio) -> np.ndarray:
     """
     r = np.asarray(ratio, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        return np.where(r < 1, -20 * np.log10(np.clip(1 - r, 1e-300, None)), np.inf)
+        bound = np.where(r < 1, -20 * np.log10(np.clip(1 - r, 1e-300, None)), np.inf)
+    return bound + 0.0  # -0.0 (r = 0) as 0.0
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, max_value) -> torch.Tensor:
