@@ -19,7 +19,8 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .runs import RUNTIME_FIELDS, model_name, parse_model_name, slugify
+from .names import PAPER_MODELS, model_name, parse_model_name, slugify
+from .runs import RUNTIME_FIELDS
 from .unet import UP_PADS, UNetConfig
 
 __all__ = [
@@ -242,7 +243,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         "--model",
         default=argparse.SUPPRESS,
         help="a paper name instead of --variant/--filter-size/--shift-augment: "
-        "'Baseline', 'LPF-3', 'Baseline + DA', 'APS', 'APS-3'",
+        + ", ".join(repr(m) for m in PAPER_MODELS),
     )
     for f in fields(TrainConfig):
         meta = f.metadata

@@ -1,4 +1,19 @@
-"""Shared test set-up: print how long each notebook took in the papermill smoke run."""
+"""Shared test set-up: a tiny embedded dataset for training tests, and how long each
+notebook took in the papermill smoke run."""
+
+import pytest
+
+from apslib import data
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """2 training and 1 validation volume of 2 slices, 32x32 (one per test module)."""
+    root = tmp_path_factory.mktemp("data")
+    data.synthesize_dataset(
+        root, size=32, train_volumes=2, val_volumes=1, slices_per_volume=2, progress=False
+    )
+    return root
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

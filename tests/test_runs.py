@@ -14,21 +14,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apslib import data, runs, train
+from apslib import runs, train
 from apslib.config import TrainConfig, config_for
 from apslib.runs import CheckpointError, RunLock, RunLockedError
 from apslib.unet import UNetConfig
 
 TINY = dict(depth=2, channels=(4, 8, 16), batch_size=2, epochs=1, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    data.synthesize_dataset(
-        root, size=32, train_volumes=2, val_volumes=1, slices_per_volume=2, progress=False
-    )
-    return root
 
 
 @pytest.fixture(scope="module")

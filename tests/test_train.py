@@ -13,21 +13,12 @@ import sys
 import pytest
 import torch
 
-from apslib import data, metrics, runs, shifts, train
+from apslib import metrics, runs, shifts, train
 from apslib.device import resolve_device
 from apslib.train import NonFiniteLossError, RunConflictError, TrainConfig, TrainingInterrupted
 from apslib.unet import UNet
 
 TINY = dict(depth=2, channels=(4, 8, 16), batch_size=2, epochs=1, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    data.synthesize_dataset(
-        root, size=32, train_volumes=2, val_volumes=1, slices_per_volume=2, progress=False
-    )
-    return root
 
 
 def tiny(tiny_data, run_dir, name="APS", **kw):
