@@ -146,49 +146,15 @@ def test_rerun_is_a_no_op_and_new_arguments_rewrite(tmp_path):
 
 def test_cli_synth_writes_both_splits_with_a_progress_bar(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = data.main(
-        [
-            "synth",
-            "--out",
-            str(out),
-            "--train-volumes",
-            "1",
-            "--val-volumes",
-            "1",
-            "--size",
-            "32",
-            "--slices",
-            "2",
-            "--seed",
-            "3",
-        ]
-    )
+    args = ["synth", "--out", str(out), "--train-volumes", "1", "--val-volumes", "1", "--size", "32"]
+    args += ["--slices", "2", "--seed", "3"]
+    rc = data.main(args)
     assert rc == 0
     captured = capsys.readouterr()
     assert "vol" in captured.err and "wrote 2 volumes" in captured.out
     assert (out / "singlecoil_train" / "file_synth_train_0000.h5").is_file()
     assert (out / "singlecoil_val" / "file_synth_val_0000.h5").is_file()
-    assert (
-        data.main(
-            [
-                "synth",
-                "--out",
-                str(out),
-                "--train-volumes",
-                "1",
-                "--val-volumes",
-                "1",
-                "--size",
-                "32",
-                "--slices",
-                "2",
-                "--seed",
-                "3",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert data.main([*args, "--quiet"]) == 0
     assert "up to date" in capsys.readouterr().out
     assert data.main(["synth", "--out", str(out), "--size", "31", "--quiet"]) == 1
     assert "size must be" in capsys.readouterr().err

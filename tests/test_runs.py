@@ -20,6 +20,7 @@ from apslib.runs import CheckpointError, RunLock, RunLockedError
 from apslib.unet import UNetConfig
 
 TINY = dict(depth=2, channels=(4, 8, 16), batch_size=2, epochs=1, device="cpu")
+TINY_NET = ["--depth", "2", "--channels", "4", "8", "16"]  # TINY's network as CLI flags
 
 
 @pytest.fixture(scope="module")
@@ -173,12 +174,7 @@ def test_training_stops_at_the_lock_of_another_process(tiny_data, holder, capsys
             "APS",
             "--name",
             "run",
-            "--depth",
-            "2",
-            "--channels",
-            "4",
-            "8",
-            "16",
+            *TINY_NET,
             "--epochs",
             "1",
             "--device",
@@ -251,12 +247,7 @@ def test_resume_from_truncated_checkpoint_is_one_line_from_the_cli(run_copy, cap
         cfg.run_dir,
         "--model",
         "APS",
-        "--depth",
-        "2",
-        "--channels",
-        "4",
-        "8",
-        "16",
+        *TINY_NET,
         "--epochs",
         "2",
         "--batch-size",

@@ -19,6 +19,7 @@ from apslib.train import NonFiniteLossError, RunConflictError, TrainConfig, Trai
 from apslib.unet import UNet
 
 TINY = dict(depth=2, channels=(4, 8, 16), batch_size=2, epochs=1, device="cpu")
+TINY_NET = ["--depth", "2", "--channels", "4", "8", "16"]  # TINY's network as CLI flags
 
 
 def tiny(tiny_data, run_dir, name="APS", **kw):
@@ -256,12 +257,7 @@ def test_cli(tiny_data, tmp_path, capsys):
         "lpf",
         "--filter-size",
         "2",
-        "--depth",
-        "2",
-        "--channels",
-        "4",
-        "8",
-        "16",
+        *TINY_NET,
         "--epochs",
         "1",
         "--batch-size",
@@ -317,12 +313,7 @@ def test_ddp_two_processes_gloo(tiny_data, tmp_path):
         str(tmp_path),
         "--model",
         "APS",
-        "--depth",
-        "2",
-        "--channels",
-        "4",
-        "8",
-        "16",
+        *TINY_NET,
         "--epochs",
         "1",
         "--batch-size",
@@ -404,12 +395,7 @@ def test_cli_has_an_option_per_config_field_and_keeps_the_old_flags():
             [
                 "--model",
                 "LPF-3",
-                "--depth",
-                "2",
-                "--channels",
-                "4",
-                "8",
-                "16",
+                *TINY_NET,
                 "--lr",
                 "3e-3",
                 "--clamp",
@@ -521,12 +507,7 @@ def _args(tiny_data, run_dir, *extra, model="APS", epochs=1):
         str(run_dir),
         "--model",
         model,
-        "--depth",
-        "2",
-        "--channels",
-        "4",
-        "8",
-        "16",
+        *TINY_NET,
         "--epochs",
         str(epochs),
         "--batch-size",
