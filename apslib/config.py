@@ -19,7 +19,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .names import PAPER_MODELS, model_name, parse_model_name, slugify
+from .names import PAPER_MODELS, model_name, parse_model_name, run_slug, slugify
 from .runs import RUNTIME_FIELDS
 from .unet import UP_PADS, UNetConfig
 
@@ -91,7 +91,9 @@ class TrainConfig:
     data_root: str | None = _opt(
         None, "data root with singlecoil_train/ and singlecoil_val/", flag="--data", required=True
     )
-    run_dir: str | None = _opt(None, "runs folder; this run goes to RUN_DIR/<slug of name>", required=True)
+    run_dir: str | None = _opt(
+        None, "runs folder; this run goes to RUN_DIR/<slug of name>[-seed<N> for N > 0]", required=True
+    )
     name: str | None = _opt(None, "run name (default: the paper-style name)")
     center_fractions: tuple[float, ...] = _opt((0.08,), "mask centre fractions")
     accelerations: tuple[int, ...] = _opt((4,), "mask accelerations")
@@ -165,7 +167,8 @@ class TrainConfig:
     def run_path(self) -> Path:
         if self.run_dir is None:
             raise ValueError("TrainConfig.run_dir is not set: say where runs are written")
-        return Path(self.run_dir).expanduser() / self.slug
+        """``run_dir/<slug>`` (seed 0) or ``run_dir/<slug>-seed<k>``: :func:`run_slug`."""
+        return Path(self.run_dir).expanduser() / run_slug(self.display_name, self.seed)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PAPER_MODELS", "model_name", "parse_model_name", "slugify"]
+__all__ = ["PAPER_MODELS", "model_name", "parse_model_name", "run_slug", "slugify"]
 
 # the models of the paper's Tables 1, 2 and 4
 PAPER_MODELS = ("Baseline", "LPF-2", "LPF-3", "Baseline + DA", "APS", "APS-2", "APS-3")
@@ -64,3 +64,13 @@ def slugify(name: str) -> str:
     if not slug:
         raise ValueError(f"cannot make a folder name from {name!r}")
     return slug
+
+
+def run_slug(name: str, seed: int = 0) -> str:
+    """Folder name of the run of model ``name`` trained with ``seed``: the :func:`slugify`
+    of the name, plus ``-seed<k>`` for ``seed`` k > 0 (``"APS-2", 1`` -> ``"aps-2-seed1"``).
+    Seed 0 keeps the plain slug, so run folders made before seeds existed stay valid."""
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return slugify(name) + (f"-seed{seed}" if seed else "")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .evaluate.tables import format_value
+from .evaluate.tables import format_value, format_with_spread, seed_summary
 
 __all__ = [
     "decline_consistency",
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 PAPER_FILE = Path(__file__).resolve().parent / "paper_numbers.json"
-SOURCES = ("ours", "paper")
+SOURCES = ("ours", "ours sd", "paper")
 
 # Per table: the quantities (column labels) and how each is picked from a tidy result table:
 # (metric, acquisition, protocol, statistic).
@@ -101,26 +101,31 @@ def side_by_side(
     out-of-distribution ``dataset`` (default ``"folder"`` when an image folder was
     evaluated, else ``"photographs"``; the paper's is ImageNet). Returns one row per model
     (``models`` first, in that order, then the paper's, then the rest) and columns
-    ``(quantity, "ours" | "paper")``; a model missing on one side is ``NaN`` there.
-    ``attrs``: ``table``, ``dataset`` (ours) and ``paper_dataset``.
+    ``(quantity, "ours" | "ours sd" | "paper")``: the mean over the table's training seeds,
+    their standard deviation (NaN for one seed) and the paper's value; a model missing on one
+    side is ``NaN`` there. ``attrs``: ``table``, ``dataset`` (ours), ``paper_dataset``,
+    ``seeds`` (training seeds per model, the fewest) and ``n`` (samples per seed, the fewest).
     """
     key = _table_key(table)
     if dataset is None:
         dataset = _ood_dataset(ours) if key == "2" else "val"
     paper = paper_numbers()
     paper = paper[paper.table == key]
-    rows = []
+    summary = seed_summary(ours)
+    rows, used = [], []
     for label, (metric, acq, protocol, stat) in QUANTITIES[key].items():
-        d = ours[
-            (ours.dataset == dataset)
-            & (ours.metric == metric)
-            & (ours.acquisition == acq)
-            & (ours.protocol == protocol)
-            & (ours.statistic == stat)
+        d = summary[
+            (summary.dataset == dataset)
+            & (summary.metric == metric)
+            & (summary.acquisition == acq)
+            & (summary.protocol == protocol)
+            & (summary.statistic == stat)
         ]
+        used.append(d)
         rows += [
-            {"model": m, "quantity": label, "source": "ours", "value": float(v)}
-            for m, v in d.groupby("model", sort=False).value.first().items()
+            {"model": m, "quantity": label, "source": src, "value": float(v)}
+            for m, v, sd in zip(d.model, d.value, d.sd)
+            for src, v in (("ours", v), ("ours sd", sd))
         ]
         p = paper[(paper.metric == metric) & (paper.acquisition == acq)]
         rows += [
@@ -138,7 +143,14 @@ def side_by_side(
         else pd.DataFrame()
     )
     wide = wide.reindex(index=pd.Index(order, name="model"), columns=cols)
-    wide.attrs.update(table=key, dataset=dataset, paper_dataset=", ".join(dict.fromkeys(paper.dataset)))
+    used = pd.concat(used) if used else summary.iloc[:0]
+    wide.attrs.update(
+        table=key,
+        dataset=dataset,
+        paper_dataset=", ".join(dict.fromkeys(paper.dataset)),
+        seeds=int(used.seeds.min()) if len(used) else 0,
+        n=int(used.n.min()) if len(used) else 0,
+    )
     return wide
 
 
@@ -152,13 +164,26 @@ def flatten(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(t: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub markdown table of a :func:`side_by_side` frame, or any table indexed by
-    model (missing values as ``-``)."""
+    """A GitHub markdown table of a :func:`side_by_side` frame (``ours`` as ``mean ± sd``
+    over seeds where the spread is known), or any table indexed by model (missing values as
+    ``-``)."""
+    if isinstance(t.columns, pd.MultiIndex) and "ours sd" in t.columns.get_level_values(-1):
+        t = t.copy()
+        for q in dict.fromkeys(t.columns.get_level_values(0)):
+            t[(q, "ours")] = [
+                format_with_spread(v, sd, digits) for v, sd in zip(t[(q, "ours")], t[(q, "ours sd")])
+            ]
+        t = t.drop(columns=[c for c in t.columns if c[-1] == "ours sd"])
     flat, keys = flatten(t), t.index.nlevels
     head = "| " + " | ".join(map(str, flat.columns)) + " |"
     rule = "|" + "---|" * len(flat.columns)
     body = [
-        "| " + " | ".join([str(v) for v in r[:keys]] + [format_value(v, digits) for v in r[keys:]]) + " |"
+        "| "
+        + " | ".join(
+            [str(v) for v in r[:keys]]
+            + [v if isinstance(v, str) else format_value(v, digits) for v in r[keys:]]
+        )
+        + " |"
         for r in flat.itertuples(index=False)
     ]
     return "\n".join([head, rule, *body]) + "\n"

@@ -6,7 +6,8 @@ One run = one model trained with one :class:`~apslib.config.TrainConfig`, in
     config.json     the configuration (and the U-Net's)
     history.json    name, done, epochs planned/completed, "error" (if it stopped on one),
                     "history": one record per epoch (epoch, train_loss, val_loss,
-                    val_equiv_mse, val_psnr, lr, seconds, world_size)
+                    val_equiv_mse, val_equiv_nmse, val_psnr, lr, seconds,
+                    world_size)
     checkpoint.pt   the last completed epoch (atomic write): CHECKPOINT_KEYS
     .lock           while a process trains the run: pid, host, since, command
 
@@ -32,7 +33,7 @@ import torch
 
 from .device import resolve_device
 from .io import atomic_torch_save, atomic_write_json
-from .names import PAPER_MODELS, model_name, parse_model_name, slugify
+from .names import PAPER_MODELS, model_name, parse_model_name, run_slug, slugify
 from .runfolder import (
     LOCK_FILE,
     CheckpointError,
@@ -66,6 +67,7 @@ __all__ = [
     "RunResult",
     "model_name",
     "parse_model_name",
+    "run_slug",
     "slugify",
     "check_run_folder",
     "prepare_run",
@@ -272,18 +274,21 @@ def load_model(path, device: str | torch.device = "cpu") -> UNet:
 
 def history_frame(runs):
     """Long table of the histories of ``runs`` (:class:`RunResult`, run folders, or a
-    mapping name -> either): one row per model and epoch, column ``model`` first."""
+    mapping key -> either; a key is a model name or a ``(name, seed)`` pair): one row per
+    model, seed and epoch, columns ``model`` and ``seed`` first."""
     import pandas as pd
 
     items = runs.items() if isinstance(runs, dict) else [(None, r) for r in runs]
     rows = []
     for key, run in items:
         if isinstance(run, RunResult):
-            name, hist = run.name, run.history
+            name, hist, seed = run.name, run.history, run.config.seed
         else:
             info = read_run(run)
-            name, hist = info["name"], info["history"]
-        rows += [{"model": key or name, **rec} for rec in hist]
+            name, hist, seed = info["name"], info["history"], info["config"].seed
+        if isinstance(key, tuple):
+            key = key[0]
+        rows += [{"model": key or name, "seed": seed, **rec} for rec in hist]
     return pd.DataFrame(rows)
 
 

@@ -166,17 +166,20 @@ def validate(
     period: int = 1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Validation sums ``[loss, equivariance MSE, PSNR, slices]`` (float64, on ``device``).
+    """Validation sums ``[loss, equivariance MSE, PSNR, slices, equivariance NMSE]``
+    (float64, on ``device``).
 
-    Loss and equivariance MSE are summed per slice (divide by the slice count for means);
-    the equivariance MSE is ``MSE(F(T_k x), T_k F(x))`` with one random shift ``k`` per
+    Loss, equivariance MSE and NMSE are summed per slice (divide by the slice count for
+    means); the equivariance MSE is ``MSE(F(T_k x), T_k F(x))`` and the NMSE
+    ``||F(T_k x) - T_k F(x)||^2 / ||T_k F(x)||^2`` (the paper's metric, in normalised units)
+    with one random shift ``k`` per
     slice drawn from ``generator``, never a multiple of ``period`` (the model's
     ``2**depth``) on both axes (:func:`apslib.shifts.informative_shifts`: such a shift is
     free for every circular U-Net); the PSNR is summed per slice.
     """
     model.eval()
     fn = _loss_fn(loss)
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    sums = torch.zeros(5, dtype=torch.float64, device=device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for batch in loader:
         x, y = to_device(batch, device, fmt)
@@ -188,4 +191,7 @@ def validate(
         sums[1] += F.mse_loss(shifted, shift_each(out, k)).double() * n
         sums[2] += psnr(_denorm(out, batch), _denorm(y, batch), batch.max_value).sum()
         sums[3] += n
+        ref = shift_each(out, k).double()
+        err = (shifted.double() - ref).pow(2).sum(dim=(1, 2, 3))
+        sums[4] += (err / ref.pow(2).sum(dim=(1, 2, 3)).clamp_min(torch.finfo(torch.float64).tiny)).sum()
     return sums

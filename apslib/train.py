@@ -1,16 +1,15 @@
 """Training: the paper's U-Nets on fastMRI-format data, with checkpoints, exact resume and DDP.
 
-The loop only: set-up and resume, one training epoch, one validation epoch, saving, and
-the CLI's ``main``. Elsewhere: the numerics of a step and of validation
-(:mod:`apslib.steps`); the run folder, its plan, lock and checkpoints (:mod:`apslib.runs`);
-:class:`TrainConfig` and the CLI generated from it (:mod:`apslib.config`); DDP
-(:mod:`apslib.distributed`); the curves (:func:`apslib.plots.plot_training_curves`).
+The loop only: set-up and resume, one training epoch, one validation epoch, saving, the
+CLI's ``main``. Elsewhere: the numerics of a step and of validation (:mod:`apslib.steps`);
+the run folder, its plan, lock and checkpoints (:mod:`apslib.runs`); :class:`TrainConfig`
+and its CLI (:mod:`apslib.config`); DDP (:mod:`apslib.distributed`); the curves (plots).
 
 Protocol (the defaults): Adam lr 1e-3, StepLR every 5 epochs x0.5, MSE of the output
 clamped to [-6, 6], gradient-norm clip 1, batch 16, 50 epochs; ``shift_augment``: the
 same random circular shift in ``[-max_shift, max_shift - 1]`` on input and target. Each
-epoch records training and validation loss, the validation equivariance loss
-``MSE(F(T_k x), T_k F(x))`` (one random shift per batch, the same every epoch) and PSNR.
+epoch records training and validation loss, the validation equivariance MSE and NMSE of
+``F(T_k x)`` and ``T_k F(x)`` (one informative shift per slice, the same every epoch), PSNR.
 
 **Exact resume.** Every random stream of an epoch (shuffling, training masks, shift
 augmentation) is re-derived from ``(seed, epoch)``; the checkpoint holds the model,
@@ -279,7 +278,7 @@ def _train_epoch(run: _Run, epoch: int, bar) -> float:
 
 
 def _validate_epoch(run: _Run) -> dict:
-    """Validation loss, equivariance MSE and PSNR (all ranks, rank 0's BatchNorm stats)."""
+    """Validation loss, equivariance MSE / NMSE and PSNR (all ranks, rank 0's BatchNorm stats)."""
     c, dist = run.config, run.dist
     dist.broadcast_buffers(run.model)
     gen = torch.Generator().manual_seed(_derive_seed(c.seed, _VAL_SHIFT, dist.rank))
@@ -301,6 +300,7 @@ def _validate_epoch(run: _Run) -> dict:
     return {
         "val_loss": float(sums[0] / n),
         "val_equiv_mse": float(sums[1] / n),
+        "val_equiv_nmse": float(sums[4] / n),
         "val_psnr": float(sums[2] / n),
     }
 

@@ -62,7 +62,12 @@ OURS = _tidy(
 
 def test_side_by_side_table4_nan_for_missing_models():
     t = paper.side_by_side(OURS, "4", models=["Baseline", "APS-3"])
-    assert list(t.columns) == [("psnr_decline mean", "ours"), ("psnr_decline mean", "paper")]
+    assert list(t.columns) == [
+        ("psnr_decline mean", "ours"),
+        ("psnr_decline mean", "ours sd"),
+        ("psnr_decline mean", "paper"),
+    ]
+    assert t.attrs["seeds"] == 1 and math.isnan(t.loc["Baseline", ("psnr_decline mean", "ours sd")])
     assert list(t.index[:2]) == ["Baseline", "APS-3"]
     assert set(t.index) == {"Baseline", "APS-3", "LPF-2", "Baseline + DA", "APS", "APS-2"}
     assert t.loc["Baseline", ("psnr_decline mean", "ours")] == 1.5  # the mean, not the max
@@ -79,7 +84,7 @@ def test_side_by_side_table1_columns_and_values():
     assert quantities == [
         f"{m} {a}" for m in ("eq_nmse", "eq_ssim", "nmse", "psnr", "ssim") for a in ("PD", "PDFS")
     ]
-    assert {s for _, s in t.columns} == {"ours", "paper"}
+    assert {s for _, s in t.columns} == {"ours", "ours sd", "paper"}
     assert t.loc["Baseline", ("eq_nmse PD", "ours")] == 2e-3
     assert t.loc["Baseline", ("eq_nmse PD", "paper")] == 0.0014
     assert t.loc["Baseline", ("psnr PD", "ours")] == 30.0
@@ -97,8 +102,10 @@ def test_side_by_side_table2_uses_photographs_and_flattens():
     assert list(flat.columns) == [
         "model",
         "eq_nmse (ours)",
+        "eq_nmse (ours sd)",
         "eq_nmse (paper)",
         "eq_ssim (ours)",
+        "eq_ssim (ours sd)",
         "eq_ssim (paper)",
     ]
     md = paper.to_markdown(t)

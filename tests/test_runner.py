@@ -8,7 +8,7 @@ from apslib import notebooks as runner
 
 
 def test_profiles_exist():
-    assert {"smoke", "default", "paper"} <= set(runner.profiles())
+    assert {"smoke", "default", "long", "paper"} <= set(runner.profiles())
 
 
 def test_unknown_profile_names_the_available_ones():
@@ -253,8 +253,8 @@ def test_a_profile_value_of_the_wrong_type_names_the_profile_section(tmp_path):
     assert str(err.value) == (
         "profile smoke, section \"02\": epochs 'six': 02_train.ipynb expects an int (default 6), got a str"
     )
-    with pytest.raises(runner.RunnerError, match=r"^profile smoke, section all: seed 0.5: "):
-        runner.resolve_parameters(NB02, {"all": {"seed": 0.5}}, {}, tmp_path, profile_name="smoke")
+    with pytest.raises(runner.RunnerError, match=r"^profile smoke, section all: seeds 0.5: .*expects a list"):
+        runner.resolve_parameters(NB02, {"all": {"seeds": 0.5}}, {}, tmp_path, profile_name="smoke")
 
 
 def test_cli_type_error_is_one_line_and_starts_no_kernel(tmp_path, monkeypatch, capsys):
@@ -324,3 +324,19 @@ def test_kernel_by_a_bare_other_name_is_refused(monkeypatch):
     _fake_kernel(monkeypatch, "python2.7")
     with pytest.raises(runner.RunnerError, match="not this environment's"):
         runner.check_kernel()
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "long", "paper"])
+def test_every_profile_gives_all_notebooks_the_same_runs(profile, tmp_path):
+    """Each profile's values exist in the notebooks and have their defaults' types, and every
+    model-training notebook gets the same models and seeds as the evaluation notebooks."""
+    prof = runner.load_profile(profile)
+    seen = {}
+    for nb in runner.discover():
+        params = runner.resolve_parameters(nb, prof, {}, tmp_path, profile_name=profile)
+        for key in ("models", "seeds", "run_dir", "results_dir"):
+            if key in params:
+                assert seen.setdefault(key, params[key]) == params[key], (nb.name, key)
+    assert set(seen) == {"models", "seeds", "run_dir", "results_dir"}
+    if profile == "long":
+        assert len(seen["seeds"]) >= 3 and len(seen["models"]) == 7

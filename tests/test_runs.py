@@ -282,4 +282,4 @@ def test_history_frame_and_read_run(run_copy):
     info = runs.read_run(path)
     assert info["config"] == cfg.replace(run_dir=info["config"].run_dir) and info["done"]
     frame = runs.history_frame([path])
-    assert list(frame.columns[:2]) == ["model", "epoch"] and frame["model"].tolist() == ["APS"]
+    assert list(frame.columns[:3]) == ["model", "seed", "epoch"] and frame["model"].tolist() == ["APS"]

@@ -45,7 +45,10 @@ from .tables import (
     flip_rows,
     format_table,
     format_value,
+    format_with_spread,
+    pool_seeds,
     read_table,
+    seed_summary,
     stat_rows,
     summarise,
     table1,
@@ -57,6 +60,9 @@ from .tables import (
 
 __all__ = [
     "COLUMNS",
+    "format_with_spread",
+    "pool_seeds",
+    "seed_summary",
     "EQ_METRICS",
     "ModelRun",
     "ValData",

@@ -33,7 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", help="data root (in-distribution evaluation)")
     ap.add_argument("--results-dir", required=True)
     ap.add_argument("--models", nargs="+", default=list(PAPER_MODELS))
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random shifts and noise images")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="training seeds whose runs are evaluated (run folders <slug>, <slug>-seed1, ...)",
+    )
     ap.add_argument("--max-shift", type=int, default=16)
     ap.add_argument(
         "--sweep-slices", type=int, default=8, help="slices (evenly spaced) for the exhaustive protocol"
@@ -64,6 +71,7 @@ def main(argv=None) -> int:
                 args.models,
                 args.results_dir,
                 seed=args.seed,
+                seeds=args.seeds,
                 max_shift=args.max_shift,
                 sweep_slices=args.sweep_slices,
                 device=args.device,
@@ -79,6 +87,7 @@ def main(argv=None) -> int:
                 image_dir=args.image_dir,
                 image_limit=args.image_limit,
                 seed=args.seed,
+                seeds=args.seeds,
                 max_shift=args.max_shift,
                 device=args.device,
             )

@@ -27,7 +27,7 @@ __all__ = ["TRAIN_HINT", "ModelRun", "load_runs", "predict", "ValData", "load_va
 
 TRAIN_HINT = (
     "train them with notebooks/02_train.ipynb (`python -m apslib.notebooks --only 02`) "
-    "or `python -m apslib.train --data DATA --run-dir {run_dir} --model NAME`"
+    "or `python -m apslib.train --data DATA --run-dir {run_dir} --model NAME --seed {seed}`"
 )
 
 
@@ -50,26 +50,29 @@ class ModelRun:
         return self.model.config.variant == "aps"
 
 
-def load_runs(run_dir, models: Sequence[str], device: str | torch.device = "cpu") -> dict[str, ModelRun]:
-    """Load ``run_dir/<slug>/`` of each paper name in ``models``; a clear error naming
-    ``run_dir`` and how to train them when some are missing."""
+def load_runs(
+    run_dir, models: Sequence[str], device: str | torch.device = "cpu", *, seed: int = 0
+) -> dict[str, ModelRun]:
+    """Load the run of each paper name in ``models`` trained with ``seed``
+    (``run_dir/<slug>``, or ``run_dir/<slug>-seed<k>``: :func:`apslib.names.run_slug`); a
+    clear error naming ``run_dir`` and how to train them when some are missing."""
     from ..device import resolve_device
-    from ..runs import CHECKPOINT_FILE, load_model, read_run, slugify
+    from ..runs import CHECKPOINT_FILE, load_model, read_run, run_slug
 
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"run_dir {run_dir} is a file, not a folder of trained runs")
     dev = resolve_device(device) if isinstance(device, str) else device
-    missing = [m for m in models if not (run_dir / slugify(m) / CHECKPOINT_FILE).is_file()]
+    paths = {m: run_dir / run_slug(m, seed) for m in models}
+    missing = [m for m in models if not (paths[m] / CHECKPOINT_FILE).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"no trained run for {missing} in {run_dir} (looked for "
-            f"{', '.join(str(run_dir / slugify(m) / CHECKPOINT_FILE) for m in missing)}): "
-            + TRAIN_HINT.format(run_dir=run_dir)
+            f"no trained run for {missing} (seed {seed}) in {run_dir} (looked for "
+            f"{', '.join(str(paths[m] / CHECKPOINT_FILE) for m in missing)}): "
+            + TRAIN_HINT.format(run_dir=run_dir, seed=seed)
         )
     out = {}
-    for name in models:
-        path = run_dir / slugify(name)
+    for name, path in paths.items():
         run = read_run(path)
         out[name] = ModelRun(name, load_model(path, dev), run["config"].clamp, run["config"], path)
     return out

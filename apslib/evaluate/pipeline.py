@@ -11,7 +11,11 @@ runs the protocols of :mod:`apslib.evaluate.protocols` and writes, atomically, i
 * ``{prefix}_examples.npz``: the examples figure's arrays (:mod:`apslib.evaluate.examples`).
 
 ``prefix`` is ``in_distribution`` (:func:`evaluate_runs`) or ``ood``
-(:func:`evaluate_runs_ood`). A ``results_dir`` that exists as a file is refused before any
+(:func:`evaluate_runs_ood`). ``seeds`` are the training seeds whose runs are evaluated (one
+run folder per model and seed, :func:`apslib.names.run_slug`); every table carries a ``seed``
+column, and every seed's runs see the same images and the same shifts (``seed`` seeds the
+shifts and noise images, not the runs), so the spread over seeds is the spread of training.
+The examples are those of the first seed. A ``results_dir`` that exists as a file is refused before any
 model runs.
 """
 
@@ -56,6 +60,22 @@ def _results_folder(results_dir) -> Path:
     return results_dir
 
 
+def _check_seeds(seeds) -> list[int]:
+    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct training seeds >= 0, e.g. [0, 1, 2]; got {seeds}")
+    return seeds
+
+
+def _tagged(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    frame = frame.copy()
+    if "seed" in frame:
+        frame["seed"] = seed
+    else:
+        frame.insert(1 if "model" in frame else 0, "seed", seed)
+    return frame
+
+
 def _write(results_dir: Path, prefix: str, table, frame, ex) -> dict:
     return {
         "table": write_table(table, results_dir / f"{prefix}.csv"),
@@ -77,6 +97,7 @@ def evaluate_runs(
     batch_size: int = 32,
     example_index: int | None = None,
     prefix: str = "in_distribution",
+    seeds: Sequence[int] = (0,),
 ) -> EvalResult:
     """In-distribution evaluation of the trained ``models`` of ``run_dir`` on the
     validation split of ``data_root``: random protocol + exhaustive protocol on
@@ -84,25 +105,31 @@ def evaluate_runs(
     table), ``results_dir/{prefix}_sweep.csv`` (per (model, slice, shift)) and
     ``results_dir/{prefix}_examples.npz`` (:class:`Examples` of validation slice
     ``example_index``, default the middle slice of the first volume, under its volume's
-    random shift)."""
+    random shift), for each training seed in ``seeds``."""
     start = time.perf_counter()
     results_dir = _results_folder(results_dir)
-    runs = load_runs(run_dir, models, device)
-    cfg = next(iter(runs.values())).config
+    seeds = _check_seeds(seeds)
+    all_runs = {s: load_runs(run_dir, models, device, seed=s) for s in seeds}  # all missing first
+    cfg = next(iter(all_runs[seeds[0]].values())).config
     val = load_val(
         data_root, center_fractions=cfg.center_fractions, accelerations=cfg.accelerations, seed=seed
     )
-    table = evaluate_in_distribution(runs, val, max_shift=max_shift, seed=seed, batch_size=batch_size)
     idx = evenly_spaced_indices(len(val), sweep_slices)
     ids = [f"{Path(val.fname[i]).stem}:{val.slice_num[i]}" for i in idx]
-    t2, frame = exhaustive_shifts(
-        runs,
-        val.image[idx],
-        acquisitions=[val.acquisition[i] for i in idx],
-        batch_size=batch_size,
-        image_ids=ids,
-    )
-    table = pd.concat([table, t2], ignore_index=True)
+    tables, frames = [], []
+    for s, runs in all_runs.items():
+        t1 = evaluate_in_distribution(runs, val, max_shift=max_shift, seed=seed, batch_size=batch_size)
+        t2, frame = exhaustive_shifts(
+            runs,
+            val.image[idx],
+            acquisitions=[val.acquisition[i] for i in idx],
+            batch_size=batch_size,
+            image_ids=ids,
+        )
+        tables += [_tagged(t1, s), _tagged(t2, s)]
+        frames.append(_tagged(frame, s))
+    table, frame = pd.concat(tables, ignore_index=True), pd.concat(frames, ignore_index=True)
+    runs = all_runs[seeds[0]]
     ex = {"val": val_example(runs, val, example_index, max_shift=max_shift, seed=seed)}
     paths = _write(results_dir, prefix, table, frame, ex)
     return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
@@ -123,23 +150,33 @@ def evaluate_runs_ood(
     device: str = "auto",
     batch_size: int = 32,
     prefix: str = "ood",
+    seeds: Sequence[int] = (0,),
 ) -> EvalResult:
     """Out-of-distribution evaluation on every set of :func:`apslib.data.ood_sets`: random
     protocol, exhaustive protocol on ``sweep_images`` images per set, and the first image of
-    each set under its random shift as the examples. Writes ``results_dir/{prefix}.csv/.json``,
-    ``{prefix}_sweep.csv`` and ``{prefix}_examples.npz``."""
+    each set under its random shift as the examples (first seed), for each training seed in
+    ``seeds``. Writes ``results_dir/{prefix}.csv/.json``, ``{prefix}_sweep.csv`` and
+    ``{prefix}_examples.npz``."""
     from ..data import ood_sets
     from ..unet import check_size
 
     start = time.perf_counter()
     results_dir = _results_folder(results_dir)
-    runs = load_runs(run_dir, models, device)
-    for run in runs.values():  # before any image is made: the error names sizes that work
-        check_size((size, size), run.model.config, what="OOD image size")
+    seeds = _check_seeds(seeds)
+    all_runs = {s: load_runs(run_dir, models, device, seed=s) for s in seeds}
+    for runs in all_runs.values():  # before any image is made: the error names sizes that work
+        for run in runs.values():
+            check_size((size, size), run.model.config, what="OOD image size")
     sets = ood_sets(size, image_dir=image_dir, image_limit=image_limit, noise_count=noise_count, seed=seed)
-    table, frame = evaluate_ood(
-        runs, sets, max_shift=max_shift, seed=seed, sweep_images=sweep_images, batch_size=batch_size
-    )
+    tables, frames = [], []
+    for s, runs in all_runs.items():
+        t, frame = evaluate_ood(
+            runs, sets, max_shift=max_shift, seed=seed, sweep_images=sweep_images, batch_size=batch_size
+        )
+        tables.append(_tagged(t, s))
+        frames.append(_tagged(frame, s))
+    table, frame = pd.concat(tables, ignore_index=True), pd.concat(frames, ignore_index=True)
+    runs = all_runs[seeds[0]]
     ex = {}
     for name, images in sets.items():  # the first (readable) image of each set, its random shift
         k = seeded_shifts(len(images), max_shift, seed)[0].tolist()

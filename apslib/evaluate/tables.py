@@ -2,8 +2,14 @@
 
 Conventions
 -----------
-A tidy table has the columns :data:`COLUMNS`: one row per ``(model, dataset, acquisition,
-protocol, metric, statistic)`` with its ``value`` and the sample count ``n``.
+A tidy table has the columns :data:`COLUMNS`: one row per ``(model, seed, dataset,
+acquisition, protocol, metric, statistic)`` with its ``value`` and the sample count ``n``.
+
+* ``seed``: the training seed of the run (:func:`apslib.names.run_slug`); a table of several
+  seeds is summarised by :func:`seed_summary` (mean over seeds, ``sd``: their sample
+  standard deviation, ``seeds``: how many) or pooled by :func:`pool_seeds` (worst cases over
+  all seeds). The paper-shaped tables below do that themselves: ``value="value"`` gives the
+  mean over seeds, ``value="sd"`` the spread.
 
 * ``dataset``: ``"val"`` (notebook 03) or an out-of-distribution set (notebook 04).
 * ``acquisition``: ``PD``, ``PDFS`` or ``all`` (OOD sets: ``all`` only).
@@ -38,6 +44,8 @@ __all__ = [
     "stat_rows",
     "flip_rows",
     "summarise",
+    "seed_summary",
+    "pool_seeds",
     "write_table",
     "read_table",
     "order_models",
@@ -46,10 +54,12 @@ __all__ = [
     "table4",
     "worst_case_table",
     "format_value",
+    "format_with_spread",
     "format_table",
 ]
 
-COLUMNS = ["model", "dataset", "acquisition", "protocol", "metric", "statistic", "value", "n"]
+COLUMNS = ["model", "seed", "dataset", "acquisition", "protocol", "metric", "statistic", "value", "n"]
+KEYS = ["model", "dataset", "acquisition", "protocol", "metric", "statistic"]
 STATS = {"mean": np.mean, "median": np.median, "max": np.max, "min": np.min}
 
 
@@ -93,6 +103,59 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------
+# Seeds
+# --------------------------------------------------------------------------------------
+
+
+def _with_seed(df: pd.DataFrame) -> pd.DataFrame:
+    if "seed" not in df or df["seed"].isna().all():  # tables written before seeds existed
+        df = df.assign(seed=0)
+    return df
+
+
+def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per ``(model, dataset, acquisition, protocol, metric, statistic)`` of a tidy
+    table over its seeds: ``value`` = mean over seeds of the per-seed value, ``sd`` = their
+    sample standard deviation (ddof 1; NaN for one seed), ``min``/``max`` over seeds,
+    ``seeds`` = how many seeds and ``n`` = samples per seed (the smallest, if they differ).
+    Non-finite values stay: an ``inf`` in any seed gives a mean of ``inf``."""
+    df = _with_seed(df)
+    if df.empty:
+        return pd.DataFrame(columns=[*KEYS, "value", "sd", "min", "max", "seeds", "n"])
+    g = df.groupby(KEYS, sort=False, dropna=False)
+    with np.errstate(invalid="ignore"):
+        out = g.agg(
+            value=("value", "mean"),
+            sd=("value", "std"),
+            min=("value", "min"),
+            max=("value", "max"),
+            seeds=("seed", "nunique"),
+            n=("n", "min"),
+        )
+    return out.reset_index()
+
+
+_POOL = {"max": "max", "min": "min", "count": "sum", "mean": "mean", "median": "mean"}
+
+
+def pool_seeds(df: pd.DataFrame) -> pd.DataFrame:
+    """The tidy table of all seeds taken as one sample: ``max`` rows the max over seeds,
+    ``min`` the min, ``count`` (flips) the sum, ``mean`` the mean (equal sample counts per
+    seed), ``median`` the mean of the medians; ``n`` summed; column ``seeds`` counts
+    them. For worst cases over every run."""
+    df = _with_seed(df)
+    if df.empty:
+        return pd.DataFrame(columns=[*KEYS, "value", "n", "seeds"])
+    parts = []
+    for stat, d in df.groupby("statistic", sort=False):
+        g = d.groupby(KEYS, sort=False, dropna=False)
+        parts.append(
+            g.agg(value=("value", _POOL.get(stat, "mean")), n=("n", "sum"), seeds=("seed", "nunique"))
+        )
+    return pd.concat(parts).reset_index()
+
+
+# --------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------
 
@@ -133,21 +196,30 @@ def _pick(df, **eq):
     return df[m]
 
 
+def _pivot(d: pd.DataFrame, index, columns, value: str) -> pd.DataFrame:
+    if value not in d:
+        raise ValueError(f"value must be one of 'value', 'sd', 'min', 'max', got {value!r}")
+    return d.pivot_table(index=index, columns=columns, values=value, aggfunc="first", dropna=False)
+
+
 def order_models(index, models: Sequence[str] | None) -> list:
     """The names of ``index``: those in ``models`` first (in that order), then the rest."""
     order = [m for m in (models or []) if m in index]
     return order + [m for m in index if m not in order]
 
 
-def table1(df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str = "val") -> pd.DataFrame:
+def table1(
+    df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str = "val", value: str = "value"
+) -> pd.DataFrame:
     """Paper Table 1: equivariance NMSE/SSIM (random protocol, mean over slices) and
-    unshifted NMSE/PSNR/SSIM (mean over volumes), PD / PDFS / all."""
-    d = _pick(df, dataset=dataset, statistic="mean")
+    unshifted NMSE/PSNR/SSIM (mean over volumes), PD / PDFS / all; ``value``: ``"value"``
+    (mean over seeds) or ``"sd"`` / ``"min"`` / ``"max"`` over seeds (:func:`seed_summary`)."""
+    d = _pick(seed_summary(df), dataset=dataset, statistic="mean")
     d = d[
         ((d.protocol == "random") & d.metric.isin(["eq_nmse", "eq_ssim"]))
         | ((d.protocol == "unshifted") & d.metric.isin(["nmse", "psnr", "ssim"]))
     ]
-    t = d.pivot_table(index="model", columns=["metric", "acquisition"], values="value", aggfunc="first")
+    t = _pivot(d, "model", ["metric", "acquisition"], value)
     cols = [
         (m, a)
         for m in ("eq_nmse", "eq_ssim", "nmse", "psnr", "ssim")
@@ -157,11 +229,13 @@ def table1(df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: st
     return t.loc[order_models(t.index, models), cols]
 
 
-def table4(df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str = "val") -> pd.DataFrame:
+def table4(
+    df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str = "val", value: str = "value"
+) -> pd.DataFrame:
     """Paper Table 4: decline in PSNR (dB) under the random shifts, mean and max over
-    volumes, PD / PDFS / all."""
-    d = _pick(df, dataset=dataset, metric="psnr_decline")
-    t = d.pivot_table(index="model", columns=["statistic", "acquisition"], values="value", aggfunc="first")
+    volumes, PD / PDFS / all (``value`` as in :func:`table1`)."""
+    d = _pick(seed_summary(df), dataset=dataset, metric="psnr_decline")
+    t = _pivot(d, "model", ["statistic", "acquisition"], value)
     cols = [(s, a) for s in ("mean", "max") for a in ("PD", "PDFS", "all") if (s, a) in t.columns]
     return t.loc[order_models(t.index, models), cols]
 
@@ -170,11 +244,11 @@ def decline_bound_table(
     df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str = "val"
 ) -> pd.DataFrame:
     """Per model (acquisition ``all``): the mean and max decline in PSNR (dB) next to the
-    mean and max of its per-volume bound :func:`apslib.metrics.decline_bound`; the decline
-    never exceeds the bound volume by volume."""
-    d = _pick(df, dataset=dataset, acquisition="all")
+    mean and max of its per-volume bound :func:`apslib.metrics.decline_bound`, over all
+    seeds (:func:`pool_seeds`); the decline never exceeds the bound volume by volume."""
+    d = _pick(pool_seeds(df), dataset=dataset, acquisition="all")
     d = d[d.metric.isin(["psnr_decline", "psnr_decline_bound"])]
-    t = d.pivot_table(index="model", columns=["metric", "statistic"], values="value", aggfunc="first")
+    t = _pivot(d, "model", ["metric", "statistic"], "value")
     cols = [
         (m, s) for m in ("psnr_decline", "psnr_decline_bound") for s in ("mean", "max") if (m, s) in t.columns
     ]
@@ -182,27 +256,30 @@ def decline_bound_table(
 
 
 def table2(
-    df: pd.DataFrame, models: Sequence[str] | None = None, *, protocol: str = "random"
+    df: pd.DataFrame, models: Sequence[str] | None = None, *, protocol: str = "random", value: str = "value"
 ) -> pd.DataFrame:
     """Paper Table 2 on every out-of-distribution set: mean equivariance NMSE and SSIM
-    (``protocol="random"``), or worst case (``"exhaustive"``: max NMSE, min SSIM)."""
+    (``protocol="random"``; ``value`` as in :func:`table1`), or worst case over every seed
+    (``"exhaustive"``: max NMSE, min SSIM)."""
     stat = (
         {"eq_nmse": "mean", "eq_ssim": "mean"}
         if protocol == "random"
         else {"eq_nmse": "max", "eq_ssim": "min"}
     )
-    d = _pick(df, protocol=protocol, acquisition="all")
+    pooled = protocol != "random"
+    d = _pick(pool_seeds(df) if pooled else seed_summary(df), protocol=protocol, acquisition="all")
     d = d[d.metric.isin(list(stat)) & (d.statistic == d.metric.map(stat))]
-    t = d.pivot_table(index="model", columns=["dataset", "metric"], values="value", aggfunc="first")
+    t = _pivot(d, "model", ["dataset", "metric"], "value" if pooled else value)
     return t.loc[order_models(t.index, models)]
 
 
 def worst_case_table(
     df: pd.DataFrame, models: Sequence[str] | None = None, *, dataset: str | None = "val"
 ) -> pd.DataFrame:
-    """Exhaustive protocol per model (and dataset): mean and max NMSE, min PSNR, min SSIM,
-    flip count, pairs and smallest phase margin (APS models)."""
-    d = _pick(df, protocol="exhaustive", **({} if dataset is None else {"dataset": dataset}))
+    """Exhaustive protocol per model (and dataset), over every seed (:func:`pool_seeds`):
+    mean and max NMSE, min PSNR, min SSIM, flip count, pairs and smallest phase margin (APS
+    models)."""
+    d = _pick(pool_seeds(df), protocol="exhaustive", **({} if dataset is None else {"dataset": dataset}))
     d = d[d.acquisition == "all"]
     wanted = [
         ("eq_nmse", "mean"),
@@ -247,7 +324,23 @@ def format_value(v, digits: int = 4) -> str:
     return f"{v:.{digits}g}" if (v == 0 or 1e-3 <= abs(v) < 1e5) else f"{v:.{digits - 1}e}"
 
 
-def format_table(t: pd.DataFrame, digits: int = 4):
+def format_table(t: pd.DataFrame, digits: int = 4, sd: pd.DataFrame | None = None):
     """A display Styler of ``t`` with every entry through :func:`format_value` (e.g. the
-    missing flips of non-APS models as ``-``)."""
-    return t.style.format(lambda v: format_value(v, digits))
+    missing flips of non-APS models as ``-``); with ``sd`` (the same table with
+    ``value="sd"``) each entry reads ``mean ± sd`` where the spread is known."""
+    if sd is None:
+        return t.style.format(lambda v: format_value(v, digits))
+    sd = sd.reindex(index=t.index, columns=t.columns)
+    text = t.copy().astype(object)
+    for i in range(t.shape[0]):
+        for j in range(t.shape[1]):
+            text.iat[i, j] = format_with_spread(t.iat[i, j], sd.iat[i, j], digits)
+    return text.style
+
+
+def format_with_spread(v, sd, digits: int = 4) -> str:
+    """``mean ± sd`` (the spread with 2 significant digits), or the mean alone when the
+    spread is missing (one seed) or the mean is not finite."""
+    if sd is None or not np.isfinite(float(sd)) or not np.isfinite(float(v if v is not None else np.nan)):
+        return format_value(v, digits)
+    return f"{format_value(v, digits)} ± {format_value(sd, 2)}"

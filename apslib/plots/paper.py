@@ -3,10 +3,11 @@
 Conventions
 -----------
 The inputs are :func:`apslib.paper.side_by_side` frames (one row per model, columns
-``(quantity, "ours" | "paper")``), tidy result tables (:mod:`apslib.evaluate.tables`) and
-the per-pair tables of the exhaustive protocol. This run is drawn as filled circles, the
-paper as open diamonds, one x position per model (matched by name only: a model on one side
-only has no marker on the other). Values are drawn on log axes; an exact 0 (an exactly
+``(quantity, "ours" | "ours sd" | "paper")``), tidy result tables
+(:mod:`apslib.evaluate.tables`) and the per-pair tables of the exhaustive protocol. This run
+is drawn as filled circles (the mean over training seeds) with bars for the spread over seeds
+(several seeds), the paper as open diamonds, one x position per model (matched by name only:
+a model on one side only has no marker on the other). Values are drawn on log axes; an exact 0 (an exactly
 equivariant model) is drawn at ``floor`` (:data:`apslib.plots.EXACT_ZERO_FLOOR` unless
 given), on a dotted line that says so.
 """
@@ -41,6 +42,17 @@ def _floor_line(ax, floor: float):
     )
 
 
+def _seed_bars(ax, x, mean, low, high, *, floor: float, log: bool, color: str, label: str):
+    """Mean markers at ``x`` with bars from ``low`` to ``high`` (the seeds' range)."""
+    mean, low, high = (np.asarray(v, dtype=np.float64) for v in (mean, low, high))
+    if log:
+        mean, low, high = (_floored(v, floor) for v in (mean, low, high))
+    bars = np.isfinite(low) & np.isfinite(high) & (high > low)
+    if bars.any():
+        ax.vlines(x[bars], low[bars], high[bars], color=color, lw=1.2, alpha=0.8)
+    ax.plot(x, mean, "o", color=color, label=label, ms=5)
+
+
 def _model_axis(ax, names):
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=35, ha="right")
@@ -59,8 +71,9 @@ def plot_side_by_side(
     panel_titles: Sequence[str] | None = None,
 ):
     """One panel per quantity of a :func:`apslib.paper.side_by_side` frame: this run (filled
-    circles) and the paper (open diamonds) per model; on a log axis zeros are drawn at
-    ``floor``."""
+    circles: the mean over seeds, bars: ± the standard deviation over seeds, clipped at a
+    tenth of the mean on log axes) and the paper (open diamonds) per model; on a log axis
+    zeros are drawn at ``floor``."""
     import matplotlib.pyplot as plt
 
     names = list(t.index)
@@ -75,10 +88,14 @@ def plot_side_by_side(
     x = np.arange(len(names))
     for i, (ax, q) in enumerate(zip(axes[0], quantities)):
         ours, paper = t[(q, "ours")].to_numpy(float), t[(q, "paper")].to_numpy(float)
+        sd = t[(q, "ours sd")].to_numpy(float) if (q, "ours sd") in t else np.full_like(ours, np.nan)
+        low = np.maximum(ours - sd, ours / 10) if log else ours - sd
+        seeds = t.attrs.get("seeds", 1)
+        label = f"this run (mean ± sd, {seeds} seeds)" if seeds > 1 else "this run (1 seed)"
+        _seed_bars(ax, x - 0.1, ours, low, ours + sd, floor=floor, log=log, color="C0", label=label)
         if log:
             ours, paper = _floored(ours, floor), _floored(paper, floor)
             ax.set_yscale("log")
-        ax.plot(x - 0.1, ours, "o", color="C0", label="this run", ms=5)
         ax.plot(x + 0.1, paper, "D", mfc="none", color="C3", label="paper", ms=5)
         if log and np.nanmin(np.concatenate([ours, paper, [np.inf]])) <= floor:
             _floor_line(ax, floor)
@@ -99,12 +116,14 @@ def plot_ood(
     title: str = "Out-of-distribution equivariance NMSE",
 ):
     """Mean equivariance NMSE (random protocol) per model and OOD set of this run (tidy
-    table ``ours``), with the paper's ImageNet values (open diamonds); log axis, zeros at
-    ``floor``."""
+    table ``ours``; several training seeds: their mean, bars from the lowest to the highest
+    seed), with the paper's ImageNet values (open diamonds); log axis, zeros at ``floor``."""
     import matplotlib.pyplot as plt
 
+    from ..evaluate.tables import seed_summary
     from ..paper import paper_numbers
 
+    ours = seed_summary(ours)
     d = ours[
         (ours.metric == "eq_nmse")
         & (ours.protocol == "random")
@@ -118,14 +137,17 @@ def plot_ood(
     width = 0.7 / max(len(sets) + 1, 1)
     low = np.inf
     for j, s in enumerate(sets):
-        v = d[d.dataset == s].groupby("model").value.first().reindex(names).to_numpy(float)
-        v = _floored(v, floor)
+        r = d[d.dataset == s].set_index("model").reindex(names)
+        v = _floored(r.value.to_numpy(float), floor)
         low = min(low, np.nanmin(np.append(v, np.inf)))
-        ax.plot(
+        _seed_bars(
+            ax,
             np.arange(len(names)) + (j - len(sets) / 2) * width,
-            v,
-            "o",
-            ms=4,
+            r.value,
+            r["min"],
+            r["max"],
+            floor=floor,
+            log=True,
             color=f"C{j}",
             label=f"this run: {s}",
         )
