@@ -14,8 +14,11 @@ lives here, one concern per module, each with its conventions in its docstring:
   :func:`table4`, :func:`worst_case_table`) and the one number formatter
   (:func:`format_value`, :func:`format_table`);
 * :mod:`~apslib.evaluate.examples`: the examples figure's arrays (:class:`Examples`);
+* :mod:`~apslib.evaluate.beyond`: shifts beyond integer circular ones (notebook 06):
+  sub-pixel (:func:`subpixel_protocol`), physical k-space moves through the data pipeline
+  (:func:`physical_protocol`) and moved fields of view (:func:`fov_protocol`);
 * :mod:`~apslib.evaluate.pipeline`: whole evaluations that write the result files
-  (:func:`evaluate_runs`, :func:`evaluate_runs_ood`); :mod:`~apslib.evaluate.cli`:
+  (:func:`evaluate_runs`, :func:`evaluate_runs_ood`, :func:`evaluate_beyond`); :mod:`~apslib.evaluate.cli`:
   ``python -m apslib.evaluate``.
 
 The metrics themselves are :mod:`apslib.metrics` (:func:`~apslib.metrics.image_metrics`,
@@ -26,10 +29,21 @@ draws nothing and imports no matplotlib.
 from ..data import ACQUISITION_NAMES
 from ..metrics import image_metrics, volume_metrics
 from ..shifts import seeded_shifts
+from .beyond import (
+    PAIR_COLUMNS,
+    beyond_table,
+    fov_protocol,
+    frontier_points,
+    physical_protocol,
+    physical_samples,
+    read_kspace_slices,
+    shift_summary,
+    subpixel_protocol,
+)
 from .cli import main
 from .examples import Examples, compute_examples, read_examples, val_example, write_examples
 from .models import ModelRun, ValData, load_runs, load_val, predict
-from .pipeline import EvalResult, evaluate_runs, evaluate_runs_ood
+from .pipeline import PHYSICAL_SHIFTS, EvalResult, evaluate_beyond, evaluate_runs, evaluate_runs_ood
 from .protocols import (
     EQ_METRICS,
     count_flips,
@@ -59,6 +73,17 @@ from .tables import (
 )
 
 __all__ = [
+    "PAIR_COLUMNS",
+    "PHYSICAL_SHIFTS",
+    "evaluate_beyond",
+    "beyond_table",
+    "frontier_points",
+    "fov_protocol",
+    "physical_protocol",
+    "physical_samples",
+    "read_kspace_slices",
+    "shift_summary",
+    "subpixel_protocol",
     "COLUMNS",
     "format_with_spread",
     "pool_seeds",

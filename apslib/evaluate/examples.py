@@ -3,6 +3,7 @@
 Conventions
 -----------
 An :class:`Examples` holds one normalised image ``x`` ``(H, W)``, one shift ``k = (dy, dx)``
+(integers: a circular roll; reals: the Fourier shift of :func:`apslib.subpixel.fourier_shift`)
 and, per model, ``F(x)`` and ``F(T_k x)`` as float32 ``(M, H, W)`` stacks (and the target
 ``y`` when known). Everything else is derived on the stored arrays: ``T_k x``,
 ``T_k F(x)``, ``|F(T_k x) - T_k F(x)|`` and the pair's NMSE (exact: a circular shift copies
@@ -46,7 +47,7 @@ class Examples:
     label: str = ""
 
     def _roll(self, a):
-        return np.roll(a, tuple(int(v) for v in self.shift), axis=(-2, -1))
+        return _shift(a, self.shift)
 
     @property
     def input_shifted(self) -> np.ndarray:
@@ -67,6 +68,25 @@ class Examples:
         )
 
 
+def _integral(k) -> tuple:
+    """``k`` as ints when every entry is an integer (a roll copies values), else floats."""
+    k = tuple(float(v) for v in k)
+    return tuple(int(v) for v in k) if all(v.is_integer() for v in k) else k
+
+
+def _shift(a, k):
+    k = _integral(k)
+    if all(isinstance(v, int) for v in k):
+        return np.roll(a, k, axis=(-2, -1))
+    from ..subpixel import fourier_shift
+
+    return (
+        fourier_shift(torch.from_numpy(np.asarray(a, dtype=np.float64)), k)
+        .numpy()
+        .astype(np.asarray(a).dtype)
+    )
+
+
 @torch.no_grad()
 def compute_examples(
     runs: dict[str, ModelRun],
@@ -76,15 +96,16 @@ def compute_examples(
     target: torch.Tensor | None = None,
     label: str = "",
 ) -> Examples:
-    """:class:`Examples` for one ``(1, H, W)`` image ``x`` and shift ``k``: each model runs
-    ``x`` and ``T_k x`` in one batch of two (the same kernels for both, so rounding cannot
-    pose as an equivariance error)."""
-    k = tuple(int(v) for v in k)
+    """:class:`Examples` for one ``(1, H, W)`` image ``x`` and shift ``k`` (integers or
+    reals): each model runs ``x`` and ``T_k x`` in one batch of two (the same kernels for
+    both, so rounding cannot pose as an equivariance error)."""
+    k = _integral(k)
     if x.dim() != 3 or x.shape[0] != 1:
         raise ValueError(f"compute_examples: x must be one (1, H, W) image, got shape {tuple(x.shape)}")
     outs, outs_s = [], []
     for run in runs.values():
-        y = predict(run, torch.stack([x, roll2d(x, k)]))
+        xs = torch.from_numpy(_shift(x.numpy(), k)) if isinstance(k[0], float) else roll2d(x, k)
+        y = predict(run, torch.stack([x, xs]))
         outs.append(as_float64(y[0, 0]))
         outs_s.append(as_float64(y[1, 0]))
     y = None if target is None else as_float64(target.reshape(x.shape[-2:])).astype(np.float32)
@@ -125,7 +146,7 @@ def write_examples(path, items: dict[str, Examples]) -> Path:
         arrays.update(
             {
                 f"{i}_input": ex.input,
-                f"{i}_shift": np.asarray(ex.shift, dtype=np.int64),
+                f"{i}_shift": np.asarray(_integral(ex.shift)),
                 f"{i}_models": np.array(ex.models, dtype=str),
                 f"{i}_out": ex.out,
                 f"{i}_out_shifted": ex.out_shifted,
@@ -152,7 +173,7 @@ def read_examples(path) -> dict[str, Examples]:
         for i, name in enumerate(z["names"].tolist()):
             out[name] = Examples(
                 input=z[f"{i}_input"],
-                shift=tuple(int(v) for v in z[f"{i}_shift"]),
+                shift=_integral(z[f"{i}_shift"]),
                 models=z[f"{i}_models"].tolist(),
                 out=z[f"{i}_out"],
                 out_shifted=z[f"{i}_out_shifted"],

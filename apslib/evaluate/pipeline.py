@@ -10,13 +10,13 @@ runs the protocols of :mod:`apslib.evaluate.protocols` and writes, atomically, i
 * ``{prefix}_sweep.csv`` / ``.json``: the exhaustive protocol per ``(model, image, dy, dx)``;
 * ``{prefix}_examples.npz``: the examples figure's arrays (:mod:`apslib.evaluate.examples`).
 
-``prefix`` is ``in_distribution`` (:func:`evaluate_runs`) or ``ood``
-(:func:`evaluate_runs_ood`). ``seeds`` are the training seeds whose runs are evaluated (one
-run folder per model and seed, :func:`apslib.names.run_slug`); every table carries a ``seed``
-column, and every seed's runs see the same images and the same shifts (``seed`` seeds the
-shifts and noise images, not the runs), so the spread over seeds is the spread of training.
-The examples are those of the first seed. A ``results_dir`` that exists as a file is refused before any
-model runs.
+``prefix`` is ``in_distribution`` (:func:`evaluate_runs`), ``ood``
+(:func:`evaluate_runs_ood`) or ``beyond`` (:func:`evaluate_beyond`, notebook 06). ``seeds``
+are the training seeds whose runs are evaluated (one run folder per model and seed,
+:func:`apslib.names.run_slug`); every table carries a ``seed`` column, and every seed's runs
+see the same images and the same shifts (``seed`` seeds the shifts and noise images, not the
+runs), so the spread over seeds is the spread of training. The examples are those of the
+first seed. A ``results_dir`` that exists as a file is refused before any model runs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,19 @@ from .models import load_runs, load_val
 from .protocols import evaluate_in_distribution, evaluate_ood, evenly_spaced_indices, exhaustive_shifts
 from .tables import write_table
 
-__all__ = ["EvalResult", "evaluate_runs", "evaluate_runs_ood"]
+__all__ = ["EvalResult", "evaluate_runs", "evaluate_runs_ood", "evaluate_beyond", "PHYSICAL_SHIFTS"]
+
+# the moves of the physical and field-of-view protocols: integer, half, quarter and mixed
+PHYSICAL_SHIFTS = (
+    (1.0, 0.0),
+    (0.0, 1.0),
+    (3.0, 5.0),
+    (0.5, 0.0),
+    (0.0, 0.5),
+    (0.5, 0.5),
+    (0.25, 0.0),
+    (2.5, -1.5),
+)
 
 
 @dataclass
@@ -182,5 +194,89 @@ def evaluate_runs_ood(
         k = seeded_shifts(len(images), max_shift, seed)[0].tolist()
         first, x0 = next(images.items())  # loads one image, not the whole set again
         ex[name] = compute_examples(runs, x0.float(), k, label=f"{name}: {first}")
+    paths = _write(results_dir, prefix, table, frame, ex)
+    return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
+
+
+def evaluate_beyond(
+    run_dir,
+    data_root,
+    models: Sequence[str],
+    results_dir,
+    *,
+    seeds: Sequence[int] = (0,),
+    steps: int = 4,
+    slices: int = 8,
+    shifts: Sequence[tuple[float, float]] = PHYSICAL_SHIFTS,
+    margin: int = 16,
+    ood_size: int = 128,
+    ood_pad: int = 16,
+    ood_images: int = 8,
+    example_shift: tuple[float, float] = (0.5, 0.5),
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int = 32,
+    prefix: str = "beyond",
+) -> EvalResult:
+    """Notebook 06's protocols (:mod:`apslib.evaluate.beyond`) for each training seed:
+    sub-pixel circular shifts on a grid of ``steps`` offsets per pixel along y, x and the
+    diagonal (``slices`` evenly spaced validation slices); physical moves ``shifts`` of the
+    same slices through the data pipeline; moved fields of view on the out-of-distribution
+    sets without white noise (``ood_images`` scenes per set of ``ood_size + 2 * ood_pad``,
+    cropped to ``ood_size``; noise has no band limit, so its sub-pixel moves measure
+    interpolation rather than the network). Writes
+    ``{prefix}.csv`` (tidy: statistics over images per model, seed, protocol and shift),
+    ``{prefix}_sweep.csv`` (one row per model, seed, image and shift) and
+    ``{prefix}_examples.npz`` (a validation slice under ``example_shift``, first seed)."""
+    from ..data import ood_sets
+    from ..subpixel import shift_pairs, subpixel_offsets
+    from .beyond import fov_protocol, physical_protocol, read_kspace_slices, shift_summary, subpixel_protocol
+
+    start = time.perf_counter()
+    results_dir = _results_folder(results_dir)
+    seeds = _check_seeds(seeds)
+    all_runs = {s: load_runs(run_dir, models, device, seed=s) for s in seeds}
+    cfg = next(iter(all_runs[seeds[0]].values())).config
+    val = load_val(
+        data_root, center_fractions=cfg.center_fractions, accelerations=cfg.accelerations, seed=seed
+    )
+    idx = evenly_spaced_indices(len(val), slices)
+    ids = [f"{Path(val.fname[i]).stem}:{val.slice_num[i]}" for i in idx]
+    offsets = subpixel_offsets(steps)
+    grid = list(dict.fromkeys(p for a in ("y", "x", "diagonal") for p in shift_pairs(offsets, axes=a)))
+    items = read_kspace_slices(data_root, slices)
+    scenes = {
+        name: images.stack()[evenly_spaced_indices(len(images), ood_images)]
+        for name, images in ood_sets(ood_size + 2 * ood_pad, noise_count=1, seed=seed).items()
+        if name != "noise"
+    }
+    frames = []
+    for s, runs in all_runs.items():
+        parts = [
+            subpixel_protocol(runs, val.image[idx], grid, image_ids=ids, batch_size=batch_size),
+            physical_protocol(
+                runs,
+                items,
+                shifts,
+                center_fractions=cfg.center_fractions,
+                accelerations=cfg.accelerations,
+                margin=margin,
+                batch_size=batch_size,
+            ),
+            fov_protocol(runs, scenes, ood_size, shifts, margin=margin, batch_size=batch_size),
+        ]
+        frames += [_tagged(p, s) for p in parts]
+    frame = pd.concat(frames, ignore_index=True)
+    table = pd.concat([_tagged(shift_summary(frame[frame.seed == s]), s) for s in seeds], ignore_index=True)
+    mid = val.volume_index(val.volumes[0])
+    mid = mid[len(mid) // 2]
+    ex = {
+        "val": compute_examples(
+            all_runs[seeds[0]],
+            val.image[mid],
+            example_shift,
+            label=f"{Path(val.fname[mid]).name}, slice {val.slice_num[mid]}",
+        )
+    }
     paths = _write(results_dir, prefix, table, frame, ex)
     return EvalResult(table, frame, paths, time.perf_counter() - start, ex)

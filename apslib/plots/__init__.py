@@ -15,9 +15,10 @@
 
 Every other figure has its module here, each re-exported: :mod:`~apslib.plots.training`
 (:func:`plot_training_curves`), :mod:`~apslib.plots.evaluation`
-(:func:`plot_shift_heatmaps`) and :mod:`~apslib.plots.paper` (:func:`plot_side_by_side`,
-:func:`plot_ood`, :func:`plot_distribution`). matplotlib is imported only when a figure is
-drawn.
+(:func:`plot_shift_heatmaps`), :mod:`~apslib.plots.paper` (:func:`plot_side_by_side`,
+:func:`plot_ood`, :func:`plot_distribution`) and :mod:`~apslib.plots.beyond`
+(:func:`plot_subpixel_curves`, :func:`plot_frontier`; notebook 06). matplotlib is
+imported only when a figure is drawn.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ __all__ = [
     "plot_side_by_side",
     "plot_ood",
     "plot_distribution",
+    "plot_subpixel_curves",
+    "plot_frontier",
+    "plot_grid_choice",
 ]
 
 COLUMN_WIDTH = 3.5  # inches: one column of a two-column IEEE paper
@@ -154,7 +158,8 @@ def plot_examples(
     ncol = len(names) + 1
     panel = width / (ncol + 0.35)
     fig, axes = plt.subplots(4, ncol, figsize=(width, 4 * panel + 0.6), squeeze=False, layout="constrained")
-    k = tuple(int(v) for v in ex.shift)
+    k = tuple(int(v) if float(v).is_integer() else float(v) for v in ex.shift)
+    kind = "circular" if all(isinstance(v, int) for v in k) else "circular, Fourier\n(sub-pixel)"
     gray = dict(cmap="gray", vmin=vmin, vmax=vmax)
     left = [
         (ex.input, "input x"),
@@ -172,7 +177,7 @@ def plot_examples(
             ax.text(
                 0.0,
                 0.5,
-                f"shift k = {k}\n(dy, dx) in pixels,\ncircular\n\nbottom row:\n"
+                f"shift k = {k}\n(dy, dx) in pixels,\n{kind}\n\nbottom row:\n"
                 "|F(T_k x) - T_k F(x)|\nper model",
                 transform=ax.transAxes,
                 va="center",
@@ -211,6 +216,7 @@ def plot_examples(
 
 
 # The figure modules import the constants above from this package: import them last.
+from .beyond import plot_frontier, plot_grid_choice, plot_subpixel_curves  # noqa: E402
 from .data import plot_kspace_mask, plot_targets, plot_zero_filled  # noqa: E402, F401
 from .evaluation import plot_shift_heatmaps  # noqa: E402
 from .paper import plot_distribution, plot_ood, plot_side_by_side  # noqa: E402

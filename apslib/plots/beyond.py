@@ -1,0 +1,153 @@
+"""Figures of notebook 06: equivariance error against sub-pixel offset, and the frontier of
+half-pixel error against reconstruction quality.
+
+Conventions
+-----------
+The inputs are the per-pair frames of :mod:`apslib.evaluate.beyond` (columns ``model``,
+``dataset``, ``protocol``, ``image``, ``dy``, ``dx``, ``eq_nmse``, ``psnr_decline``, and
+``seed`` when several training seeds were evaluated). Errors are drawn on log axes; an
+exact 0 (APS at an integer shift) is drawn at ``floor``
+(:data:`apslib.plots.EXACT_ZERO_FLOOR` unless given). With several seeds a curve is the mean
+over seeds of the per-seed mean over images, with a band from the lowest to the highest seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import COLUMN_WIDTH, EXACT_ZERO_FLOOR
+
+__all__ = ["DIRECTIONS", "plot_subpixel_curves", "plot_frontier", "plot_grid_choice"]
+
+# the three directions of a grid of offsets: (title, selector of the frame's rows, x value)
+DIRECTIONS = {
+    "y": ("along y: shift (d, 0)", lambda f: f.dx == 0, "dy"),
+    "x": ("along x: shift (0, d)", lambda f: f.dy == 0, "dx"),
+    "diagonal": ("diagonal: shift (d, d)", lambda f: f.dy == f.dx, "dy"),
+}
+MARKERS = "osD^vP*Xh<>"
+
+
+def _per_seed(frame):
+    return frame.assign(seed=frame["seed"] if "seed" in frame else 0)
+
+
+def plot_subpixel_curves(
+    frame,
+    models: Sequence[str],
+    *,
+    directions: Sequence[str] = ("y", "x", "diagonal"),
+    stat: str = "mean",
+    floor: float = EXACT_ZERO_FLOOR,
+    title: str = "",
+):
+    """One panel per direction: ``stat`` (``mean`` or ``max`` over images) of the
+    equivariance NMSE against the offset ``d``, one line per model (in ``models``' order)."""
+    import matplotlib.pyplot as plt
+
+    frame = _per_seed(frame)
+    fig, axes = plt.subplots(
+        1,
+        len(directions),
+        figsize=(COLUMN_WIDTH * len(directions), 2.7),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    floored = False
+    for ax, direction in zip(axes[0], directions):
+        label, pick, xcol = DIRECTIONS[direction]
+        sub = frame[pick(frame)]
+        for n, m in enumerate(models):
+            d = sub[sub.model == m]
+            if d.empty:
+                continue
+            per_seed = d.groupby(["seed", xcol]).eq_nmse.agg(stat).unstack(0)
+            x = per_seed.index.to_numpy(float)
+            mean, low, high = (
+                np.maximum(v.to_numpy(float), floor)
+                for v in (per_seed.mean(axis=1), per_seed.min(axis=1), per_seed.max(axis=1))
+            )
+            floored |= bool((per_seed.to_numpy() < floor).any())
+            (line,) = ax.plot(x, mean, marker=MARKERS[n % len(MARKERS)], ms=3, lw=1, label=m)
+            if per_seed.shape[1] > 1:
+                ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("offset d (pixels)")
+        ax.set_title(label)
+        ax.grid(alpha=0.3, which="major")
+    axes[0, 0].set_ylabel(f"equivariance NMSE ({stat} over images)")
+    if floored:
+        for ax in axes[0]:
+            ax.axhline(floor, color="0.5", ls=":", lw=0.8)
+        axes[0, 0].annotate(
+            f"exact 0 (drawn at {floor:.0e})", (0.02, floor), xycoords=("axes fraction", "data"), fontsize=6
+        )
+    axes[0, -1].legend(fontsize=6, loc="best")
+    fig.suptitle(title or "Equivariance error against the sub-pixel offset")
+    return fig
+
+
+def plot_frontier(points, *, x: str = "half-pixel eq NMSE", y: str = "PSNR (dB)", title: str = ""):
+    """Each model as a point (``x``, ``y``) of ``points`` (a frame indexed by model with
+    columns ``x``, ``y`` and, when several seeds were measured, ``x sd`` / ``y sd`` drawn
+    as error bars): the frontier of sub-pixel robustness against reconstruction quality.
+    Lower left is not better here: lower ``x`` and higher ``y`` is."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH * 1.4, 3.0), layout="constrained")
+    for n, (model, r) in enumerate(points.iterrows()):
+        xerr = r.get(f"{x} sd", np.nan)
+        yerr = r.get(f"{y} sd", np.nan)
+        ax.errorbar(
+            r[x],
+            r[y],
+            xerr=None if not np.isfinite(xerr) else xerr,
+            yerr=None if not np.isfinite(yerr) else yerr,
+            fmt=MARKERS[n % len(MARKERS)],
+            ms=5,
+            capsize=2,
+            label=model,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{x} (mean over images; lower is better)")
+    ax.set_ylabel(f"{y} (higher is better)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6, loc="best", ncol=2)
+    ax.set_title(title or "Sub-pixel robustness against reconstruction quality")
+    return fig
+
+
+def plot_grid_choice(offsets, norms, *, title: str = ""):
+    """The four polyphase norms (:func:`apslib.subpixel.norms_under_shift`) against the
+    offset: where the largest changes, APS-D changes its grid; between integers no
+    component is a shifted copy of one of the unshifted image."""
+    import matplotlib.pyplot as plt
+
+    from ..polyphase import PHASES
+
+    norms = np.asarray(norms, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.4), layout="constrained")
+    for j, phase in enumerate(PHASES):
+        ax.plot(offsets, norms[:, j], marker=MARKERS[j], ms=3, lw=1, label=f"component {phase}")
+    winner = norms.argmax(1)
+    lo, hi = float(norms.min()), float(norms.max())
+    ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.3 * (hi - lo))
+    for o, w in zip(offsets, winner):
+        ax.annotate(
+            "".join(map(str, PHASES[w])),
+            (o, hi + 0.08 * (hi - lo)),
+            fontsize=5,
+            ha="center",
+            va="bottom",
+            rotation=90,
+        )
+    ax.set_xlabel("offset along x (pixels)")
+    ax.set_ylabel("squared l2 norm of the component")
+    ax.legend(fontsize=6, loc="lower left")
+    ax.set_title(
+        title or "APS-D's grid choice under a sub-pixel shift\n(the chosen component, written ij, on top)"
+    )
+    return fig
