@@ -79,6 +79,9 @@ class TrainConfig:
     lr_step: int = _opt(5, "StepLR step (epochs)")
     lr_gamma: float = _opt(0.5, "StepLR factor")
     shift_augment: bool = _opt(False, "random circular shifts of input and target (DA)")
+    subpixel_augment: bool = _opt(
+        False, "random sub-pixel Fourier shifts in [0, 1) per axis of input and target (SDA)"
+    )
     max_shift: int = _opt(16, "shifts in [-M, M-1] (DA and the validation equivariance loss)")
     clamp: float | None = _opt(6.0, "output clamp to [-C, C] (0: off)")
     grad_clip: float | None = _opt(1.0, "gradient-norm clip (0: off)")
@@ -157,7 +160,9 @@ class TrainConfig:
     @property
     def display_name(self) -> str:
         """``name``, or the paper-style name of the variant, blur and augmentation."""
-        return self.name or model_name(self.variant, self.filter_size, self.shift_augment)
+        return self.name or model_name(
+            self.variant, self.filter_size, self.shift_augment, self.subpixel_augment
+        )
 
     @property
     def slug(self) -> str:
@@ -190,6 +195,13 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return replace(self, **changes)
+
+    def like(self, model: str, **changes) -> TrainConfig:
+        """This configuration (data, sizes, schedule, run folder, seed) for the paper-style
+        model name ``model`` (e.g. a candidate trained exactly like a reference run)."""
+        named = {"variant", "filter_size", "shift_augment", "subpixel_augment", "name"}
+        keep = {k: v for k, v in self.to_dict().items() if k not in named}
+        return config_for(model, **{**keep, **changes})
 
 
 def config_for(model: str, /, **overrides) -> TrainConfig:
@@ -276,7 +288,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     model = getattr(args, "model", None)
     if model is None:
         return TrainConfig(**given)
-    clash = [cli_flag(k) for k in ("variant", "filter_size", "shift_augment") if k in given]
+    clash = [
+        cli_flag(k) for k in ("variant", "filter_size", "shift_augment", "subpixel_augment") if k in given
+    ]
     if clash:
         raise ValueError(
             f"--model {model!r} names the variant, blur and augmentation; drop "

@@ -17,11 +17,14 @@ PAPER_MODELS = ("Baseline", "LPF-2", "LPF-3", "Baseline + DA", "APS", "APS-2", "
 _MAX_FILTER = 7  # filters.MAX_FILTER_SIZE; names outside 1..7 are rejected here already
 
 _BASES = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS"}
-_NAME_RE = re.compile(r"^(baseline|lpf|aps)(?:\s*-?\s*(\d+))?(\s*[-+]\s*da)?$", re.IGNORECASE)
+_NAME_RE = re.compile(r"^(baseline|lpf|aps)(?:\s*-?\s*(\d+))?(\s*[-+]\s*da)?(\s*[-+]\s*sda)?$", re.IGNORECASE)
 
 
-def model_name(variant: str, filter_size: int = 1, shift_augment: bool = False) -> str:
-    """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-2``, ``Baseline + DA``.
+def model_name(
+    variant: str, filter_size: int = 1, shift_augment: bool = False, subpixel_augment: bool = False
+) -> str:
+    """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-2``, ``Baseline + DA``, and
+    ``APS-3 + SDA`` (trained with sub-pixel shift augmentation; beyond the paper).
 
     ``LPF`` always carries its blur size (``LPF-1`` is the unblurred LPF U-Net); ``APS``
     only from 2 on. :func:`parse_model_name` reads every name this returns back.
@@ -30,21 +33,24 @@ def model_name(variant: str, filter_size: int = 1, shift_augment: bool = False) 
         raise ValueError(f"unknown variant {variant!r}: use one of {list(_BASES)}")
     base = _BASES[variant]
     name = f"{base}-{int(filter_size)}" if filter_size > 1 or variant == "lpf" else base
-    return f"{name} + DA" if shift_augment else name
+    name = f"{name} + DA" if shift_augment else name
+    return f"{name} + SDA" if subpixel_augment else name
 
 
 def parse_model_name(name: str) -> dict:
-    """``"APS-3"`` -> ``{"variant": "aps", "filter_size": 3, "shift_augment": False}``.
+    """``"APS-3"`` -> ``{"variant": "aps", "filter_size": 3, "shift_augment": False,
+    "subpixel_augment": False}``.
 
     Accepts the paper's names (``Baseline``, ``LPF-j``, ``Baseline + DA``, ``APS``,
-    ``APS-j``, and ``+ DA`` after any of them), case-insensitively, and their slugs
-    (``baseline-da``, ``aps-3``); ``j`` is the blur size, 1..7.
+    ``APS-j``, and ``+ DA`` after any of them), then ``+ SDA`` (sub-pixel shift
+    augmentation), case-insensitively, and their slugs (``baseline-da``, ``aps-3-sda``);
+    ``j`` is the blur size, 1..7.
     """
     m = _NAME_RE.match(str(name).strip())
     if not m:
         raise ValueError(
             f"unknown model name {name!r}: use Baseline, LPF-<j>, APS, APS-<j> (j = blur "
-            f"size 1..{_MAX_FILTER}), optionally followed by ' + DA'; the paper's models are "
+            f"size 1..{_MAX_FILTER}), optionally followed by ' + DA' and/or ' + SDA'; the paper's models are "
             f"{list(PAPER_MODELS)}"
         )
     variant = m.group(1).lower()
@@ -55,7 +61,12 @@ def parse_model_name(name: str) -> dict:
         raise ValueError(f"{name!r}: LPF needs its blur size, e.g. LPF-3")
     if not 1 <= filter_size <= _MAX_FILTER:
         raise ValueError(f"{name!r}: the blur size must be in 1..{_MAX_FILTER}")
-    return {"variant": variant, "filter_size": filter_size, "shift_augment": bool(m.group(3))}
+    return {
+        "variant": variant,
+        "filter_size": filter_size,
+        "shift_augment": bool(m.group(3)),
+        "subpixel_augment": bool(m.group(4)),
+    }
 
 
 def slugify(name: str) -> str:

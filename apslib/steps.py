@@ -93,10 +93,28 @@ def val_loader(config: TrainConfig, batch_size: int | None = None):
     )
 
 
-def augment_batch(x: torch.Tensor, y: torch.Tensor, max_shift: int, generator: torch.Generator | None = None):
-    """The same random circular shift per sample on input and target: ``(x, y, shifts)``."""
-    shifts = random_shifts(x.shape[0], max_shift, generator)
-    return shift_each(x, shifts), shift_each(y, shifts), shifts
+def augment_batch(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    max_shift: int,
+    generator: torch.Generator | None = None,
+    *,
+    subpixel: bool = False,
+):
+    """The same random shift per sample on input and target: ``(x, y, shifts)``. Integer
+    circular shifts in ``[-max_shift, max_shift - 1]`` (none for ``max_shift=0``); with
+    ``subpixel`` plus a Fourier shift by an offset uniform in ``[0, 1)`` per axis
+    (:func:`apslib.subpixel.fourier_shift`; ``shifts`` is then float)."""
+    n = x.shape[0]
+    shifts = random_shifts(n, max_shift, generator) if max_shift > 0 else torch.zeros(n, 2, dtype=torch.int64)
+    x, y = shift_each(x, shifts), shift_each(y, shifts)
+    if subpixel:
+        from .subpixel import fourier_shift
+
+        offsets = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+        x, y = fourier_shift(x, offsets.to(x.device)), fourier_shift(y, offsets.to(y.device))
+        shifts = shifts + offsets
+    return x, y, shifts
 
 
 def _loss_fn(name: str):

@@ -256,8 +256,8 @@ def _train_epoch(run: _Run, epoch: int, bar) -> float:
     steps = run.steps
     for step, batch in enumerate(loader):
         x, y = to_device(batch, run.device)
-        if c.shift_augment:
-            x, y, _ = augment_batch(x, y, c.max_shift, aug)
+        if c.shift_augment or c.subpixel_augment:  # DA: integer shifts; SDA: sub-pixel ones
+            x, y, _ = augment_batch(x, y, c.max_shift * c.shift_augment, aug, subpixel=c.subpixel_augment)
         x = x.contiguous(memory_format=run.fmt)
         loss = train_step(
             run.net, run.optimizer, x, y, loss=c.loss, clamp=c.clamp, grad_clip=c.grad_clip, amp=c.amp

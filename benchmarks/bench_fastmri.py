@@ -1,5 +1,7 @@
-"""apslib's Baseline and APS U-Nets against the U-Net fastMRI users run today
-(``fastmri.models.Unet``), equal widths: forward and train-step times and ratios.
+"""apslib's Baseline and APS U-Nets, and fastmri's U-Net converted to APS
+(:func:`apslib.convert.aps_unet_from_fastmri`, the same weights), against the U-Net fastMRI
+users run today (``fastmri.models.Unet``), equal widths: forward and train-step times and
+ratios.
 
 fastmri's U-Net with ``chans=C, num_pool_layers=L`` has widths ``C .. C * 2**L`` (average
 pooling, transposed-conv upsampling, zero padding, InstanceNorm, LeakyReLU); apslib's
@@ -8,6 +10,7 @@ circular padding). Timed interleaved in one process (``bench_unet.interleaved``)
 alternating each round; the ratios of medians are what to read.
 
     python benchmarks/bench_fastmri.py                 # 16..256, 4 levels, batch 4, 128x128
+    python benchmarks/bench_fastmri.py --quick         # seconds: a smoke run, not a measurement
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from bench_unet import interleaved  # the same timing loop as the other benchmar
 from fastmri.models import Unet
 
 from apslib import build_unet
+from apslib.convert import aps_unet_from_fastmri
 from apslib.device import resolve_device
 
 
@@ -33,14 +37,22 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, 2 rounds")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.chans, args.levels, args.size, args.batch, args.rounds, args.warmup = 4, 2, 32, 2, 2, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     channels = [args.chans * 2**k for k in range(args.levels + 1)]
     torch.manual_seed(0)
+    fastmri_unet = Unet(1, 1, chans=args.chans, num_pool_layers=args.levels, drop_prob=0.0)
     models = {
-        "fastMRI U-Net": Unet(1, 1, chans=args.chans, num_pool_layers=args.levels, drop_prob=0.0),
+        "fastMRI U-Net": fastmri_unet,
         "Baseline": build_unet("baseline", depth=args.levels, channels=channels),
         "APS": build_unet("aps", depth=args.levels, channels=channels),
+        "fastMRI U-Net as APS": aps_unet_from_fastmri(fastmri_unet),
     }
     x = torch.randn(args.batch, 1, args.size, args.size, device=device)
     target = torch.randn_like(x)
@@ -66,7 +78,7 @@ def main(argv=None) -> dict:
     ref = "fastMRI U-Net"
     ratios = {
         f"{n}/{ref} {kind}": med[f"{n} {kind}"] / med[f"{ref} {kind}"]
-        for n in ("Baseline", "APS")
+        for n in ("Baseline", "APS", "fastMRI U-Net as APS")
         for kind in ("forward", "train step")
     }
     dev = platform.processor() or platform.machine()

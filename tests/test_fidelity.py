@@ -73,7 +73,7 @@ def test_a_baseline_is_not_equivariant_on_validation_at_the_smoke_profile(smoke_
     assert res["Baseline"] > 0, res
     assert res["APS"] == 0.0, res
     # why the old metric was blind: a shift by a multiple of 2**depth is free for every model
-    model = runs.load_model(tmp_path / "baseline")
+    model = runs.load_model(cfg.replace(variant="baseline", name="Baseline").run_path)
     x = next(iter(train.val_loader(cfg))).image.unsqueeze(1)
     with torch.no_grad():
         out = model(x)

@@ -45,16 +45,21 @@ def run_copy(finished, tmp_path):
 
 
 @settings(max_examples=60, deadline=None)
-@given(variant=st.sampled_from(["baseline", "lpf", "aps"]), j=st.integers(1, 7), da=st.booleans())
-def test_model_names_round_trip(variant, j, da):
+@given(
+    variant=st.sampled_from(["baseline", "lpf", "aps"]),
+    j=st.integers(1, 7),
+    da=st.booleans(),
+    sda=st.booleans(),
+)
+def test_model_names_round_trip(variant, j, da, sda):
     if variant == "baseline":
         j = 1  # the Baseline has no blur
-    spec = {"variant": variant, "filter_size": j, "shift_augment": da}
-    name = runs.model_name(variant, j, da)
+    spec = {"variant": variant, "filter_size": j, "shift_augment": da, "subpixel_augment": sda}
+    name = runs.model_name(variant, j, da, sda)
     assert runs.parse_model_name(name) == spec
     assert runs.parse_model_name(runs.slugify(name)) == spec
     assert runs.parse_model_name(name.upper()) == spec
-    if not da:
+    if not da and not sda:
         assert UNetConfig(variant=variant, filter_size=j, depth=2, channels=(4, 8, 16)).name == name
     cfg = TrainConfig(**spec, depth=2, channels=(4, 8, 16))
     assert cfg.display_name == name

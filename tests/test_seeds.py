@@ -201,3 +201,17 @@ def test_evaluate_cli_takes_seeds(seeded_runs, tmp_path, capsys):
         == 1
     )
     assert "seed 5" in capsys.readouterr().err
+
+
+def test_like_trains_a_candidate_exactly_like_a_reference(tmp_path):
+    ref = train.config_for("APS-3", run_dir=tmp_path, seed=2, epochs=7, depth=2, channels=[4, 8, 16])
+    cand = ref.like("APS-5 + SDA")
+    assert (cand.variant, cand.filter_size, cand.subpixel_augment, cand.name) == (
+        "aps",
+        5,
+        True,
+        "APS-5 + SDA",
+    )
+    assert (cand.seed, cand.epochs, cand.depth, cand.channels) == (2, 7, 2, (4, 8, 16))
+    assert cand.run_path == tmp_path / "aps-5-sda-seed2"
+    assert ref.like("Baseline", seed=0).run_path == tmp_path / "baseline"

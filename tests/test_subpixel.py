@@ -334,3 +334,39 @@ def test_evaluate_beyond_end_to_end(tmp_path):
     assert r.paths["table"].is_file() and r.paths["sweep"].is_file()
     ex = ev.read_examples(r.paths["examples"])["val"]
     assert ex.shift == (0.5, 0.5) and (ex.nmse > 0).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_subpixel_augmentation_moves_input_and_target_together(seed):
+    from apslib.steps import augment_batch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(4, 1, 16, 16, generator=g)
+    xs, ys, shifts = augment_batch(x, 2 * x, 0, torch.Generator().manual_seed(seed), subpixel=True)
+    assert shifts.dtype == torch.float64 and ((shifts >= 0) & (shifts < 1)).all()
+    assert torch.allclose(ys, 2 * xs, atol=1e-5)  # one shift for input and target
+    assert torch.allclose(xs, fourier_shift(x, shifts), atol=1e-6)
+    xi, _, ints = augment_batch(x, x, 4, torch.Generator().manual_seed(seed), subpixel=True)
+    assert ((ints >= -4) & (ints < 5)).all() and not torch.equal(ints, ints.round())
+    x0, _, none = augment_batch(x, x, 0, None)
+    assert torch.equal(x0, x) and not none.any()
+
+
+def test_sda_models_train_and_stay_exactly_equivariant(tmp_path, tiny_data):
+    from apslib import train
+
+    cfg = train.config_for(
+        "APS-3 + SDA",
+        data_root=tiny_data,
+        run_dir=tmp_path,
+        depth=2,
+        channels=[4, 8, 16],
+        epochs=1,
+        batch_size=2,
+        device="cpu",
+    )
+    assert cfg.subpixel_augment and not cfg.shift_augment and cfg.run_path.name == "aps-3-sda"
+    r = train.train(cfg, progress=False)
+    assert r.final["val_equiv_nmse"] < 1e-10  # integer equivariance is by construction
+    with pytest.raises(ValueError, match="drop --subpixel-augment"):
+        train.parse_cli(["--model", "APS + SDA", "--subpixel-augment", "--data", "d", "--run-dir", "r"])

@@ -86,9 +86,9 @@ def test_training_applies_augmentation_only_with_da(tiny_data, tmp_path, monkeyp
     seen = []
     original = train.augment_batch
 
-    def spy(x, y, max_shift, generator=None):
-        xs, ys, k = original(x, y, max_shift, generator)
-        seen.append((x, y, xs, ys, k, max_shift))
+    def spy(x, y, max_shift, generator=None, subpixel=False):
+        xs, ys, k = original(x, y, max_shift, generator, subpixel=subpixel)
+        seen.append((x, y, xs, ys, k, max_shift, subpixel))
         return xs, ys, k
 
     monkeypatch.setattr(train, "augment_batch", spy)
@@ -96,10 +96,13 @@ def test_training_applies_augmentation_only_with_da(tiny_data, tmp_path, monkeyp
     assert not seen
     train.train(tiny(tiny_data, tmp_path, "Baseline + DA", max_shift=5), progress=False)
     assert len(seen) == 2  # 4 training slices, batch 2
-    for x, y, xs, ys, k, m in seen:
-        assert m == 5 and k.min() >= -5 and k.max() <= 4
+    for x, y, xs, ys, k, m, sub in seen:
+        assert m == 5 and k.min() >= -5 and k.max() <= 4 and not sub
         assert torch.equal(xs, shifts.shift_each(x, k))
         assert torch.equal(ys, shifts.shift_each(y, k))
+    seen.clear()
+    train.train(tiny(tiny_data, tmp_path, "Baseline + SDA", max_shift=5), progress=False)
+    assert len(seen) == 2 and all(m == 0 and sub for *_, m, sub in seen)  # sub-pixel only
 
 
 def _states_equal(a, b, path=""):

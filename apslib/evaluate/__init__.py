@@ -39,6 +39,7 @@ from .beyond import (
     read_kspace_slices,
     shift_summary,
     subpixel_protocol,
+    target_check,
 )
 from .cli import main
 from .examples import Examples, compute_examples, read_examples, val_example, write_examples
@@ -78,6 +79,7 @@ __all__ = [
     "evaluate_beyond",
     "beyond_table",
     "frontier_points",
+    "target_check",
     "fov_protocol",
     "physical_protocol",
     "physical_samples",

@@ -54,6 +54,7 @@ __all__ = [
     "shift_summary",
     "beyond_table",
     "frontier_points",
+    "target_check",
 ]
 
 PAIR_COLUMNS = ["model", "dataset", "protocol", "image", "dy", "dx", "eq_nmse", "psnr_decline"]
@@ -350,3 +351,31 @@ def frontier_points(
     )
     out["seeds"] = g.size()
     return out.loc[[m for m in models if m in out.index]]
+
+
+def target_check(
+    points: pd.DataFrame, candidates: Sequence[str], *, against: str = "LPF-3", baseline: str = "Baseline"
+) -> pd.DataFrame:
+    """Issue 12's target per candidate (rows of :func:`frontier_points`): its half-pixel
+    error over ``against``'s (target: at most 1/3), and its PSNR minus ``baseline``'s next to
+    the larger of the two seed spreads (no reconstruction cost: the difference is within
+    that spread, or positive)."""
+    x, y = points.columns[0], "PSNR (dB)"
+    rows = []
+    for c in [c for c in candidates if c in points.index]:
+        ratio = points.loc[c, x] / points.loc[against, x]
+        gap = points.loc[c, y] - points.loc[baseline, y]
+        spread = np.nanmax(
+            [points.loc[c].get(f"{y} sd", np.nan), points.loc[baseline].get(f"{y} sd", np.nan)]
+        )
+        rows.append(
+            {
+                "model": c,
+                f"{x} / {against}": ratio,
+                "target <= 1/3 reached": bool(ratio <= 1 / 3),
+                f"PSNR - {baseline} (dB)": gap,
+                "PSNR seed sd (dB)": spread,
+                "no reconstruction cost": bool(gap >= 0 or (np.isfinite(spread) and -gap <= spread)),
+            }
+        )
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
