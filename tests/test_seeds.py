@@ -215,3 +215,23 @@ def test_like_trains_a_candidate_exactly_like_a_reference(tmp_path):
     assert (cand.seed, cand.epochs, cand.depth, cand.channels) == (2, 7, 2, (4, 8, 16))
     assert cand.run_path == tmp_path / "aps-5-sda-seed2"
     assert ref.like("Baseline", seed=0).run_path == tmp_path / "baseline"
+
+
+def test_equivariance_curves_name_exact_models_and_draw_ratios():
+    frame = pd.DataFrame(
+        [
+            {"model": m, "seed": s, "epoch": e, "val_equiv_nmse": v * (1 + s) * e}
+            for m, v in (("Baseline", 1e-3), ("Baseline + DA", 3e-4), ("APS", 0.0))
+            for s in range(2)
+            for e in (1, 2, 3)
+        ]
+    )
+    fig = plots.plot_equivariance_curves(frame, ["Baseline", "Baseline + DA", "APS"])
+    left, right = fig.axes
+    assert "APS" in left.get_title() and [ln.get_label() for ln in left.lines] == [
+        "Baseline",
+        "Baseline + DA",
+    ]
+    ratio = [ln for ln in right.lines if ln.get_label() == "Baseline + DA"][0]
+    np.testing.assert_allclose(ratio.get_ydata(), [0.3, 0.3, 0.3])  # same seed, same epoch
+    assert len(left.collections) == 2  # seed bands

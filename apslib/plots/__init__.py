@@ -41,6 +41,7 @@ __all__ = [
     "image_range",
     "plot_examples",
     "plot_training_curves",
+    "plot_equivariance_curves",
     "plot_shift_heatmaps",
     "plot_side_by_side",
     "plot_ood",
@@ -220,4 +221,4 @@ from .beyond import plot_frontier, plot_grid_choice, plot_subpixel_curves  # noq
 from .data import plot_kspace_mask, plot_targets, plot_zero_filled  # noqa: E402, F401
 from .evaluation import plot_shift_heatmaps  # noqa: E402
 from .paper import plot_distribution, plot_ood, plot_side_by_side  # noqa: E402
-from .training import plot_training_curves  # noqa: E402
+from .training import plot_equivariance_curves, plot_training_curves  # noqa: E402

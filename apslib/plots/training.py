@@ -20,7 +20,7 @@ import numpy as np
 
 from . import EXACT_ZERO_FLOOR, TEXT_WIDTH
 
-__all__ = ["plot_training_curves"]
+__all__ = ["plot_training_curves", "plot_equivariance_curves"]
 
 TITLES = {
     "train_loss": "training loss",
@@ -112,4 +112,61 @@ def plot_training_curves(
         ax.set_title(title + (f"\n(exact 0 drawn at {floor:g})" if floored else ""))
         ax.grid(alpha=0.3, which="both")
     axes[0][0].legend()
+    return fig
+
+
+def plot_equivariance_curves(
+    frame,
+    order: Sequence[str] | None = None,
+    *,
+    reference: str = "Baseline",
+    metric: str = "val_equiv_nmse",
+    marks: Sequence[float] = (1 / 2, 1 / 3, 1 / 10),
+):
+    """The validation equivariance error against training length, readable: left, every
+    model that is not exactly equivariant (log axis over their range; the exact ones are
+    named in the title, not drawn at a floor); right, each model's error over
+    ``reference``'s at the same epoch and seed (mean over seeds, band min-max), with lines
+    at ``marks`` (1/2, 1/3 and the paper's 1/10 for shift augmentation)."""
+    import matplotlib.pyplot as plt
+
+    metric = _recorded(frame, metric)
+    frame = frame.assign(seed=frame["seed"] if "seed" in frame else 0)
+    models = list(order) if order is not None else list(dict.fromkeys(frame["model"]))
+    exact = [m for m in models if (frame.loc[frame.model == m, metric] == 0).all()]
+    shown = [m for m in models if m not in exact and m in set(frame.model)]
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH * 2 / 3, 2.6), layout="constrained")
+    ref = frame[frame.model == reference].set_index(["seed", "epoch"])[metric]
+    for n, m in enumerate(shown):
+        sub = frame[frame.model == m]
+        style = dict(marker="o", ms=2.5, lw=1, linestyle=LINESTYLES[n % len(LINESTYLES)], color=f"C{n}")
+        for ax, values in (
+            (axes[0], sub.set_index(["seed", "epoch"])[metric]),
+            (axes[1], sub.set_index(["seed", "epoch"])[metric] / ref),
+        ):
+            if ax is axes[1] and m == reference:
+                continue
+            g = values.dropna().groupby(level="epoch")
+            ax.plot(g.mean().index, g.mean().to_numpy(), label=m, **style)
+            if values.index.get_level_values("seed").nunique() > 1:
+                ax.fill_between(
+                    g.mean().index, g.min().to_numpy(), g.max().to_numpy(), color=f"C{n}", alpha=0.15, lw=0
+                )
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3, which="both")
+    for v in marks:
+        axes[1].axhline(v, color="0.4", ls=":", lw=0.8)
+        axes[1].annotate(
+            f"{v:.2g}", (1.0, v), xycoords=("axes fraction", "data"), fontsize=5, ha="right", va="bottom"
+        )
+    axes[0].set_ylabel(YLABELS.get(metric, metric))
+    axes[0].set_title(
+        TITLES.get(metric, metric).split("\n")[0]
+        + (f"\n(exactly 0 at every epoch: {', '.join(exact)})" if exact else "")
+    )
+    axes[1].set_ylabel(f"over {reference}'s (same seed, epoch)")
+    axes[1].set_title(f"relative to {reference}")
+    axes[0].legend(fontsize=5)
     return fig
