@@ -183,11 +183,18 @@ class TrainConfig:
         return d
 
     @classmethod
+    def legacy(cls) -> dict:
+        """The value of each field that runs stored before the field existed were trained
+        with: ``up_pad`` / ``up_blur_gain`` (:attr:`UNetConfig.LEGACY_UP`), no sub-pixel
+        augmentation. Every field added later gets its entry here."""
+        return {**UNetConfig.LEGACY_UP, "subpixel_augment": False}
+
+    @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """A stored configuration; fields it lacks take the value the run was trained with
-        (before ``up_pad`` / ``up_blur_gain`` existed: :attr:`UNetConfig.LEGACY_UP`)."""
+        (:meth:`legacy`)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in {**UNetConfig.LEGACY_UP, **d}.items() if k in known})
+        return cls(**{k: v for k, v in {**cls.legacy(), **d}.items() if k in known})
 
     def identity(self) -> dict:
         """The fields that define the run (everything but :data:`RUNTIME_FIELDS`)."""

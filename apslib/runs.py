@@ -323,7 +323,7 @@ def plan_run(config: TrainConfig, path: Path, retrain: bool, *, quiet: bool = Fa
     if completed == 0 and not ckpt_file.exists():
         return "fresh"  # nothing to lose: a run that failed before its first epoch
     # runs written before a field existed were trained with its legacy value
-    stored = {**UNetConfig.LEGACY_UP, **cfg.get("config", {})}
+    stored = {**type(config).legacy(), **cfg.get("config", {})}
     old = {k: v for k, v in stored.items() if k not in RUNTIME_FIELDS}
     diff = _diff(old, _normalise(config.identity()))
     if diff:

@@ -319,6 +319,8 @@ def test_evenly_spaced_indices():
         (1e5, "1.000e+05"),
         (33.95, "33.95"),
         (3, "3"),
+        (True, "yes"),
+        (np.bool_(False), "no"),
     ],
 )
 def test_format_value_is_the_one_table_formatter(value, text):

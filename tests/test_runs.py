@@ -288,3 +288,18 @@ def test_history_frame_and_read_run(run_copy):
     assert info["config"] == cfg.replace(run_dir=info["config"].run_dir) and info["done"]
     frame = runs.history_frame([path])
     assert list(frame.columns[:3]) == ["model", "seed", "epoch"] and frame["model"].tolist() == ["APS"]
+
+
+def test_a_run_stored_before_a_field_existed_is_skipped_not_a_conflict(run_copy):
+    """Runs written before ``subpixel_augment`` (or ``up_pad``) existed were trained with
+    the legacy value: same configuration, skipped."""
+    cfg, path = run_copy
+    stored = json.loads((path / runs.CONFIG_FILE).read_text())
+    for key in train.TrainConfig.legacy():
+        stored["config"].pop(key, None)
+    stored["config"].update(up_pad="top_left", up_blur_gain=4.0)  # what such runs had
+    (path / runs.CONFIG_FILE).write_text(json.dumps(stored))
+    legacy_cfg = cfg.replace(up_pad="top_left", up_blur_gain=4.0)
+    assert runs.plan_run(legacy_cfg, path, retrain=False, quiet=True) == "skip"
+    with pytest.raises(runs.RunConflictError, match="subpixel_augment: False -> True"):
+        runs.plan_run(legacy_cfg.replace(subpixel_augment=True), path, retrain=False, quiet=True)

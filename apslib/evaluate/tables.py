@@ -313,9 +313,11 @@ def worst_case_table(
 def format_value(v, digits: int = 4) -> str:
     """One table entry as text: ``digits`` significant digits, scientific notation below
     1e-3 or from 1e5 on (0 stays ``0``), ``inf``/``-inf`` as such, missing (None, NaN) as
-    ``-``."""
+    ``-``, booleans as ``yes``/``no``."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
     v = float(v)
     if math.isnan(v):
         return "-"
