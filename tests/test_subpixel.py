@@ -272,9 +272,11 @@ def test_beyond_figures():
     from apslib import plots
 
     f = _pairs()
-    fig = plots.plot_subpixel_curves(f, ["Baseline", "APS"])
+    fig = plots.plot_subpixel_curves(f, ["Baseline", "APS"], floor=plots.EXACT_ZERO_FLOOR)
     assert len(fig.axes) == 3 and any("exact 0" in t.get_text() for t in fig.axes[0].texts)
     assert len(fig.axes[0].collections) == 2  # a seed band per model
+    fig = plots.plot_subpixel_curves(f, ["Baseline", "APS"])  # zeros left out, and said so
+    assert "not drawn" in fig._suptitle.get_text() and np.isnan(fig.axes[0].lines[1].get_ydata()[0])
     in_dist = pd.DataFrame(
         [
             dict(

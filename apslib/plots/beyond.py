@@ -6,9 +6,9 @@ Conventions
 The inputs are the per-pair frames of :mod:`apslib.evaluate.beyond` (columns ``model``,
 ``dataset``, ``protocol``, ``image``, ``dy``, ``dx``, ``eq_nmse``, ``psnr_decline``, and
 ``seed`` when several training seeds were evaluated). Errors are drawn on log axes; an
-exact 0 (APS at an integer shift) is drawn at ``floor``
-(:data:`apslib.plots.EXACT_ZERO_FLOOR` unless given). With several seeds a curve is the mean
-over seeds of the per-seed mean over images, with a band from the lowest to the highest seed.
+exact 0 (APS at an integer shift) is left out, or drawn at ``floor`` when one is given.
+With several seeds a curve is the mean over seeds of the per-seed mean over images, with a
+band from the lowest to the highest seed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import COLUMN_WIDTH, EXACT_ZERO_FLOOR
+from . import COLUMN_WIDTH
 
 __all__ = ["DIRECTIONS", "plot_subpixel_curves", "plot_frontier", "plot_grid_choice"]
 
@@ -40,11 +40,14 @@ def plot_subpixel_curves(
     *,
     directions: Sequence[str] = ("y", "x", "diagonal"),
     stat: str = "mean",
-    floor: float = EXACT_ZERO_FLOOR,
+    floor: float | None = None,
     title: str = "",
 ):
     """One panel per direction: ``stat`` (``mean`` or ``max`` over images) of the
-    equivariance NMSE against the offset ``d``, one line per model (in ``models``' order)."""
+    equivariance NMSE against the offset ``d``, one line per model (in ``models``' order).
+    Exact zeros (every model at ``d = 0``, APS models at ``d = 1``) are left out so the
+    axis spans the errors (the panel says so), or drawn at ``floor`` when one is given
+    (e.g. :data:`apslib.plots.EXACT_ZERO_FLOOR`)."""
     import matplotlib.pyplot as plt
 
     frame = _per_seed(frame)
@@ -67,10 +70,14 @@ def plot_subpixel_curves(
             per_seed = d.groupby(["seed", xcol]).eq_nmse.agg(stat).unstack(0)
             x = per_seed.index.to_numpy(float)
             mean, low, high = (
-                np.maximum(v.to_numpy(float), floor)
-                for v in (per_seed.mean(axis=1), per_seed.min(axis=1), per_seed.max(axis=1))
+                v.to_numpy(float) for v in (per_seed.mean(axis=1), per_seed.min(axis=1), per_seed.max(axis=1))
             )
-            floored |= bool((per_seed.to_numpy() < floor).any())
+            if floor is None:
+                mean, low, high = (np.where(v > 0, v, np.nan) for v in (mean, low, high))
+                floored |= bool((per_seed.to_numpy() <= 0).any())
+            else:
+                floored |= bool((per_seed.to_numpy() < floor).any())
+                mean, low, high = (np.maximum(v, floor) for v in (mean, low, high))
             (line,) = ax.plot(x, mean, marker=MARKERS[n % len(MARKERS)], ms=3, lw=1, label=m)
             if per_seed.shape[1] > 1:
                 ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
@@ -79,14 +86,20 @@ def plot_subpixel_curves(
         ax.set_title(label)
         ax.grid(alpha=0.3, which="major")
     axes[0, 0].set_ylabel(f"equivariance NMSE ({stat} over images)")
-    if floored:
+    if floored and floor is not None:
         for ax in axes[0]:
             ax.axhline(floor, color="0.5", ls=":", lw=0.8)
         axes[0, 0].annotate(
             f"exact 0 (drawn at {floor:.0e})", (0.02, floor), xycoords=("axes fraction", "data"), fontsize=6
         )
-    axes[0, -1].legend(fontsize=6, loc="best")
-    fig.suptitle(title or "Equivariance error against the sub-pixel offset")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=6, loc="outside right upper")
+    note = (
+        "\n(exact zeros, at d = 0 and for APS models at d = 1, are not drawn)"
+        if floored and floor is None
+        else ""
+    )
+    fig.suptitle((title or "Equivariance error against the sub-pixel offset") + note)
     return fig
 
 
