@@ -127,8 +127,7 @@ def val_example(
     first volume) with its target, under the random shift its volume gets in the random
     protocol (:func:`apslib.shifts.seeded_shifts`, one per volume)."""
     if index is None:
-        first = val.volume_index(val.volumes[0])
-        index = first[len(first) // 2]
+        index = val.default_example()
     if not -len(val) <= index < len(val):
         raise IndexError(f"example_index {index} is out of range: the validation split has {len(val)} slices")
     index %= len(val)

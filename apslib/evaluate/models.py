@@ -143,6 +143,11 @@ class ValData:
     def volume_index(self, vol: str) -> list[int]:
         return [i for i, f in enumerate(self.fname) if f == vol]
 
+    def default_example(self) -> int:
+        """The slice the examples figures show by default: the middle slice of the first volume."""
+        first = self.volume_index(self.volumes[0])
+        return first[len(first) // 2]
+
 
 def load_val(data_root, *, center_fractions=(0.08,), accelerations=(4,), seed: int = 0) -> ValData:
     """All validation slices of ``data_root`` (fixed masks per file) as :class:`ValData`."""

@@ -250,7 +250,7 @@ def evaluate_beyond(
         for name, images in ood_sets(ood_size + 2 * ood_pad, noise_count=1, seed=seed).items()
         if name != "noise"
     }
-    frames = []
+    frames, moved = [], {}  # the pipeline's moved samples, computed once for every seed
     for s, runs in all_runs.items():
         parts = [
             subpixel_protocol(runs, val.image[idx], grid, image_ids=ids, batch_size=batch_size),
@@ -262,14 +262,14 @@ def evaluate_beyond(
                 accelerations=cfg.accelerations,
                 margin=margin,
                 batch_size=batch_size,
+                cache=moved,
             ),
             fov_protocol(runs, scenes, ood_size, shifts, margin=margin, batch_size=batch_size),
         ]
         frames += [_tagged(p, s) for p in parts]
     frame = pd.concat(frames, ignore_index=True)
     table = pd.concat([_tagged(shift_summary(frame[frame.seed == s]), s) for s in seeds], ignore_index=True)
-    mid = val.volume_index(val.volumes[0])
-    mid = mid[len(mid) // 2]
+    mid = val.default_example()
     ex = {
         "val": compute_examples(
             all_runs[seeds[0]],
