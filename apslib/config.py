@@ -206,9 +206,12 @@ class TrainConfig:
     def like(self, model: str, **changes) -> TrainConfig:
         """This configuration (data, sizes, schedule, run folder, seed) for the paper-style
         model name ``model`` (e.g. a candidate trained exactly like a reference run)."""
-        named = {"variant", "filter_size", "shift_augment", "subpixel_augment", "name"}
-        keep = {k: v for k, v in self.to_dict().items() if k not in named}
+        keep = {k: v for k, v in self.to_dict().items() if k not in (*NAME_FIELDS, "name")}
         return config_for(model, **{**keep, **changes})
+
+
+# the fields a paper-style model name sets (:func:`apslib.names.parse_model_name`'s keys)
+NAME_FIELDS = ("variant", "filter_size", "shift_augment", "subpixel_augment")
 
 
 def config_for(model: str, /, **overrides) -> TrainConfig:
@@ -295,9 +298,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     model = getattr(args, "model", None)
     if model is None:
         return TrainConfig(**given)
-    clash = [
-        cli_flag(k) for k in ("variant", "filter_size", "shift_augment", "subpixel_augment") if k in given
-    ]
+    clash = [cli_flag(k) for k in NAME_FIELDS if k in given]
     if clash:
         raise ValueError(
             f"--model {model!r} names the variant, blur and augmentation; drop "

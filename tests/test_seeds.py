@@ -235,3 +235,10 @@ def test_equivariance_curves_name_exact_models_and_draw_ratios():
     ratio = [ln for ln in right.lines if ln.get_label() == "Baseline + DA"][0]
     np.testing.assert_allclose(ratio.get_ydata(), [0.3, 0.3, 0.3])  # same seed, same epoch
     assert len(left.collections) == 2  # seed bands
+
+
+def test_name_fields_are_what_a_model_name_sets():
+    from apslib.config import NAME_FIELDS
+    from apslib.names import parse_model_name
+
+    assert set(parse_model_name("Baseline + DA + SDA")) == set(NAME_FIELDS)
