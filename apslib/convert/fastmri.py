@@ -1,0 +1,119 @@
+"""fastMRI's U-Net with APS or LPF-j sampling and circular padding, the same
+``state_dict`` (see :mod:`apslib.convert`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from ..unet import UNetConfig, check_size
+from .layers import PhaseConvTranspose2d, PhasePool2d, PhaseStack, _check_options, _circular_convs
+
+FASTMRI_UNET_ARGS = ("in_chans", "out_chans", "chans", "num_pool_layers", "drop_prob")
+
+
+def _is_fastmri_unet(model) -> bool:
+    return any(c.__module__.startswith("fastmri.") and c.__name__ == "Unet" for c in type(model).__mro__)
+
+
+class EquivariantFastMRIUnet(nn.Module):
+    """``fastmri.models.Unet`` with APS (or LPF-j) sampling and circular padding.
+
+    Takes fastMRI's constructor arguments; its modules are fastMRI's own (same
+    ``state_dict``), with ``PhaseConvTranspose2d`` in ``up_transpose_conv.*.layers.0``
+    and the pools in ``pools`` (no parameters). ``forward(image, return_phases=False)``;
+    ``return_phases=True`` also returns the per-level phase indices (encoder order).
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        chans: int = 32,
+        num_pool_layers: int = 4,
+        drop_prob: float = 0.0,
+        *,
+        variant: str = "aps",
+        filter_size: int = 1,
+        criterion: str = "l2",
+    ):
+        super().__init__()
+        from fastmri.models import Unet  # imported here: fastmri pulls in torchvision
+
+        base = Unet(in_chans, out_chans, chans, num_pool_layers, drop_prob)
+        self.in_chans, self.out_chans, self.chans = in_chans, out_chans, chans
+        self.num_pool_layers, self.drop_prob = num_pool_layers, drop_prob
+        self.variant, self.filter_size, self.criterion = _check_options(variant, filter_size, criterion)
+        self.phase_stack = PhaseStack()
+        self._size_config = UNetConfig(variant, num_pool_layers, (1,) * (num_pool_layers + 1))
+        # fastMRI's registration order, so that the state_dict keys come in the same order
+        self.down_sample_layers = base.down_sample_layers
+        self.conv = base.conv
+        self.up_conv = base.up_conv
+        self.up_transpose_conv = base.up_transpose_conv
+        opts = dict(variant=variant, filter_size=filter_size, stack=self.phase_stack)
+        pools = [
+            PhasePool2d("avg", criterion=criterion, label=f"pools.{k}", **opts)
+            for k in range(num_pool_layers)
+        ]
+        self.pools = nn.ModuleList(pools)
+        for k, block in enumerate(self.up_transpose_conv):
+            label = f"up_transpose_conv.{k}.layers.0"
+            block.layers[0] = PhaseConvTranspose2d.from_module(block.layers[0], label=label, **opts)
+        _circular_convs(self)
+
+    def check_input(self, image: torch.Tensor) -> None:
+        if not isinstance(image, torch.Tensor) or image.dim() != 4:
+            raise ValueError(f"input must be a (N, C, H, W) tensor, got {tuple(getattr(image, 'shape', ()))}")
+        if image.shape[1] != self.in_chans:
+            raise ValueError(f"input has {image.shape[1]} channels, the model expects {self.in_chans}")
+        check_size(tuple(image.shape[-2:]), self._size_config)
+
+    def forward(self, image: torch.Tensor, return_phases: bool = False):
+        self.check_input(image)
+        self.phase_stack.begin()
+        skips, output = [], image
+        for layer, pool in zip(self.down_sample_layers, self.pools):
+            output = layer(output)
+            skips.append(output)
+            output = pool(output)
+        output = self.conv(output)
+        for transpose_conv, conv in zip(self.up_transpose_conv, self.up_conv):
+            output = conv(torch.cat([transpose_conv(output), skips.pop()], dim=1))
+        self.phase_stack.end()
+        return (output, list(self.phase_stack.phases)) if return_phases else output
+
+
+def aps_unet_from_fastmri(
+    model_or_kwargs, *, variant: str = "aps", filter_size: int = 1, criterion: str = "l2"
+) -> EquivariantFastMRIUnet:
+    """Convert a ``fastmri.models.Unet`` (or build one from its constructor kwargs).
+
+    Args:
+        model_or_kwargs: a ``fastmri.models.Unet`` (left untouched; its weights, device,
+            dtype and train/eval mode are copied) or a mapping of its constructor arguments.
+        variant: ``"aps"`` (adaptive grids, exactly equivariant) or ``"lpf"`` (grid (0, 0)).
+        filter_size: binomial blur size ``j`` in 1..7 after pooling and upsampling (1: none).
+        criterion: APS-D norm, ``"l2"`` (the paper's), ``"l1"`` or ``"linf"``.
+
+    Returns:
+        :class:`EquivariantFastMRIUnet`, whose ``state_dict`` has fastMRI's keys and shapes.
+    """
+    if isinstance(model_or_kwargs, Mapping):
+        model, kwargs = None, dict(model_or_kwargs)
+    elif _is_fastmri_unet(model_or_kwargs):
+        model = model_or_kwargs
+        kwargs = {k: getattr(model, k) for k in FASTMRI_UNET_ARGS}
+    else:
+        raise TypeError(
+            "aps_unet_from_fastmri takes a fastmri.models.Unet or its constructor kwargs, got "
+            f"{type(model_or_kwargs).__name__}; for other U-Nets use make_equivariant"
+        )
+    new = EquivariantFastMRIUnet(**kwargs, variant=variant, filter_size=filter_size, criterion=criterion)
+    if model is not None:
+        p = next(model.parameters())
+        new.to(device=p.device, dtype=p.dtype).load_state_dict(model.state_dict())
+        new.train(model.training)
+    return new
