@@ -42,6 +42,7 @@ from .layers import (
     forced_phase,
     phase_stacks,
 )
+from .varnet import aps_varnet_from_fastmri
 
 __all__ = [
     "CONVERT_VARIANTS",
@@ -52,6 +53,7 @@ __all__ = [
     "PhaseConvTranspose2d",
     "EquivariantFastMRIUnet",
     "aps_unet_from_fastmri",
+    "aps_varnet_from_fastmri",
     "make_equivariant",
     "forced_phase",
     "phase_stacks",
