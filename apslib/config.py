@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .names import PAPER_MODELS, model_name, parse_model_name, run_slug, slugify
 from .runs import RUNTIME_FIELDS
-from .unet import UP_PADS, UNetConfig
+from .unet import ARCHITECTURES, UP_PADS, UNetConfig
 
 __all__ = [
     "TrainConfig",
@@ -63,10 +63,18 @@ class TrainConfig:
     depth: int = _opt(4, "stride-2 levels of the U-Net")
     channels: tuple[int, ...] | None = _opt(None, "depth+1 widths (default: 64*2**k)")
     criterion: str = _opt("l2", "APS norm: l2, l1 or linf")
-    padding_mode: str = _opt("circular", "padding of convolutions and blurs")
-    up_pad: str = _opt(
-        "bottom_right",
-        "side of the decoder's k=2 conv padding (lpf/aps): bottom_right (the authors' code) or top_left",
+    architecture: str = _opt(
+        "apslib",
+        "the layers: apslib's U-Net family or fastmri.models.Unet's ('fastMRI U-Net' names)",
+        choices=ARCHITECTURES,
+    )
+    padding_mode: str | None = _opt(
+        None, "padding of convolutions and blurs (default: circular; zeros for fastMRI's own U-Net)"
+    )
+    up_pad: str | None = _opt(
+        None,
+        "side of the decoder's k=2 conv padding (lpf/aps): bottom_right (apslib's default, the "
+        "authors' code) or top_left (fastMRI's transposed conv)",
         choices=UP_PADS,
     )
     up_blur_gain: float = _opt(
@@ -86,6 +94,12 @@ class TrainConfig:
     clamp: float | None = _opt(6.0, "output clamp to [-C, C] (0: off)")
     grad_clip: float | None = _opt(1.0, "gradient-norm clip (0: off)")
     seed: int = _opt(0, "seed of weights, shuffling, masks and shifts")
+    init_from: str | None = _opt(
+        None,
+        "a run folder (or checkpoint.pt) whose model weights start this run instead of a random "
+        "initialisation: fine-tuning, e.g. 'fastMRI U-Net APS' from a 'fastMRI U-Net' run (the same "
+        "state_dict keys and shapes are needed)",
+    )
     device: str = _opt("auto", "auto, cuda, cuda:1, mps or cpu")
     amp: bool = _opt(False, "bfloat16 autocast")
     channels_last: bool = _opt(False, "channels-last memory format")
@@ -110,7 +124,7 @@ class TrainConfig:
         self.channels = tuple(int(c) for c in self.channels)
         self.center_fractions = tuple(float(c) for c in self.center_fractions)
         self.accelerations = tuple(int(a) for a in self.accelerations)
-        for name in ("data_root", "run_dir"):
+        for name in ("data_root", "run_dir", "init_from"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, str(value))
@@ -118,7 +132,8 @@ class TrainConfig:
             self.clamp = None
         if not self.grad_clip:
             self.grad_clip = None
-        self.unet_config()  # validates variant, depth, channels, filter size, criterion
+        unet = self.unet_config()  # validates variant, depth, channels, filter size, criterion
+        self.padding_mode, self.up_pad = unet.padding_mode, unet.up_pad  # the architecture's defaults
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("epochs", "batch_size", "lr_step"):
@@ -155,13 +170,14 @@ class TrainConfig:
             padding_mode=self.padding_mode,
             up_pad=self.up_pad,
             up_blur_gain=self.up_blur_gain,
+            architecture=self.architecture,
         )
 
     @property
     def display_name(self) -> str:
         """``name``, or the paper-style name of the variant, blur and augmentation."""
         return self.name or model_name(
-            self.variant, self.filter_size, self.shift_augment, self.subpixel_augment
+            self.variant, self.filter_size, self.shift_augment, self.subpixel_augment, self.architecture
         )
 
     @property
@@ -186,8 +202,13 @@ class TrainConfig:
     def legacy(cls) -> dict:
         """The value of each field that runs stored before the field existed were trained
         with: ``up_pad`` / ``up_blur_gain`` (:attr:`UNetConfig.LEGACY_UP`), no sub-pixel
-        augmentation. Every field added later gets its entry here."""
-        return {**UNetConfig.LEGACY_UP, "subpixel_augment": False}
+        augmentation, apslib's layers. Every field added later gets its entry here."""
+        return {
+            **UNetConfig.LEGACY_UP,
+            "subpixel_augment": False,
+            "architecture": "apslib",
+            "init_from": None,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -205,13 +226,19 @@ class TrainConfig:
 
     def like(self, model: str, **changes) -> TrainConfig:
         """This configuration (data, sizes, schedule, run folder, seed) for the paper-style
-        model name ``model`` (e.g. a candidate trained exactly like a reference run)."""
+        model name ``model`` (e.g. a candidate trained exactly like a reference run); a
+        padding or decoder form left at its architecture's default takes the new one's."""
         keep = {k: v for k, v in self.to_dict().items() if k not in (*NAME_FIELDS, "name")}
+        # padding and decoder form left at this model's defaults take the new model's
+        own = replace(self.unet_config(), padding_mode=None, up_pad=None)
+        for key in ("padding_mode", "up_pad"):
+            if keep[key] == getattr(own, key):
+                del keep[key]
         return config_for(model, **{**keep, **changes})
 
 
 # the fields a paper-style model name sets (:func:`apslib.names.parse_model_name`'s keys)
-NAME_FIELDS = ("variant", "filter_size", "shift_augment", "subpixel_augment")
+NAME_FIELDS = ("variant", "filter_size", "shift_augment", "subpixel_augment", "architecture")
 
 
 def config_for(model: str, /, **overrides) -> TrainConfig:
@@ -267,8 +294,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     model_group.add_argument(
         "--model",
         default=argparse.SUPPRESS,
-        help="a paper name instead of --variant/--filter-size/--shift-augment: "
-        + ", ".join(repr(m) for m in PAPER_MODELS),
+        help="a model name instead of --variant/--filter-size/--shift-augment: the paper's "
+        + ", ".join(repr(m) for m in PAPER_MODELS)
+        + "; fastMRI's U-Net: 'fastMRI U-Net', 'fastMRI U-Net APS', 'fastMRI U-Net LPF-3'",
     )
     for f in fields(TrainConfig):
         meta = f.metadata

@@ -195,7 +195,8 @@ def equivariance_error_map(
 def phase_margins(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """Per APS level, the relative gap between the two largest polyphase norms, per sample.
 
-    ``(n1 - n2) / n1`` of the map each :class:`~apslib.unet.APSPoolDown` chooses on, as a
+    ``(n1 - n2) / n1`` of the map each :class:`~apslib.unet.APSPoolDown` (or converted
+    :class:`~apslib.convert.PhasePool2d`) chooses on, as a
     list of ``(B,)`` float64 tensors (one per level, encoder order). A margin of 0 is an
     exact tie: the choice then follows the tie rule, not the signal, and equivariance is
     lost for that sample. Besides constant or 2-periodic inputs, ties arise when the map
@@ -203,15 +204,23 @@ def phase_margins(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]
     ReLU): the pool copies it into two (or four) polyphase components. Models without APS
     levels give an empty list.
     """
+    from .convert import PhasePool2d
+    from .polyphase import polyphase_norms
     from .unet import APSPoolDown
 
     margins: list[torch.Tensor] = []
 
     def hook(module, inputs, _output):
-        top = module.phase_norms(inputs[0]).topk(2, dim=1).values
+        if isinstance(module, APSPoolDown):
+            norms = module.phase_norms(inputs[0])
+        else:  # a converted pool (apslib.convert): the norms of its stride-1 map
+            norms = polyphase_norms(module.pooled(inputs[0]), module.criterion)
+        top = norms.topk(2, dim=1).values
         margins.append(((top[:, 0] - top[:, 1]) / top[:, 0].clamp_min(1e-300)).cpu())
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, APSPoolDown)]
+    aps = [m for m in model.modules() if isinstance(m, APSPoolDown)]
+    aps += [m for m in model.modules() if isinstance(m, PhasePool2d) and m.variant == "aps"]
+    handles = [m.register_forward_hook(hook) for m in aps]
     try:
         model(x)
     finally:

@@ -45,7 +45,7 @@ from .runfolder import (
     check_run_folder,
     writing,
 )
-from .unet import UNet, UNetConfig
+from .unet import UNetConfig, unet_from_config
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -264,10 +264,12 @@ def read_run(path) -> dict:
     }
 
 
-def load_model(path, device: str | torch.device = "cpu") -> UNet:
-    """The trained U-Net of a run folder (or a checkpoint file), in eval mode."""
+def load_model(path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The trained U-Net of a run folder (or a checkpoint file), in eval mode: a
+    :class:`~apslib.unet.UNet`, or for fastMRI's architecture an
+    :class:`~apslib.convert.EquivariantFastMRIUnet` (:func:`~apslib.unet.unet_from_config`)."""
     ckpt = read_checkpoint(path)
-    model = UNet(UNetConfig.from_dict(ckpt["unet"]))  # older checkpoints: the form they had
+    model = unet_from_config(UNetConfig.from_dict(ckpt["unet"]))  # older ones: the form they had
     model.load_state_dict(ckpt["model"])
     return model.to(resolve_device(device)).eval()
 

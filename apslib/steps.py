@@ -19,10 +19,11 @@ from . import data as data_mod
 from .config import TrainConfig
 from .metrics import psnr
 from .shifts import informative_shifts, random_shifts, shift_each
-from .unet import UNet, UNetConfig
+from .unet import UNetConfig, unet_from_config
 
 __all__ = [
     "build_model",
+    "init_weights",
     "build_datasets",
     "check_data_size",
     "require_data_root",
@@ -36,10 +37,39 @@ __all__ = [
 ]
 
 
-def build_model(config: TrainConfig) -> UNet:
-    """The U-Net of ``config``, initialised from ``torch.manual_seed(config.seed)``."""
+def build_model(config: TrainConfig) -> nn.Module:
+    """The U-Net of ``config`` (:func:`apslib.unet.unet_from_config`: apslib's or fastMRI's
+    layers), initialised from ``torch.manual_seed(config.seed)``."""
     torch.manual_seed(config.seed)
-    return UNet(config.unet_config())
+    model = unet_from_config(config.unet_config())
+    if config.init_from is not None:
+        init_weights(model, config.init_from)
+    return model
+
+
+def init_weights(model: nn.Module, source) -> nn.Module:
+    """Load the trained weights of the run folder (or checkpoint file) ``source`` into
+    ``model`` (e.g. fastMRI's U-Net trained on its own grid, into its APS conversion:
+    the same ``state_dict``). ``ValueError`` naming what does not fit otherwise."""
+    from .runs import read_checkpoint
+
+    weights = read_checkpoint(source)["model"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    extra = [k for k in weights if k not in own]
+    shapes = [
+        f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    if missing or extra or shapes:
+        raise ValueError(
+            f"init_from {source}: its weights do not fit this model (missing {missing[:3]}, "
+            f"unexpected {extra[:3]}, other shapes {shapes[:3]}): start only from a run of the same "
+            "architecture and widths (any fastMRI U-Net variant fits any other)"
+        )
+    model.load_state_dict(weights)
+    return model
 
 
 def check_data_size(dataset, unet_config: UNetConfig, what: str = "data") -> None:

@@ -16,7 +16,13 @@ zero insertion is padded at the bottom/right (``up_pad="bottom_right"``) and the
 zero insertion has gain 1 (``up_blur_gain=1``); ``"top_left"`` / 4 is the other form
 (apslib before 0.2; checkpoints without the keys load with it). The layers live in
 :mod:`apslib.layers`; here: the configuration, the size rule (:func:`check_size`), the
-U-Net, :func:`build_unet` and :func:`calibrate_batchnorm`.
+U-Net, :func:`build_unet`, :func:`unet_from_config` and :func:`calibrate_batchnorm`.
+
+``architecture="fastmri"`` is the other family a :class:`UNetConfig` can describe:
+``fastmri.models.Unet``'s layers (average pooling, transposed conv, InstanceNorm, LeakyReLU)
+with its own sampling (``baseline``, zero padding unless told otherwise) or converted to
+``lpf``/``aps`` (:class:`apslib.convert.EquivariantFastMRIUnet`, circular padding); the
+same ``state_dict`` as fastMRI's model in every variant.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from .polyphase import check_criterion
 
 __all__ = [
     "VARIANTS",
+    "ARCHITECTURES",
     "PAPER_CHANNELS",
     "UNetConfig",
     "check_size",
@@ -58,10 +65,12 @@ __all__ = [
     "PolyphaseUp",
     "UNet",
     "build_unet",
+    "unet_from_config",
     "calibrate_batchnorm",
 ]
 
 VARIANTS = ("baseline", "lpf", "aps")
+ARCHITECTURES = ("apslib", "fastmri")  # this family's layers, or fastmri.models.Unet's
 PAPER_CHANNELS = (64, 128, 256, 512, 1024)
 
 
@@ -108,7 +117,15 @@ def check_size(shape, config: UNetConfig, what: str = "input size") -> None:
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Everything that defines a U-Net of this family (stored in checkpoints)."""
+    """Everything that defines a U-Net of this family (stored in checkpoints).
+
+    ``architecture="fastmri"``: ``fastmri.models.Unet`` (``chans = channels[0]``,
+    ``num_pool_layers = depth``; its widths double per level, so ``channels`` must too);
+    its decoder is the transposed conv (shifted by the encoder's grid for ``aps``), i.e.
+    ``up_pad="top_left"`` with gain 1. ``padding_mode=None`` / ``up_pad=None`` take the
+    architecture's form: circular and the authors' bottom/right decoder for apslib; zeros
+    (fastMRI's own) for the fastmri baseline, circular for its lpf/aps.
+    """
 
     variant: str = "aps"
     depth: int = 4
@@ -117,12 +134,13 @@ class UNetConfig:
     criterion: str = "l2"
     in_channels: int = 1
     out_channels: int = 1
-    padding_mode: str = "circular"
+    padding_mode: str | None = None
     # The decoder of lpf/aps: side of the k=2 conv's padding and gain of the blur after
     # zero insertion. The defaults are the authors' code; "top_left" / 4.0 is the form
     # apslib used before 0.2 (checkpoints without these keys load with it).
-    up_pad: str = "bottom_right"
+    up_pad: str | None = None
     up_blur_gain: float = 1.0
+    architecture: str = "apslib"
 
     LEGACY_UP: ClassVar[dict] = {"up_pad": "top_left", "up_blur_gain": 4.0}
 
@@ -136,6 +154,14 @@ class UNetConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {ARCHITECTURES}")
+        fastmri = self.architecture == "fastmri"
+        if self.padding_mode is None:
+            own = fastmri and self.variant == "baseline"  # fastMRI's own U-Net pads zeros
+            object.__setattr__(self, "padding_mode", "zeros" if own else "circular")
+        if self.up_pad is None:
+            object.__setattr__(self, "up_pad", "top_left" if fastmri else "bottom_right")
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
         check_filter_size(self.filter_size)
@@ -146,7 +172,7 @@ class UNetConfig:
                 "variant='baseline' has no blur; use variant='lpf' (or 'aps') for "
                 f"filter_size={self.filter_size}"
             )
-        if self.variant == "aps":
+        if self.variant == "aps" and not fastmri:  # fastMRI's average pool does not tie so
             check_aps_criterion(self.criterion, self.filter_size)
         channels = tuple(int(c) for c in self.channels)
         if len(channels) != self.depth + 1:
@@ -171,6 +197,26 @@ class UNetConfig:
             )
         object.__setattr__(self, "up_blur_gain", float(self.up_blur_gain))
         object.__setattr__(self, "channels", channels)
+        if fastmri:
+            self._check_fastmri()
+
+    def _check_fastmri(self) -> None:
+        c = self.channels
+        if any(c[k] != c[0] * 2**k for k in range(len(c))):
+            raise ValueError(
+                f"fastmri.models.Unet doubles its width per level: channels must be "
+                f"{[c[0] * 2**k for k in range(len(c))]} for chans={c[0]}, got {list(c)}"
+            )
+        if (self.up_pad, self.up_blur_gain) != ("top_left", 1.0):
+            raise ValueError(
+                "the fastmri architecture keeps fastMRI's transposed conv (top/left, gain 1): "
+                f"leave up_pad / up_blur_gain unset, got {self.up_pad!r} / {self.up_blur_gain:g}"
+            )
+        if self.variant != "baseline" and self.padding_mode != "circular":
+            raise ValueError(
+                f"the {self.variant} fastMRI U-Net pads circularly (its equivariance needs it); "
+                f"got padding_mode={self.padding_mode!r}"
+            )
 
     @property
     def multiple(self) -> int:
@@ -184,8 +230,8 @@ class UNetConfig:
 
     @property
     def name(self) -> str:
-        """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-3``."""
-        return model_name(self.variant, self.filter_size)
+        """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-3``, ``fastMRI U-Net``."""
+        return model_name(self.variant, self.filter_size, architecture=self.architecture)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -202,6 +248,8 @@ class UNet(nn.Module):
 
     def __init__(self, config: UNetConfig):
         super().__init__()
+        if config.architecture != "apslib":
+            raise ValueError(f"UNet builds apslib's layers; for {config.architecture!r} use unet_from_config")
         self.config = config
         c, mode = config.channels, config.padding_mode
         self.inc = DoubleConv(config.in_channels, c[0], mode)
@@ -309,6 +357,17 @@ def build_unet(
         up_blur_gain=up_blur_gain,
     )
     return UNet(cfg)
+
+
+def unet_from_config(config: UNetConfig) -> nn.Module:
+    """The U-Net a :class:`UNetConfig` describes: :class:`UNet`, or for
+    ``architecture="fastmri"`` :class:`apslib.convert.EquivariantFastMRIUnet` (both take
+    ``forward(x, return_phases=False)`` and carry ``.config``)."""
+    if config.architecture == "fastmri":
+        from .convert import EquivariantFastMRIUnet  # imports fastmri (and torchvision)
+
+        return EquivariantFastMRIUnet.from_config(config)
+    return UNet(config)
 
 
 @torch.no_grad()

@@ -200,7 +200,7 @@ def test_odd_or_small_sizes_are_refused_with_sizes_that_work():
     with pytest.raises(TypeError, match="make_equivariant"):
         aps_unet_from_fastmri(nn.Conv2d(1, 1, 3))
     with pytest.raises(ValueError, match="variant"):
-        EquivariantFastMRIUnet(1, 1, 2, 1, variant="baseline")
+        EquivariantFastMRIUnet(1, 1, 2, 1, variant="max")
 
 
 # --- the generic converter -------------------------------------------------------------

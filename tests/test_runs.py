@@ -50,23 +50,30 @@ def run_copy(finished, tmp_path):
     j=st.integers(1, 7),
     da=st.booleans(),
     sda=st.booleans(),
+    arch=st.sampled_from(["apslib", "fastmri"]),
 )
-def test_model_names_round_trip(variant, j, da, sda):
+def test_model_names_round_trip(variant, j, da, sda, arch):
     if variant == "baseline":
         j = 1  # the Baseline has no blur
     spec = {"variant": variant, "filter_size": j, "shift_augment": da, "subpixel_augment": sda}
-    name = runs.model_name(variant, j, da, sda)
+    spec["architecture"] = arch
+    name = runs.model_name(variant, j, da, sda, arch)
+    assert name.startswith("fastMRI U-Net") == (arch == "fastmri")
     assert runs.parse_model_name(name) == spec
     assert runs.parse_model_name(runs.slugify(name)) == spec
     assert runs.parse_model_name(name.upper()) == spec
     if not da and not sda:
-        assert UNetConfig(variant=variant, filter_size=j, depth=2, channels=(4, 8, 16)).name == name
+        unet = UNetConfig(variant=variant, filter_size=j, depth=2, channels=(4, 8, 16), architecture=arch)
+        assert unet.name == name
     cfg = TrainConfig(**spec, depth=2, channels=(4, 8, 16))
     assert cfg.display_name == name
     assert config_for(name, depth=2, channels=(4, 8, 16)) == cfg.replace(name=name)
 
 
-@pytest.mark.parametrize("bad", ["LPF", "Baseline-3", "APS-8", "LPF-0", "ResNet", "", "APS-3 + XY"])
+@pytest.mark.parametrize(
+    "bad",
+    ["LPF", "Baseline-3", "APS-8", "LPF-0", "ResNet", "", "APS-3 + XY", "fastMRI U-Net 3", "fastMRI LPF"],
+)
 def test_bad_model_names_say_what_is_allowed(bad):
     with pytest.raises(ValueError, match=r"LPF|Baseline|blur|model name"):
         runs.parse_model_name(bad)

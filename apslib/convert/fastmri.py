@@ -1,5 +1,5 @@
-"""fastMRI's U-Net with APS or LPF-j sampling and circular padding, the same
-``state_dict`` (see :mod:`apslib.convert`)."""
+"""fastMRI's U-Net with APS or LPF-j sampling and circular padding (or its own sampling,
+for training it here), the same ``state_dict`` (see :mod:`apslib.convert`)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,13 @@ class EquivariantFastMRIUnet(nn.Module):
     Takes fastMRI's constructor arguments; its modules are fastMRI's own (same
     ``state_dict``), with ``PhaseConvTranspose2d`` in ``up_transpose_conv.*.layers.0``
     and the pools in ``pools`` (no parameters). ``forward(image, return_phases=False)``;
-    ``return_phases=True`` also returns the per-level phase indices (encoder order).
+    ``return_phases=True`` also returns the per-level phase indices (encoder order;
+    ``None`` for fixed grids). ``config``: the :class:`apslib.unet.UNetConfig`
+    (``architecture="fastmri"``) that rebuilds it (:meth:`from_config`).
+
+    ``variant="baseline"`` is fastMRI's own function (stride-2 average pool, transposed
+    conv; ``padding_mode`` ``"zeros"``, fastMRI's, by default): the model the training stack
+    trains as ``"fastMRI U-Net"`` and :func:`aps_unet_from_fastmri` converts.
     """
 
     def __init__(
@@ -38,22 +44,36 @@ class EquivariantFastMRIUnet(nn.Module):
         variant: str = "aps",
         filter_size: int = 1,
         criterion: str = "l2",
+        padding_mode: str | None = None,
     ):
         super().__init__()
         from fastmri.models import Unet  # imported here: fastmri pulls in torchvision
 
+        self.config = UNetConfig(
+            variant=variant,
+            depth=num_pool_layers,
+            channels=tuple(chans * 2**k for k in range(num_pool_layers + 1)),
+            filter_size=filter_size,
+            criterion=criterion,
+            in_channels=in_chans,
+            out_channels=out_chans,
+            padding_mode=padding_mode,
+            architecture="fastmri",
+        )
         base = Unet(in_chans, out_chans, chans, num_pool_layers, drop_prob)
         self.in_chans, self.out_chans, self.chans = in_chans, out_chans, chans
         self.num_pool_layers, self.drop_prob = num_pool_layers, drop_prob
-        self.variant, self.filter_size, self.criterion = _check_options(variant, filter_size, criterion)
+        self.variant, self.filter_size, self.criterion = variant, filter_size, criterion
+        # the baseline is LPF-1 without its circular padding: stride-2 pool, plain transposed conv
+        layers = "lpf" if variant == "baseline" else variant
+        _check_options(layers, filter_size, criterion)
         self.phase_stack = PhaseStack()
-        self._size_config = UNetConfig(variant, num_pool_layers, (1,) * (num_pool_layers + 1))
         # fastMRI's registration order, so that the state_dict keys come in the same order
         self.down_sample_layers = base.down_sample_layers
         self.conv = base.conv
         self.up_conv = base.up_conv
         self.up_transpose_conv = base.up_transpose_conv
-        opts = dict(variant=variant, filter_size=filter_size, stack=self.phase_stack)
+        opts = dict(variant=layers, filter_size=filter_size, stack=self.phase_stack)
         pools = [
             PhasePool2d("avg", criterion=criterion, label=f"pools.{k}", **opts)
             for k in range(num_pool_layers)
@@ -62,14 +82,37 @@ class EquivariantFastMRIUnet(nn.Module):
         for k, block in enumerate(self.up_transpose_conv):
             label = f"up_transpose_conv.{k}.layers.0"
             block.layers[0] = PhaseConvTranspose2d.from_module(block.layers[0], label=label, **opts)
-        _circular_convs(self)
+        mode = self.config.padding_mode
+        if mode == "circular":
+            _circular_convs(self)
+        elif mode != "zeros":
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d) and any(m._reversed_padding_repeated_twice):
+                    m.padding_mode = mode
+
+    @classmethod
+    def from_config(cls, config: UNetConfig, drop_prob: float = 0.0) -> EquivariantFastMRIUnet:
+        """The model of a ``UNetConfig`` with ``architecture="fastmri"``."""
+        if config.architecture != "fastmri":
+            raise ValueError(f"not a fastMRI U-Net configuration (architecture={config.architecture!r})")
+        return cls(
+            config.in_channels,
+            config.out_channels,
+            config.channels[0],
+            config.depth,
+            drop_prob,
+            variant=config.variant,
+            filter_size=config.filter_size,
+            criterion=config.criterion,
+            padding_mode=config.padding_mode,
+        )
 
     def check_input(self, image: torch.Tensor) -> None:
         if not isinstance(image, torch.Tensor) or image.dim() != 4:
             raise ValueError(f"input must be a (N, C, H, W) tensor, got {tuple(getattr(image, 'shape', ()))}")
         if image.shape[1] != self.in_chans:
             raise ValueError(f"input has {image.shape[1]} channels, the model expects {self.in_chans}")
-        check_size(tuple(image.shape[-2:]), self._size_config)
+        check_size(tuple(image.shape[-2:]), self.config)
 
     def forward(self, image: torch.Tensor, return_phases: bool = False):
         self.check_input(image)
@@ -92,8 +135,9 @@ def aps_unet_from_fastmri(
     """Convert a ``fastmri.models.Unet`` (or build one from its constructor kwargs).
 
     Args:
-        model_or_kwargs: a ``fastmri.models.Unet`` (left untouched; its weights, device,
-            dtype and train/eval mode are copied) or a mapping of its constructor arguments.
+        model_or_kwargs: a ``fastmri.models.Unet`` or an :class:`EquivariantFastMRIUnet`
+            of any variant (left untouched; its weights, device, dtype and train/eval mode
+            are copied) or a mapping of fastMRI's constructor arguments.
         variant: ``"aps"`` (adaptive grids, exactly equivariant) or ``"lpf"`` (grid (0, 0)).
         filter_size: binomial blur size ``j`` in 1..7 after pooling and upsampling (1: none).
         criterion: APS-D norm, ``"l2"`` (the paper's), ``"l1"`` or ``"linf"``.
@@ -103,12 +147,13 @@ def aps_unet_from_fastmri(
     """
     if isinstance(model_or_kwargs, Mapping):
         model, kwargs = None, dict(model_or_kwargs)
-    elif _is_fastmri_unet(model_or_kwargs):
+    elif _is_fastmri_unet(model_or_kwargs) or isinstance(model_or_kwargs, EquivariantFastMRIUnet):
         model = model_or_kwargs
         kwargs = {k: getattr(model, k) for k in FASTMRI_UNET_ARGS}
     else:
         raise TypeError(
-            "aps_unet_from_fastmri takes a fastmri.models.Unet or its constructor kwargs, got "
+            "aps_unet_from_fastmri takes a fastmri.models.Unet (or an EquivariantFastMRIUnet, e.g. "
+            "a trained 'fastMRI U-Net' run) or its constructor kwargs, got "
             f"{type(model_or_kwargs).__name__}; for other U-Nets use make_equivariant"
         )
     new = EquivariantFastMRIUnet(**kwargs, variant=variant, filter_size=filter_size, criterion=criterion)
