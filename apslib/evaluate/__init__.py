@@ -19,7 +19,10 @@ lives here, one concern per module, each with its conventions in its docstring:
   (:func:`physical_protocol`) and moved fields of view (:func:`fov_protocol`);
 * :mod:`~apslib.evaluate.pipeline`: whole evaluations that write the result files
   (:func:`evaluate_runs`, :func:`evaluate_runs_ood`, :func:`evaluate_beyond`); :mod:`~apslib.evaluate.cli`:
-  ``python -m apslib.evaluate``.
+  ``python -m apslib.evaluate``;
+* :mod:`~apslib.evaluate.conversion`: fastMRI's U-Net trained, converted to APS without
+  retraining, fine-tuned and trained as APS from scratch (notebook 07,
+  :func:`evaluate_conversion`, :func:`conversion_table`).
 
 The metrics themselves are :mod:`apslib.metrics` (:func:`~apslib.metrics.image_metrics`,
 :func:`~apslib.metrics.volume_metrics`); the figures are :mod:`apslib.plots`. This package
@@ -42,9 +45,24 @@ from .beyond import (
     target_check,
 )
 from .cli import main
+from .conversion import (
+    conversion_table,
+    converted_runs,
+    evaluate_conversion,
+    finetune_config,
+    scratch_config,
+    stage_names,
+)
 from .examples import Examples, compute_examples, read_examples, val_example, write_examples
 from .models import ModelRun, ValData, load_runs, load_val, predict
-from .pipeline import PHYSICAL_SHIFTS, EvalResult, evaluate_beyond, evaluate_runs, evaluate_runs_ood
+from .pipeline import (
+    PHYSICAL_SHIFTS,
+    EvalResult,
+    evaluate_beyond,
+    evaluate_loaded,
+    evaluate_runs,
+    evaluate_runs_ood,
+)
 from .protocols import (
     EQ_METRICS,
     count_flips,
@@ -107,7 +125,14 @@ __all__ = [
     "exhaustive_shifts",
     "evaluate_ood",
     "evaluate_runs",
+    "evaluate_loaded",
     "evaluate_runs_ood",
+    "stage_names",
+    "converted_runs",
+    "finetune_config",
+    "scratch_config",
+    "evaluate_conversion",
+    "conversion_table",
     "stat_rows",
     "flip_rows",
     "summarise",

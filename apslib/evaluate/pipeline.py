@@ -30,11 +30,18 @@ import pandas as pd
 
 from ..shifts import seeded_shifts
 from .examples import compute_examples, val_example, write_examples
-from .models import load_runs, load_val
+from .models import ModelRun, load_runs, load_val
 from .protocols import evaluate_in_distribution, evaluate_ood, evenly_spaced_indices, exhaustive_shifts
 from .tables import write_table
 
-__all__ = ["EvalResult", "evaluate_runs", "evaluate_runs_ood", "evaluate_beyond", "PHYSICAL_SHIFTS"]
+__all__ = [
+    "EvalResult",
+    "evaluate_runs",
+    "evaluate_loaded",
+    "evaluate_runs_ood",
+    "evaluate_beyond",
+    "PHYSICAL_SHIFTS",
+]
 
 # the moves of the physical and field-of-view protocols: integer, half, quarter and mixed
 PHYSICAL_SHIFTS = (
@@ -122,6 +129,38 @@ def evaluate_runs(
     results_dir = _results_folder(results_dir)
     seeds = _check_seeds(seeds)
     all_runs = {s: load_runs(run_dir, models, device, seed=s) for s in seeds}  # all missing first
+    return evaluate_loaded(
+        all_runs,
+        data_root,
+        results_dir,
+        seed=seed,
+        max_shift=max_shift,
+        sweep_slices=sweep_slices,
+        batch_size=batch_size,
+        example_index=example_index,
+        prefix=prefix,
+        start=start,
+    )
+
+
+def evaluate_loaded(
+    all_runs: dict[int, dict[str, ModelRun]],
+    data_root,
+    results_dir,
+    *,
+    seed: int = 0,
+    max_shift: int = 16,
+    sweep_slices: int = 8,
+    batch_size: int = 32,
+    example_index: int | None = None,
+    prefix: str = "in_distribution",
+    start: float | None = None,
+) -> EvalResult:
+    """:func:`evaluate_runs` on runs already in memory, ``{training seed: {name: ModelRun}}``
+    (e.g. models converted from a trained run, :mod:`apslib.evaluate.conversion`)."""
+    start = time.perf_counter() if start is None else start
+    results_dir = _results_folder(results_dir)
+    seeds = list(all_runs)
     cfg = next(iter(all_runs[seeds[0]].values())).config
     val = load_val(
         data_root, center_fractions=cfg.center_fractions, accelerations=cfg.accelerations, seed=seed

@@ -49,6 +49,8 @@ __all__ = [
     "plot_subpixel_curves",
     "plot_frontier",
     "plot_grid_choice",
+    "plot_conversion",
+    "plot_stage_differences",
 ]
 
 COLUMN_WIDTH = 3.5  # inches: one column of a two-column IEEE paper
@@ -218,6 +220,7 @@ def plot_examples(
 
 # The figure modules import the constants above from this package: import them last.
 from .beyond import plot_frontier, plot_grid_choice, plot_subpixel_curves  # noqa: E402
+from .conversion import plot_conversion, plot_stage_differences  # noqa: E402
 from .data import plot_kspace_mask, plot_targets, plot_zero_filled  # noqa: E402, F401
 from .evaluation import plot_shift_heatmaps  # noqa: E402
 from .paper import plot_distribution, plot_ood, plot_side_by_side  # noqa: E402
