@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .filters import Blur, check_filter_size, circular_pad, zero_insert
 from .polyphase import aps_down, aps_up, check_criterion, phase_shift, polyphase_norms
@@ -81,13 +82,100 @@ def check_aps_criterion(criterion: str, filter_size: int) -> None:
         )
 
 
+def _circular_pad_once(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    """``circular_pad(x, (pw, pw, ph, ph))`` written into one new tensor in ``x``'s memory
+    format: one pass over ``x`` instead of two concatenations. Not differentiable (it is
+    used inside :class:`_CircularConv2d` and without gradients)."""
+    b, c, h, w = x.shape
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty((b, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype, device=x.device, memory_format=fmt)
+    out[..., ph : ph + h, pw : pw + w] = x
+    if ph:
+        out[..., :ph, pw : pw + w] = x[..., h - ph :, :]
+        out[..., ph + h :, pw : pw + w] = x[..., :ph, :]
+    if pw:  # the columns last, copied from the padded rows: the corners come with them
+        out[..., :, :pw] = out[..., :, w : w + pw]
+        out[..., :, pw + w :] = out[..., :, pw : 2 * pw]
+    return out
+
+
+class _CircularConv2d(torch.autograd.Function):
+    """Convolution with circular padding ``(ph, pw)`` = half the (odd) kernel, stride 1,
+    dilation 1, one group: ``conv2d(circular_pad(x), w, b)`` with its backward written out.
+
+    Through autograd, the padding's concatenations cost a full-size zero tensor and a
+    full-size sum per slice in the backward; here the weight and bias gradients come from
+    the padded input (saved instead of ``x``), and the input gradient is the adjoint of the
+    circular convolution: the circular convolution of the output gradient with the
+    flipped, transposed kernel (one pad and a forward convolution). Not twice
+    differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, ph, pw):
+        xp = _circular_pad_once(x, ph, pw)
+        ctx.save_for_backward(xp, weight)
+        ctx.pads, ctx.has_bias = (ph, pw), bias is not None
+        return F.conv2d(xp, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        xp, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_b = need_b and ctx.has_bias
+        gx = gw = gb = None
+        if need_w or need_b:
+            bias_sizes = [weight.shape[0]] if ctx.has_bias else None
+            mask = [False, need_w, need_b]
+            _, gw, gb = torch.ops.aten.convolution_backward(
+                grad, xp, weight, bias_sizes, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask
+            )
+        if need_x:
+            gx = F.conv2d(_circular_pad_once(grad, *ctx.pads), weight.transpose(0, 1).flip(-2, -1))
+        return gx, gw, gb, None, None
+
+
+def _circular_conv2d(conv: nn.Conv2d, x: torch.Tensor, weight, bias):
+    """``conv``'s circular convolution by :class:`_CircularConv2d` where that applies (CPU,
+    3x3-like kernels padded by half their size, stride 1, one group, no autocast), else
+    ``None``."""
+    kh, kw = conv.kernel_size
+    left, right, top, bottom = conv._reversed_padding_repeated_twice
+    if not (
+        x.dim() == 4
+        and x.device.type == "cpu"
+        and conv.groups == 1
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and kh % 2 == 1
+        and kw % 2 == 1
+        and left == right == kw // 2
+        and top == bottom == kh // 2
+        and top <= x.shape[-2]
+        and left <= x.shape[-1]
+        and not torch.is_autocast_enabled("cpu")
+    ):
+        return None
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return _CircularConv2d.apply(x, weight, bias, top, left)
+    return F.conv2d(_circular_pad_once(x, top, left), weight, bias)
+
+
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose circular padding is :func:`~apslib.filters.circular_pad` (the
-    same values as ``F.pad(..., mode="circular")``, about half its cost forward + backward
-    on CPU); other padding modes are ``nn.Conv2d``'s own. Same parameters and state dict."""
+    """``nn.Conv2d`` with a faster circular padding, the same values as
+    ``F.pad(..., mode="circular")``: on CPU, for the U-Nets' convolutions (odd kernels
+    padded by half their size, stride 1), :class:`_CircularConv2d`; otherwise
+    :func:`~apslib.filters.circular_pad` (concatenations, about half ``F.pad``'s cost
+    forward + backward on CPU). Other padding modes are ``nn.Conv2d``'s own. Same
+    parameters and state dict."""
 
     def _conv_forward(self, input, weight, bias):  # noqa: A002 (nn.Conv2d's signature)
         if self.padding_mode == "circular":
+            out = _circular_conv2d(self, input, weight, bias)
+            if out is not None:
+                return out
             return F.conv2d(
                 circular_pad(input, self._reversed_padding_repeated_twice),
                 weight,

@@ -1,0 +1,115 @@
+"""The speed-ups of the U-Nets' layers against their reference forms (float64): the same
+values and gradients up to rounding, and exact shift equivariance kept."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from apslib.layers import Conv2d, _CircularConv2d
+from apslib.shifts import roll2d
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def reference_conv(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``nn.Conv2d``'s own circular padding (``F.pad(mode="circular")``)."""
+    pads = conv._reversed_padding_repeated_twice
+    return F.conv2d(
+        F.pad(x, pads, mode="circular"), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups
+    )
+
+
+CONV_CASES = [
+    # (cin, cout, kernel, bias, H, W): the U-Nets' 3x3, a 5x5, 1-pixel-high maps, odd sizes
+    (3, 5, 3, False, 8, 8),
+    (2, 4, 3, True, 7, 12),
+    (4, 3, 5, True, 6, 9),
+    (1, 2, 3, False, 1, 4),
+    (3, 3, 3, True, 2, 2),
+    (2, 2, (3, 5), True, 5, 6),
+]
+
+
+@pytest.mark.parametrize("cin,cout,kernel,bias,h,w", CONV_CASES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_circular_conv_fast_path_equals_reference(cin, cout, kernel, bias, h, w, seed):
+    torch.manual_seed(seed)
+    k = (kernel, kernel) if isinstance(kernel, int) else kernel
+    conv = Conv2d(cin, cout, k, padding=(k[0] // 2, k[1] // 2), bias=bias, padding_mode="circular").double()
+    x = torch.randn(3, cin, h, w, dtype=torch.float64, requires_grad=True)
+    seen = []
+    hook = _record_fast_path(seen)
+    try:
+        y = conv(x)
+    finally:
+        hook()
+    assert seen == [True]  # the fast path ran
+    ref = reference_conv(conv, x)
+    assert torch.allclose(y, ref, rtol=0, atol=1e-13)
+    g = torch.randn_like(y)
+    params = [x, *conv.parameters()]
+    for a, b in zip(torch.autograd.grad(y, params, g), torch.autograd.grad(ref, params, g)):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    with torch.no_grad():  # the path without autograd
+        assert torch.allclose(conv(x), ref, rtol=0, atol=1e-13)
+    # only the input, or only the weights, need a gradient
+    for wanted in ([x], list(conv.parameters())):
+        for p in params:
+            p.requires_grad_(any(p is q for q in wanted))
+        got = torch.autograd.grad(conv(x), wanted, g)
+        exp = torch.autograd.grad(reference_conv(conv, x), wanted, g)
+        assert all(torch.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(got, exp))
+
+
+def _record_fast_path(seen: list):
+    """Record whether ``_CircularConv2d`` ran; returns the function that stops recording."""
+    original = _CircularConv2d.forward
+
+    def forward(ctx, *args):
+        seen.append(True)
+        return original(ctx, *args)
+
+    _CircularConv2d.forward = staticmethod(forward)
+
+    def stop():
+        _CircularConv2d.forward = staticmethod(original)
+
+    return stop
+
+
+def test_circular_conv_fast_path_is_exactly_equivariant():
+    torch.manual_seed(3)
+    conv = Conv2d(3, 4, 3, padding=1, padding_mode="circular").double()
+    x = torch.randn(2, 3, 10, 12, dtype=torch.float64)
+    with torch.no_grad():
+        y = conv(x)
+        for k in itertools.product([1, 3, -4], [0, 5, -1]):
+            assert torch.allclose(conv(roll2d(x, k)), roll2d(y, k), rtol=0, atol=1e-13)
+
+
+def test_circular_conv_channels_last_and_other_convs():
+    torch.manual_seed(4)
+    conv = Conv2d(3, 4, 3, padding=1, padding_mode="circular").double()
+    x = torch.randn(2, 3, 8, 10, dtype=torch.float64)
+    cl = x.to(memory_format=torch.channels_last).requires_grad_()
+    y = conv(cl)
+    assert torch.allclose(y, reference_conv(conv, x), rtol=0, atol=1e-13)
+    (gx,) = torch.autograd.grad(y.square().sum(), cl)
+    xr = x.clone().requires_grad_()
+    (gr,) = torch.autograd.grad(reference_conv(conv, xr).square().sum(), xr)
+    assert torch.allclose(gx, gr, rtol=0, atol=1e-12)
+    # strided, grouped, dilated and not half-kernel padded: the concatenation path, same values
+    for kwargs in (dict(stride=2), dict(groups=3), dict(dilation=2, padding=2), dict(padding=2)):
+        kw = dict(padding=1) | kwargs
+        other = Conv2d(3, 6, 3, padding_mode="circular", **kw).double()
+        assert torch.allclose(other(x), reference_conv(other, x), rtol=0, atol=1e-13)
