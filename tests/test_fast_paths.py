@@ -113,3 +113,55 @@ def test_circular_conv_channels_last_and_other_convs():
         kw = dict(padding=1) | kwargs
         other = Conv2d(3, 6, 3, padding_mode="circular", **kw).double()
         assert torch.allclose(other(x), reference_conv(other, x), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (6, 10), (2, 4), (1, 3)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stride1_pools_without_autograd_equal_the_autograd_form(h, w, seed):
+    from apslib.filters import blur
+    from apslib.layers import _avg_stride1, _pool_stride1
+
+    x = torch.randn(2, 3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    xg = x.clone().requires_grad_()
+    # bit-identical: the same operations in the same order (so every path chooses the same grid)
+    assert torch.equal(_pool_stride1(x, "circular"), _pool_stride1(xg, "circular").detach())
+    assert torch.equal(_avg_stride1(x), _avg_stride1(xg).detach())
+    cl = x.to(memory_format=torch.channels_last)
+    assert torch.equal(_avg_stride1(cl), _avg_stride1(x))
+    # the references: max-pool / average of the circularly padded map
+    padded = F.pad(x, (0, 1, 0, 1), mode="circular")
+    assert torch.equal(_pool_stride1(x, "circular"), F.max_pool2d(padded, 2, stride=1))
+    if h > 1 and w > 1:
+        assert torch.allclose(_avg_stride1(x), blur(x, 2), rtol=0, atol=1e-15)
+    assert torch.allclose(_avg_stride1(x), F.avg_pool2d(padded, 2, stride=1), rtol=0, atol=1e-15)
+    # exactly equivariant
+    for k in [(1, 0), (0, 1), (3, -2)]:
+        assert torch.equal(_avg_stride1(roll2d(x, k)), roll2d(_avg_stride1(x), k))
+        assert torch.equal(_pool_stride1(roll2d(x, k), "circular"), roll2d(_pool_stride1(x, "circular"), k))
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (6, 10), (2, 2), (5, 3)])
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("offset", [0, -1, 2])
+def test_phase_shift_blocks_equal_per_sample_rolls(h, w, inverse, offset):
+    from apslib.polyphase import phase_offsets, phase_shift
+
+    torch.manual_seed(h * w)
+    idx = torch.tensor([0, 1, 2, 3, 3, 1])
+    u = torch.randn(6, 3, h, w, dtype=torch.float64)
+    i, j = phase_offsets(idx)
+    sign = -1 if inverse else 1
+    ref = torch.stack(
+        [
+            torch.roll(u[n], (sign * (int(i[n]) + offset), sign * (int(j[n]) + offset)), (-2, -1))
+            for n in range(6)
+        ]
+    )
+    assert torch.equal(phase_shift(u, idx, inverse=inverse, offset=offset), ref)
+    cl = u.to(memory_format=torch.channels_last)
+    assert torch.equal(phase_shift(cl, idx, inverse=inverse, offset=offset), ref)
+    # the gradient is the opposite shift
+    ug = u.clone().requires_grad_()
+    g = torch.randn_like(u)
+    (grad,) = torch.autograd.grad(phase_shift(ug, idx, inverse=inverse, offset=offset), ug, g)
+    assert torch.equal(grad, phase_shift(g, idx, inverse=not inverse, offset=offset))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..filters import blur, check_filter_size
-from ..layers import Conv2d, _pool_stride1, check_aps_criterion
+from ..layers import Conv2d, _avg_stride1, _pool_stride1, check_aps_criterion
 from ..polyphase import PHASES, _check_even_4d, aps_down, check_criterion, phase_shift, polyphase_norms
 
 CONVERT_VARIANTS = ("aps", "lpf")
@@ -102,7 +102,8 @@ class PhasePool2d(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The stride-1 pooled, blurred map whose polyphase components are the candidates."""
-        z = _pool_stride1(x, "circular") if self.mode == "max" else blur(x, 2)
+        # avg: the same map as blur(x, 2), as pair sums (about half the cost)
+        z = _pool_stride1(x, "circular") if self.mode == "max" else _avg_stride1(x)
         return blur(z, self.filter_size)
 
     def _pool2(self, x: torch.Tensor) -> torch.Tensor:  # component (0, 0) of ``pooled(x)``
