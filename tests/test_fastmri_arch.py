@@ -87,6 +87,10 @@ def test_names_set_the_architecture_and_the_cli_takes_them(tmp_path):
     )
     cli, _ = parse_cli([*base, "--variant", "aps", "--architecture", "fastmri"])
     assert cli.display_name == "fastMRI U-Net APS"
+    cli, _ = parse_cli(
+        [*base, "--model", "fastMRI U-Net APS", "--init-from", "runs/fastmri-u-net", "--name", "x"]
+    )
+    assert (cli.init_from, cli.name, cli.architecture) == ("runs/fastmri-u-net", "x", "fastmri")
     with pytest.raises(ValueError, match="--architecture"):
         parse_cli([*base, "--model", "fastMRI U-Net", "--architecture", "fastmri"])
 

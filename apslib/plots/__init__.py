@@ -39,6 +39,7 @@ __all__ = [
     "set_style",
     "save_figure",
     "image_range",
+    "wrap_label",
     "plot_examples",
     "plot_training_curves",
     "plot_equivariance_curves",
@@ -125,6 +126,14 @@ def image_range(*images, percentiles=(0.5, 99.5)) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def wrap_label(text: str, width_in: float, fontsize: float = 7.5) -> str:
+    """``text`` broken at spaces into lines that fit a panel ``width_in`` inches wide (a
+    long model name over one image of a row of images)."""
+    import textwrap
+
+    return textwrap.fill(str(text), max(8, int(width_in * 72 / (0.55 * fontsize))), break_long_words=False)
+
+
 def _fmt(v: float) -> str:
     if v == 0:
         return "0"
@@ -193,7 +202,7 @@ def plot_examples(
     for c, (name, i) in enumerate(zip(names, idx), start=1):
         for r, (label, stack) in enumerate(rows):
             axes[r, c].imshow(stack[i], **gray)
-            axes[r, c].set_title(f"{name}\n{label}" if r == 0 else label)
+            axes[r, c].set_title(f"{wrap_label(name, panel)}\n{label}" if r == 0 else label)
         im_diff = axes[3, c].imshow(diff[i], cmap="magma", vmin=0.0, vmax=dmax)
         axes[3, c].set_title(f"max {_fmt(float(diff[i].max()))}\nNMSE {_fmt(float(nmse[i]))}")
     for ax in axes.ravel():

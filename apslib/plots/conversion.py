@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import COLUMN_WIDTH, EXACT_ZERO_FLOOR, TEXT_WIDTH, image_range
+from . import COLUMN_WIDTH, EXACT_ZERO_FLOOR, TEXT_WIDTH, image_range, wrap_label
 from .paper import _floor_line, _model_axis, _seed_bars
 
 __all__ = ["plot_conversion", "plot_stage_differences"]
@@ -68,7 +68,7 @@ def plot_stage_differences(ex, reference: str | None = None, *, title: str = "")
     im_diff = None
     for c, name in enumerate(names):
         axes[0, c].imshow(out[c], vmin=vmin, vmax=vmax)
-        axes[0, c].set_title(name, fontsize=6)
+        axes[0, c].set_title(wrap_label(name, TEXT_WIDTH / len(names), 6), fontsize=6)
         im_diff = axes[1, c].imshow(change[c], cmap="magma", vmin=0, vmax=dmax)
         axes[1, c].set_title(f"max {change[c].max():.2g}", fontsize=6)
         axes[2, c].imshow(error[c], cmap="magma", vmin=0, vmax=dmax)
