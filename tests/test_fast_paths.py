@@ -165,3 +165,38 @@ def test_phase_shift_blocks_equal_per_sample_rolls(h, w, inverse, offset):
     g = torch.randn_like(u)
     (grad,) = torch.autograd.grad(phase_shift(ug, idx, inverse=inverse, offset=offset), ug, g)
     assert torch.equal(grad, phase_shift(g, idx, inverse=not inverse, offset=offset))
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (6, 10), (2, 4), (16, 12)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_converted_average_pool_train_path_equals_shift_then_pool(h, w, seed):
+    from apslib.convert import PhasePool2d
+    from apslib.polyphase import phase_shift
+
+    pool = PhasePool2d("avg")
+    x = torch.randn(5, 3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    x.requires_grad_()
+    pool.stack.begin()
+    y = pool(x)
+    (idx,) = pool.stack.phases
+    ref = F.avg_pool2d(phase_shift(x, idx, inverse=True), 2)  # the reference form
+    assert torch.allclose(y, ref, rtol=0, atol=1e-15)
+    g = torch.randn_like(y)
+    (gy,) = torch.autograd.grad(y, x, g)
+    (gr,) = torch.autograd.grad(ref, x, g)
+    assert torch.equal(gy, gr)
+    # the path without gradients gives the same values and grid, bit for bit
+    pool.stack.begin()
+    with torch.no_grad():
+        assert torch.equal(pool(x), y.detach())
+    assert torch.equal(pool.stack.phases[0], idx)
+    # a shift moves the grid and rolls the output (a 2-pixel side ties by construction)
+    for k in [(1, 0), (0, 1), (1, 1), (3, -5)] if min(h, w) > 2 else []:
+        pool.stack.begin()
+        yk = pool(roll2d(x, k))
+        (ik,) = pool.stack.phases
+        i, j = idx // 2, idx % 2
+        assert torch.equal(ik, 2 * ((i + k[0]) % 2) + (j + k[1]) % 2)
+        shift = [((k[0] + i[n] - ik[n] // 2) // 2, (k[1] + j[n] - ik[n] % 2) // 2) for n in range(5)]
+        exp = torch.stack([roll2d(y[n : n + 1], tuple(int(v) for v in shift[n]))[0] for n in range(5)])
+        assert torch.allclose(yk, exp, rtol=0, atol=1e-15)

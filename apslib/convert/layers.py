@@ -9,10 +9,19 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ..filters import blur, check_filter_size
 from ..layers import Conv2d, _avg_stride1, _pool_stride1, check_aps_criterion
-from ..polyphase import PHASES, _check_even_4d, aps_down, check_criterion, phase_shift, polyphase_norms
+from ..polyphase import (
+    PHASES,
+    _check_even_4d,
+    _select,
+    aps_down,
+    check_criterion,
+    phase_shift,
+    polyphase_norms,
+)
 
 CONVERT_VARIANTS = ("aps", "lpf")
 
@@ -121,6 +130,13 @@ class PhasePool2d(nn.Module):
         else:
             if self.stack.force is not None:
                 idx = torch.full((x.shape[0],), self.stack.force, dtype=torch.long, device=x.device)
+            elif self.mode == "avg":  # choose without gradients, keep the chosen component
+                with torch.no_grad():
+                    z = self.pooled(x)
+                    idx = polyphase_norms(z, self.criterion).argmax(1)
+                y = _ChosenAverage.apply(x, z, idx)
+                self.stack.push(idx, (x.shape[-2], x.shape[-1]), self.label)
+                return y
             else:  # choose without gradients, pool the shifted input: a plain pool's backward
                 with torch.no_grad():
                     idx = polyphase_norms(self.pooled(x), self.criterion).argmax(1)
@@ -133,6 +149,27 @@ class PhasePool2d(nn.Module):
         return (
             f"{self.mode!r}, {self.variant!r}, filter_size={self.filter_size}, criterion={self.criterion!r}"
         )
+
+
+class _ChosenAverage(torch.autograd.Function):
+    """APS-D of the stride-1 average-pooled map ``z`` of ``x`` (already computed, to choose
+    the grid): the chosen component of ``z`` (a quarter of its size), differentiable in
+    ``x``. The backward is the 2x2 average pool's, on the chosen grid: each gradient value,
+    divided by 4, to its window ``(2a + i, 2b + j) + {0, 1}^2`` (circularly). Saves the
+    full-size shift and pool of the input that ``avg_pool2d(phase_shift(x, idx, inverse=True),
+    2)`` costs (the same values up to rounding)."""
+
+    @staticmethod
+    def forward(ctx, x, z, idx):
+        ctx.save_for_backward(idx)
+        return _select(z, idx)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (idx,) = ctx.saved_tensors
+        spread = F.interpolate(grad * 0.25, scale_factor=2, mode="nearest")  # = avg_pool2d's backward
+        return phase_shift(spread, idx), None, None
 
 
 class PhaseConvTranspose2d(nn.ConvTranspose2d):
