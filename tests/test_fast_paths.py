@@ -200,3 +200,30 @@ def test_converted_average_pool_train_path_equals_shift_then_pool(h, w, seed):
         shift = [((k[0] + i[n] - ik[n] // 2) // 2, (k[1] + j[n] - ik[n] % 2) // 2) for n in range(5)]
         exp = torch.stack([roll2d(y[n : n + 1], tuple(int(v) for v in shift[n]))[0] for n in range(5)])
         assert torch.allclose(yk, exp, rtol=0, atol=1e-15)
+
+
+def test_circular_conv_scratch_buffers_are_reused_safely():
+    from apslib import layers
+
+    torch.manual_seed(5)
+    conv = Conv2d(3, 4, 3, padding=1, padding_mode="circular").double()
+    xs = [torch.randn(2, 3, 6, 8, dtype=torch.float64) for _ in range(3)]
+    with torch.no_grad():
+        outs = [conv(x) for x in xs]  # the same padded shape: one buffer, rewritten
+        with torch.inference_mode():
+            inference = conv(xs[0])
+        again = conv(xs[1])  # a buffer made in inference mode is not written outside it
+    for x, y in zip(xs, outs):
+        assert torch.allclose(y, reference_conv(conv, x), rtol=0, atol=1e-13)
+    assert torch.equal(inference, outs[0]) and torch.equal(again, outs[1])
+    # the output gradient's padded copy in the backward uses them too
+    x = xs[2].clone().requires_grad_()
+    (g1,) = torch.autograd.grad(conv(x).square().sum(), x)
+    xr = xs[2].clone().requires_grad_()
+    (g2,) = torch.autograd.grad(reference_conv(conv, xr).square().sum(), xr)
+    assert torch.allclose(g1, g2, rtol=0, atol=1e-12)
+    # many sizes: the buffers of a thread stay few
+    with torch.no_grad():
+        for n in range(4, 80, 2):
+            conv(torch.randn(1, 3, n, 4, dtype=torch.float64))
+    assert len(layers._scratch.buffers) <= 32
