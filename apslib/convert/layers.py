@@ -127,16 +127,15 @@ class PhasePool2d(nn.Module):
             idx, y = None, self._pool2(x)
         elif self.stack.force is None and not fast:
             y, idx = aps_down(self.pooled(x), self.criterion)
+        elif self.stack.force is None and self.mode == "avg":
+            # choose without gradients, keep the chosen component of the map chosen on
+            with torch.no_grad():
+                z = self.pooled(x)
+                idx = polyphase_norms(z, self.criterion).argmax(1)
+            y = _ChosenAverage.apply(x, z, idx)
         else:
             if self.stack.force is not None:
                 idx = torch.full((x.shape[0],), self.stack.force, dtype=torch.long, device=x.device)
-            elif self.mode == "avg":  # choose without gradients, keep the chosen component
-                with torch.no_grad():
-                    z = self.pooled(x)
-                    idx = polyphase_norms(z, self.criterion).argmax(1)
-                y = _ChosenAverage.apply(x, z, idx)
-                self.stack.push(idx, (x.shape[-2], x.shape[-1]), self.label)
-                return y
             else:  # choose without gradients, pool the shifted input: a plain pool's backward
                 with torch.no_grad():
                     idx = polyphase_norms(self.pooled(x), self.criterion).argmax(1)
