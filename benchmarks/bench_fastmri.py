@@ -123,6 +123,7 @@ _SAMPLING_OPS = {  # the first operator under a sampling layer (or (layer, op)) 
     "aten::abs": "phase norms",
     "aten::amax": "phase norms",
     "_PhaseShift": "shift/select",
+    "_ChosenAverage": "shift/select",  # the converted average pool's chosen component
     "aten::index": "shift/select",
     "aten::avg_pool2d": "stride-2 pool",
     "aten::max_pool2d": "stride-2 pool",
