@@ -202,6 +202,7 @@ def _circular_conv2d(conv: nn.Conv2d, x: torch.Tensor, weight, bias):
 
 
 _scratch = threading.local()
+SCRATCH_BYTES = 64 * 2**20  # per thread: small models reuse buffers, large ones allocate
 
 
 def _scratch_tensor(shape, dtype, device, fmt) -> torch.Tensor:
@@ -209,7 +210,9 @@ def _scratch_tensor(shape, dtype, device, fmt) -> torch.Tensor:
     consumes at once (without autograd, and the output gradient's in the backward): it
     spares an allocation of the padded size per convolution. On CPU that matters: the
     allocator hands large blocks back to the system and page-faults them in again (about
-    10% of the eval forward of the U-Nets here). At most 32 buffers per thread."""
+    10% of the eval forward of the U-Nets here). The buffers of a thread hold at most
+    :data:`SCRATCH_BYTES`; a larger copy gets a fresh tensor, as without the cache (so a
+    paper-size model does not keep gigabytes alive between calls)."""
     cache = getattr(_scratch, "buffers", None)
     if cache is None:
         cache = _scratch.buffers = {}
@@ -217,7 +220,11 @@ def _scratch_tensor(shape, dtype, device, fmt) -> torch.Tensor:
     key = (tuple(shape), dtype, device, fmt, torch.is_inference_mode_enabled())
     buf = cache.get(key)
     if buf is None:
-        if len(cache) >= 32:  # many sizes (a varying input size): start over
+        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        if size > SCRATCH_BYTES:
+            return torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
+        held = sum(t.numel() * t.element_size() for t in cache.values())
+        if held + size > SCRATCH_BYTES:  # many sizes (a varying input size): start over
             cache.clear()
         buf = cache[key] = torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
     return buf
