@@ -26,14 +26,7 @@ from apslib.convert import (
 from apslib.layers import PolyphaseUp
 from apslib.shifts import roll2d
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # shifts by 1..31 pixels, most of them not multiples of 2**depth

@@ -15,13 +15,7 @@ from fastmri.models import Unet, VarNet
 from apslib.convert import ConversionError, EquivariantFastMRIUnet, aps_varnet_from_fastmri
 from apslib.subpixel import kspace_shift
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # odd shifts, shifts that are not multiples of 2**pools, and large ones

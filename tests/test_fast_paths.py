@@ -12,13 +12,7 @@ import torch.nn.functional as F
 from apslib.layers import Conv2d, _CircularConv2d
 from apslib.shifts import roll2d
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def reference_conv(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
