@@ -27,7 +27,15 @@ from .polyphase import (
     polyphase_components,
     polyphase_norms,
 )
-from .unet import PAPER_CHANNELS, VARIANTS, UNet, UNetConfig, build_unet, calibrate_batchnorm
+from .unet import (
+    PAPER_CHANNELS,
+    VARIANTS,
+    UNet,
+    UNetConfig,
+    build_unet,
+    calibrate_batchnorm,
+    unet_from_config,
+)
 
 __version__ = "0.1.0"
 
@@ -59,5 +67,6 @@ __all__ = [
     "polyphase_components",
     "polyphase_norms",
     "roll2d",
+    "unet_from_config",
     "zero_insert",
 ]

@@ -229,7 +229,6 @@ class TrainConfig:
         model name ``model`` (e.g. a candidate trained exactly like a reference run); a
         padding or decoder form left at its architecture's default takes the new one's."""
         keep = {k: v for k, v in self.to_dict().items() if k not in (*NAME_FIELDS, "name")}
-        # padding and decoder form left at this model's defaults take the new model's
         own = replace(self.unet_config(), padding_mode=None, up_pad=None)
         for key in ("padding_mode", "up_pad"):
             if keep[key] == getattr(own, key):
