@@ -29,6 +29,12 @@ activations and dropout (eval) commute with circular shifts, so in eval mode a c
 model is equivariant to every integer circular shift (Proposition 2 of Chaman & Dokmanic
 2021), an LPF one to multiples of ``2 ** levels``. Input sides must be multiples of
 ``2 ** levels``: fastMRI's reflect padding of odd sizes is refused, not converted.
+
+Modules: :mod:`~apslib.convert.layers` (the converted layers, the stack, ``forced_phase``),
+:mod:`~apslib.convert.fastmri` (fastMRI's U-Net; ``variant="baseline"`` is its own function,
+which the training stack trains as ``"fastMRI U-Net"``), :mod:`~apslib.convert.generic`
+(``make_equivariant``), :mod:`~apslib.convert.varnet` (:func:`aps_varnet_from_fastmri`:
+E2E-VarNet with converted U-Nets, exactly equivariant on the full field of view).
 """
 
 from .fastmri import FASTMRI_UNET_ARGS, EquivariantFastMRIUnet, aps_unet_from_fastmri
