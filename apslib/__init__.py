@@ -2,52 +2,40 @@
 
 Chaman & Dokmanic, "Truly shift equivariant convolutional neural networks with adaptive
 polyphase upsampling", Asilomar 2021. Everything here is written from the paper's maths.
+
+The names below are the core (torch and numpy only): the polyphase maths, the filters, the
+sampling layers and their selection rules, the U-Net family, the metrics. Conversion of
+your own U-Nets is :mod:`apslib.convert`; the harness that reproduces the paper (data,
+training, evaluation, plots, notebooks) sits above the core in its own subpackages.
 """
 
-from .filters import (
-    Blur,
-    BlurPool,
-    BlurUpsample,
-    binomial_filter_1d,
-    binomial_filter_2d,
-    blur,
-    blur_pool,
-    blur_upsample,
-    zero_insert,
-)
-from .metrics import equivariance_error_map, equivariance_errors, phase_margins, roll2d
+from .filters import binomial_filter_1d, binomial_filter_2d, blur, blur_pool, blur_upsample, zero_insert
+from .layers import FixedGrid, NormSelection, PolyphaseDown, PolyphaseUp, Selection, forced_phase
+from .metrics import equivariance_error_map, equivariance_errors, phase_margins
+from .models import unet_from_config
 from .polyphase import (
     CRITERIA,
     PHASES,
-    APSDown,
-    APSUp,
     aps_down,
     aps_up,
     phase_shift,
     polyphase_components,
     polyphase_norms,
 )
-from .unet import (
-    PAPER_CHANNELS,
-    VARIANTS,
-    UNet,
-    UNetConfig,
-    build_unet,
-    calibrate_batchnorm,
-    unet_from_config,
-)
+from .shifts import roll2d
+from .unet import PAPER_CHANNELS, VARIANTS, UNet, UNetConfig, build_unet, calibrate_batchnorm
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "APSDown",
-    "APSUp",
-    "Blur",
-    "BlurPool",
-    "BlurUpsample",
     "CRITERIA",
+    "FixedGrid",
+    "NormSelection",
     "PAPER_CHANNELS",
     "PHASES",
+    "PolyphaseDown",
+    "PolyphaseUp",
+    "Selection",
     "UNet",
     "UNetConfig",
     "VARIANTS",
@@ -62,6 +50,7 @@ __all__ = [
     "calibrate_batchnorm",
     "equivariance_error_map",
     "equivariance_errors",
+    "forced_phase",
     "phase_margins",
     "phase_shift",
     "polyphase_components",

@@ -1,4 +1,5 @@
-"""Binomial low-pass filters with circular padding, blur-pool and its matching upsampler.
+"""Binomial low-pass filters with circular padding, blur-pool and its matching upsampler
+(functions; the layers that use them are in :mod:`apslib.layers`).
 
 The binomial filter of size ``j`` is the outer product of row ``j - 1`` of Pascal's
 triangle with itself, normalised to sum 1::
@@ -24,7 +25,6 @@ import numbers
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 __all__ = [
     "MAX_FILTER_SIZE",
@@ -39,9 +39,6 @@ __all__ = [
     "blur_pool",
     "zero_insert",
     "blur_upsample",
-    "Blur",
-    "BlurPool",
-    "BlurUpsample",
 ]
 
 MAX_FILTER_SIZE = 7
@@ -139,60 +136,3 @@ def zero_insert(y: torch.Tensor) -> torch.Tensor:
 def blur_upsample(y: torch.Tensor, size: int, *, padding_mode: str = "circular") -> torch.Tensor:
     """Zero insertion, then a binomial blur with gain 4 (= stride**2, keeps the mean)."""
     return blur(zero_insert(y), size, gain=4.0, padding_mode=padding_mode)
-
-
-class Blur(nn.Module):
-    """Depthwise binomial blur module (``filter_size == 1`` is the identity).
-
-    The kernel is a non-persistent buffer: it follows ``.to(device, dtype)`` but is not
-    saved in checkpoints.
-    """
-
-    def __init__(
-        self, channels: int, filter_size: int = 3, *, gain: float = 1.0, padding_mode: str = "circular"
-    ):
-        super().__init__()
-        self.channels = int(channels)
-        self.filter_size = check_filter_size(filter_size)
-        self.gain = float(gain)
-        self.padding_mode = check_padding_mode(padding_mode)
-        k = binomial_filter_2d(self.filter_size) * self.gain
-        self.register_buffer(
-            "kernel",
-            k.expand(self.channels, 1, self.filter_size, self.filter_size).contiguous(),
-            persistent=False,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.filter_size == 1:
-            return x * self.gain if self.gain != 1.0 else x
-        k = self.kernel if self.kernel.dtype == x.dtype else self.kernel.to(x.dtype)
-        return F.conv2d(pad2d(x, self.filter_size, self.padding_mode), k, groups=self.channels)
-
-    def extra_repr(self) -> str:
-        return (
-            f"channels={self.channels}, filter_size={self.filter_size}, gain={self.gain}, "
-            f"padding_mode={self.padding_mode!r}"
-        )
-
-
-class BlurPool(nn.Module):
-    """Blur then stride-2 subsampling on the fixed grid (0, 0) (Zhang 2019's BlurPool)."""
-
-    def __init__(self, channels: int, filter_size: int = 3, *, padding_mode: str = "circular"):
-        super().__init__()
-        self.blur = Blur(channels, filter_size, padding_mode=padding_mode)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blur(x)[..., ::2, ::2]
-
-
-class BlurUpsample(nn.Module):
-    """Zero insertion on grid (0, 0), then a binomial blur with gain 4."""
-
-    def __init__(self, channels: int, filter_size: int = 3, *, padding_mode: str = "circular"):
-        super().__init__()
-        self.blur = Blur(channels, filter_size, gain=4.0, padding_mode=padding_mode)
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.blur(zero_insert(y))

@@ -1,92 +1,165 @@
-"""The layers of the U-Net family (:mod:`apslib.unet`): circular 3x3 convs, the three
-downsamplers and the two upsamplers.
+"""The layers of the U-Net family, in their literal (readable) form.
 
-The k=2 convolution after zero insertion pads one pixel, circularly, on the bottom/right
-(the authors' code: output ``p`` combines ``p`` and ``p + 1``) or on the top/left.
-Implementation: APS-U followed by that convolution equals a transposed convolution (k=2,
-s=2, kernel flipped) of the low-resolution map followed by a per-sample circular shift by
-the chosen phase (minus one pixel for bottom/right padding): 4x fewer multiply-adds than
-the zero-inserted convolution, no scatter. :meth:`PolyphaseUp.reference_forward` keeps the
-literal form, and the tests check that the two agree.
+One sampling-layer family serves every model, native (:mod:`apslib.unet`) and converted
+(:mod:`apslib.convert`):
+
+* :class:`PolyphaseDown` — a 2x2 pool at stride 1 (max, average, or none), a binomial blur
+  of size ``filter_size`` (1: none), then one polyphase component per sample, picked by a
+  *selection rule*. ``forward(x) -> (y, idx)``; ``phase_norms(x)`` gives the norms of the
+  four candidates.
+* :class:`PolyphaseUp` — the low-resolution map back on the grid its encoder level chose
+  (zeros elsewhere: APS-U, or zero insertion on (0, 0)), a blur, then a k=2 convolution
+  padded by one pixel on the bottom/right or the top/left. ``forward(y, idx) -> u``.
+
+Selection rules (strategies, :class:`Selection`): :class:`NormSelection` (APS: the
+component of largest norm) and :class:`FixedGrid` (the Baseline's and LPF-j's grid (0, 0);
+another grid to force a choice). ``idx`` is a ``(B,)`` int64 tensor of phase indices
+(:data:`apslib.polyphase.PHASES`) or ``None`` for the grid (0, 0).
+
+With the pool and no blur, the grid (0, 0) is the plain stride-2 pool (the Baseline);
+without a pool, :class:`PolyphaseDown` is APS-D (:func:`~apslib.polyphase.aps_down`) or
+Zhang's BlurPool. The faster forms of these layers (same values) live in
+:mod:`apslib.fastpaths`; each layer asks it first through its one dispatch point.
 """
 
 from __future__ import annotations
 
 import math
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
-from .filters import Blur, check_filter_size, circular_pad, zero_insert
-from .polyphase import aps_down, aps_up, check_criterion, phase_shift, polyphase_norms
+from . import fastpaths
+from .filters import blur, check_filter_size, check_padding_mode, circular_pad, zero_insert
+from .polyphase import PHASES, aps_up, check_criterion, check_even_4d, polyphase_norms, select_phase
 
 __all__ = [
+    "POOLS",
     "UP_PADS",
-    "check_aps_criterion",
     "Conv2d",
     "DoubleConv",
-    "MaxPoolDown",
-    "BlurPoolDown",
-    "APSPoolDown",
-    "TransposedUp",
+    "FixedGrid",
+    "NormSelection",
+    "PolyphaseDown",
     "PolyphaseUp",
+    "Selection",
+    "check_aps_criterion",
+    "forced_phase",
+    "pool_stride1",
 ]
 
+POOLS = ("max", "avg", None)
+UP_PADS = ("bottom_right", "top_left")
 
-def _pool_stride1(x: torch.Tensor, padding_mode: str) -> torch.Tensor:
-    """2x2 max-pool with stride 1, padded by one pixel at the bottom and right.
 
-    Written as two pairwise maxima of slices of the padded map: the same values as
-    ``max_pool2d(pad(x), 2, stride=1)`` at about half its cost on CPU (forward+backward).
-    Without autograd and with circular padding, the maxima are written straight into the
-    result (:func:`_pairwise_stride1`, no padded copy): the same values.
-    """
-    if padding_mode == "circular" and not (torch.is_grad_enabled() and x.requires_grad):
-        return _pairwise_stride1(x, torch.maximum)
-    if padding_mode == "zeros":
-        # Values here follow a ReLU (>= 0), so zero padding equals -inf padding.
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose circular padding is ``F.pad(..., mode="circular")`` (computed
+    faster by :mod:`apslib.fastpaths`); other padding modes are ``nn.Conv2d``'s own. Same
+    parameters and state dict."""
+
+    def _conv_forward(self, input, weight, bias):  # noqa: A002 (nn.Conv2d's signature)
+        if self.padding_mode != "circular":
+            return super()._conv_forward(input, weight, bias)
+        fast = fastpaths.dispatch("conv", self, input, weight, bias)
+        if fast is not None:
+            return fast
+        padded = F.pad(input, self._reversed_padding_repeated_twice, mode="circular")
+        return F.conv2d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
+
+
+class DoubleConv(nn.Sequential):
+    """(3x3 conv, BatchNorm, ReLU) twice; the convs have no bias (BatchNorm has one)."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding_mode: str = "circular"):
+        layers: list[nn.Module] = []
+        for cin in (in_channels, out_channels):
+            layers += [
+                Conv2d(cin, out_channels, 3, padding=1, bias=False, padding_mode=padding_mode),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
+        super().__init__(*layers)
+
+
+def pool_stride1(x: torch.Tensor, pool: str = "max", padding_mode: str = "circular") -> torch.Tensor:
+    """The 2x2 max or average pool at stride 1 of ``x`` padded by one pixel at the bottom
+    and right (the same size as ``x``): the maxima (sums) of horizontal pairs, then of
+    vertical ones (times 1/4 for the average). Its component (0, 0) is the stride-2 pool."""
+    fast = fastpaths.dispatch("stride1", x, pool, padding_mode)
+    if fast is not None:
+        return fast
+    if padding_mode == "zeros":  # after a ReLU (>= 0) zero padding equals -inf padding
         xp = F.pad(x, (0, 1, 0, 1))
     elif padding_mode == "circular":
         xp = circular_pad(x, (0, 1, 0, 1))
     else:
         xp = F.pad(x, (0, 1, 0, 1), mode=padding_mode)
-    m = torch.maximum(xp[..., :, :-1], xp[..., :, 1:])
-    return torch.maximum(m[..., :-1, :], m[..., 1:, :])
+    if pool == "max":
+        m = torch.maximum(xp[..., :, :-1], xp[..., :, 1:])
+        return torch.maximum(m[..., :-1, :], m[..., 1:, :])
+    m = xp[..., :, :-1] + xp[..., :, 1:]
+    return (m[..., :-1, :] + m[..., 1:, :]) * 0.25
 
 
-def _pairwise_stride1(x: torch.Tensor, op) -> torch.Tensor:
-    """``op`` of each pixel and its right neighbour, then of each row and the one below,
-    circularly (``op``: ``torch.maximum`` or ``torch.add``), written into new tensors
-    through ``out=`` without padding the input: the same operations, in the same order, as
-    on ``circular_pad(x, (0, 1, 0, 1))``'s slices. Not differentiable."""
-    h, w = x.shape[-2:]
-    m = torch.empty_like(x)
-    op(x[..., :, : w - 1], x[..., :, 1:], out=m[..., :, : w - 1])
-    op(x[..., :, w - 1 :], x[..., :, :1], out=m[..., :, w - 1 :])
-    out = torch.empty_like(x)
-    op(m[..., : h - 1, :], m[..., 1:, :], out=out[..., : h - 1, :])
-    op(m[..., h - 1 :, :], m[..., :1, :], out=out[..., h - 1 :, :])
-    return out
+class Selection(nn.Module):
+    """A selection rule: which polyphase component of a map each sample keeps.
+
+    ``choose(z)`` takes the ``(B, C, H, W)`` map whose components are the candidates and
+    returns ``(B,)`` int64 phase indices, or ``None`` for the grid (0, 0). ``adaptive``:
+    the choice depends on the signal (then it must move with a shift of the input);
+    ``differentiable``: the choice needs gradients (a learned rule). A subclass is a module,
+    so a learned rule's parameters live in the model's state dict.
+    """
+
+    adaptive = False
+    differentiable = False
+    criterion = "l2"  # the norm that phase_norms reports
+
+    def choose(self, z: torch.Tensor) -> torch.Tensor | None:
+        raise NotImplementedError
 
 
-def _avg_stride1(x: torch.Tensor) -> torch.Tensor:
-    """2x2 average pool with stride 1, circular, padded at the bottom and right: the
-    horizontal pair sums, then the vertical ones, times 1/4 (exact). The same arithmetic
-    with or without autograd (so both paths choose the same grids)."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        xp = circular_pad(x, (0, 1, 0, 1))
-        m = xp[..., :, :-1] + xp[..., :, 1:]
-        return (m[..., :-1, :] + m[..., 1:, :]) * 0.25
-    return _pairwise_stride1(x, torch.add).mul_(0.25)
+class NormSelection(Selection):
+    """APS: per sample the component of largest norm (``"l2"``, ``"l1"`` or ``"linf"``),
+    ties to the lowest phase index (:func:`~apslib.polyphase.aps_down`)."""
+
+    adaptive = True
+
+    def __init__(self, criterion: str = "l2"):
+        super().__init__()
+        self.criterion = check_criterion(criterion)
+
+    def choose(self, z: torch.Tensor) -> torch.Tensor:
+        return polyphase_norms(z, self.criterion).argmax(dim=1)
+
+    def extra_repr(self) -> str:
+        return f"criterion={self.criterion!r}"
+
+
+class FixedGrid(Selection):
+    """The same grid for every input: ``phase`` 0 is (0, 0), the Baseline's and LPF-j's."""
+
+    def __init__(self, phase: int = 0):
+        super().__init__()
+        if phase not in range(4):
+            raise ValueError(f"phase must be a phase index 0..3, got {phase!r}")
+        self.phase = int(phase)
+
+    def choose(self, z: torch.Tensor) -> torch.Tensor | None:
+        if self.phase == 0:
+            return None
+        return torch.full((z.shape[0],), self.phase, dtype=torch.long, device=z.device)
+
+    def extra_repr(self) -> str:
+        return f"phase={self.phase}"
 
 
 def check_aps_criterion(criterion: str, filter_size: int) -> None:
-    """Refuse the criteria that tie by construction on the maps APS-D sees in the U-Net.
+    """Refuse the criteria that tie by construction after a stride-1 max-pool.
 
-    APS-D there follows a ReLU, a stride-1 max-pool and (for ``filter_size >= 2``) a blur:
     - ``"l1"`` after a blur: a binomial blur of size >= 2 zeroes the Nyquist frequency, so
       the four polyphase components have exactly equal sums; on non-negative maps these
       sums are the l1 norms.
@@ -113,246 +186,75 @@ def check_aps_criterion(criterion: str, filter_size: int) -> None:
         )
 
 
-def _circular_pad_once(x: torch.Tensor, ph: int, pw: int, scratch: bool = False) -> torch.Tensor:
-    """``circular_pad(x, (pw, pw, ph, ph))`` written into one tensor in ``x``'s memory
-    format: one pass over ``x`` instead of two concatenations. ``scratch``: into this
-    thread's reused buffer of that shape (:func:`_scratch_tensor`), for a result consumed
-    at once. Not differentiable (used inside :class:`_CircularConv2d` and without
-    gradients)."""
-    b, c, h, w = x.shape
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    shape = (b, c, h + 2 * ph, w + 2 * pw)
-    if scratch:
-        out = _scratch_tensor(shape, x.dtype, x.device, fmt)
-    else:
-        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-    out[..., ph : ph + h, pw : pw + w] = x
-    if ph:
-        out[..., :ph, pw : pw + w] = x[..., h - ph :, :]
-        out[..., ph + h :, pw : pw + w] = x[..., :ph, :]
-    if pw:  # the columns last, copied from the padded rows: the corners come with them
-        out[..., :, :pw] = out[..., :, w : w + pw]
-        out[..., :, pw + w :] = out[..., :, pw : 2 * pw]
-    return out
+class PolyphaseDown(nn.Module):
+    """Pool at stride 1, blur, keep the polyphase component the selection rule picks.
 
+    Args:
+        filter_size: binomial blur size 1..7 after the pool (1: none).
+        selection: a :class:`Selection` (default :class:`FixedGrid`, the grid (0, 0)).
+        pool: ``"max"``, ``"avg"`` or ``None`` (no pool: APS-D or BlurPool of ``x``).
+        padding_mode: of the pool and the blur; ``"circular"`` for exact equivariance.
 
-class _CircularConv2d(torch.autograd.Function):
-    """Convolution with circular padding ``(ph, pw)`` = half the (odd) kernel, stride 1,
-    dilation 1, one group: ``conv2d(circular_pad(x), w, b)`` with its backward written out.
-
-    Through autograd, the padding's concatenations cost a full-size zero tensor and a
-    full-size sum per slice in the backward; here the weight and bias gradients come from
-    the padded input (saved instead of ``x``), and the input gradient is the adjoint of the
-    circular convolution: the circular convolution of the output gradient with the
-    flipped, transposed kernel (one pad and a forward convolution). Not twice
-    differentiable.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, ph, pw):
-        xp = _circular_pad_once(x, ph, pw)
-        ctx.save_for_backward(xp, weight)
-        ctx.pads, ctx.has_bias = (ph, pw), bias is not None
-        return F.conv2d(xp, weight, bias)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        xp, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        need_b = need_b and ctx.has_bias
-        gx = gw = gb = None
-        if need_w or need_b:
-            bias_sizes = [weight.shape[0]] if ctx.has_bias else None
-            mask = [False, need_w, need_b]
-            _, gw, gb = torch.ops.aten.convolution_backward(
-                grad, xp, weight, bias_sizes, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask
-            )
-        if need_x:
-            padded = _circular_pad_once(grad, *ctx.pads, scratch=True)  # consumed at once
-            gx = F.conv2d(padded, weight.transpose(0, 1).flip(-2, -1))
-        return gx, gw, gb, None, None
-
-
-def _circular_conv2d(conv: nn.Conv2d, x: torch.Tensor, weight, bias):
-    """``conv``'s circular convolution by :class:`_CircularConv2d` where that applies (CPU,
-    3x3-like kernels padded by half their size, stride 1, one group, no autocast), else
-    ``None``."""
-    kh, kw = conv.kernel_size
-    left, right, top, bottom = conv._reversed_padding_repeated_twice
-    if not (
-        x.dim() == 4
-        and x.device.type == "cpu"
-        and conv.groups == 1
-        and conv.stride == (1, 1)
-        and conv.dilation == (1, 1)
-        and kh % 2 == 1
-        and kw % 2 == 1
-        and left == right == kw // 2
-        and top == bottom == kh // 2
-        and top <= x.shape[-2]
-        and left <= x.shape[-1]
-        and not torch.is_autocast_enabled("cpu")
-    ):
-        return None
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        return _CircularConv2d.apply(x, weight, bias, top, left)
-    return F.conv2d(_circular_pad_once(x, top, left, scratch=True), weight, bias)
-
-
-_scratch = threading.local()
-SCRATCH_BYTES = 64 * 2**20  # per thread: small models reuse buffers, large ones allocate
-
-
-def _scratch_tensor(shape, dtype, device, fmt) -> torch.Tensor:
-    """This thread's buffer of this shape, reused by every padded copy that a convolution
-    consumes at once (without autograd, and the output gradient's in the backward): it
-    spares an allocation of the padded size per convolution. On CPU that matters: the
-    allocator hands large blocks back to the system and page-faults them in again (about
-    10% of the eval forward of the U-Nets here). The buffers of a thread hold at most
-    :data:`SCRATCH_BYTES`; a larger copy gets a fresh tensor, as without the cache (so a
-    paper-size model does not keep gigabytes alive between calls)."""
-    cache = getattr(_scratch, "buffers", None)
-    if cache is None:
-        cache = _scratch.buffers = {}
-    # inference tensors cannot be written outside inference mode (nor the others inside)
-    key = (tuple(shape), dtype, device, fmt, torch.is_inference_mode_enabled())
-    buf = cache.get(key)
-    if buf is None:
-        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-        if size > SCRATCH_BYTES:
-            return torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
-        held = sum(t.numel() * t.element_size() for t in cache.values())
-        if held + size > SCRATCH_BYTES:  # many sizes (a varying input size): start over
-            cache.clear()
-        buf = cache[key] = torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
-    return buf
-
-
-class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` with a faster circular padding, the same values as
-    ``F.pad(..., mode="circular")``: on CPU, for the U-Nets' convolutions (odd kernels
-    padded by half their size, stride 1), :class:`_CircularConv2d`; otherwise
-    :func:`~apslib.filters.circular_pad` (concatenations, about half ``F.pad``'s cost
-    forward + backward on CPU). Other padding modes are ``nn.Conv2d``'s own. Same
-    parameters and state dict."""
-
-    def _conv_forward(self, input, weight, bias):  # noqa: A002 (nn.Conv2d's signature)
-        if self.padding_mode == "circular":
-            out = _circular_conv2d(self, input, weight, bias)
-            if out is not None:
-                return out
-            return F.conv2d(
-                circular_pad(input, self._reversed_padding_repeated_twice),
-                weight,
-                bias,
-                self.stride,
-                0,
-                self.dilation,
-                self.groups,
-            )
-        return super()._conv_forward(input, weight, bias)
-
-
-class DoubleConv(nn.Sequential):
-    """(3x3 conv, BatchNorm, ReLU) twice; the convs have no bias (BatchNorm has one)."""
-
-    def __init__(self, in_channels: int, out_channels: int, padding_mode: str = "circular"):
-        layers = []
-        for cin in (in_channels, out_channels):
-            layers += [
-                Conv2d(cin, out_channels, 3, padding=1, bias=False, padding_mode=padding_mode),
-                nn.BatchNorm2d(out_channels),
-                nn.ReLU(inplace=True),
-            ]
-        super().__init__(*layers)
-
-
-class MaxPoolDown(nn.Module):
-    """Baseline: 2x2 max-pool with stride 2 (fixed grid). ``forward(x) -> (y, None)``."""
-
-    def forward(self, x: torch.Tensor):
-        return F.max_pool2d(x, 2), None
-
-
-class BlurPoolDown(nn.Module):
-    """LPF-j: max-pool stride 1, binomial blur, keep the fixed grid (0, 0)."""
-
-    def __init__(self, channels: int, filter_size: int = 3, padding_mode: str = "circular"):
-        super().__init__()
-        self.padding_mode = padding_mode
-        self.blur = Blur(channels, filter_size, padding_mode=padding_mode)
-
-    def forward(self, x: torch.Tensor):
-        return self.blur(_pool_stride1(x, self.padding_mode))[..., ::2, ::2], None
-
-
-class APSPoolDown(nn.Module):
-    """APS(-j): max-pool stride 1, optional binomial blur, APS-D. ``-> (y, idx)``.
-
-    When gradients are needed (training), without a blur and with circular padding, the
-    output is computed as a stride-2 max-pool of the input shifted back by the chosen
-    phase: the same values, and its backward is the plain max-pool's, about half the cost
-    of back-propagating through the stride-1 pool and the selection. The grid is chosen
-    without recording gradients. Without gradients the pooled map's component is read
-    directly.
+    ``forward(x) -> (y, idx)``: ``y`` of half the size, ``idx`` the ``(B,)`` phases (or
+    ``None`` for the grid (0, 0)). No parameters (a learned rule brings its own).
     """
 
     def __init__(
-        self, channels: int, filter_size: int = 1, criterion: str = "l2", padding_mode: str = "circular"
+        self,
+        filter_size: int = 1,
+        selection: Selection | None = None,
+        *,
+        pool: str | None = "max",
+        padding_mode: str = "circular",
     ):
         super().__init__()
-        self.criterion = check_criterion(criterion)
-        check_aps_criterion(criterion, check_filter_size(filter_size))
-        self.padding_mode = padding_mode
-        self.blur = Blur(channels, filter_size, padding_mode=padding_mode)
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        self.filter_size = check_filter_size(filter_size)
+        self.selection = FixedGrid() if selection is None else selection
+        self.pool = pool
+        self.padding_mode = check_padding_mode(padding_mode)
+        if pool == "max" and isinstance(self.selection, NormSelection):
+            check_aps_criterion(self.selection.criterion, self.filter_size)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The map whose polyphase components are the candidates: pooled at stride 1, blurred."""
+        z = x if self.pool is None else pool_stride1(x, self.pool, self.padding_mode)
+        return blur(z, self.filter_size, padding_mode=self.padding_mode)
 
     def phase_norms(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 4)`` float64 norms of the four polyphase components of the map this layer
-        chooses on (the stride-1-pooled, blurred ``x``); ``argmax`` is its choice."""
-        return polyphase_norms(self.blur(_pool_stride1(x, self.padding_mode)), self.criterion)
+        """``(B, 4)`` float64 norms (the rule's criterion, else l2) of the four candidates."""
+        return polyphase_norms(self.pooled(x), self.selection.criterion)
 
-    def forward(self, x: torch.Tensor):
-        if (
-            self.blur.filter_size == 1
-            and self.padding_mode == "circular"
-            and torch.is_grad_enabled()
-            and x.requires_grad
-        ):
-            with torch.no_grad():
-                idx = polyphase_norms(_pool_stride1(x, self.padding_mode), self.criterion).argmax(1)
-            return F.max_pool2d(phase_shift(x, idx, inverse=True), 2), idx
-        return aps_down(self.blur(_pool_stride1(x, self.padding_mode)), self.criterion)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        check_even_4d(x, "the input of PolyphaseDown")
+        fast = fastpaths.dispatch("down", self, x)
+        if fast is not None:
+            return fast
+        z = self.pooled(x)
+        idx = self.selection.choose(z)
+        return (z[..., ::2, ::2] if idx is None else select_phase(z, idx)), idx
 
     def extra_repr(self) -> str:
-        return f"criterion={self.criterion!r}"
-
-
-class TransposedUp(nn.ConvTranspose2d):
-    """Baseline: transposed conv k=2, s=2. ``forward(y, idx)`` ignores ``idx``."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(in_channels, out_channels, kernel_size=2, stride=2)
-
-    def forward(self, y: torch.Tensor, idx=None) -> torch.Tensor:  # type: ignore[override]
-        return super().forward(y)
-
-
-UP_PADS = ("bottom_right", "top_left")
+        return f"pool={self.pool!r}, filter_size={self.filter_size}, padding_mode={self.padding_mode!r}"
 
 
 class PolyphaseUp(nn.Module):
-    """Zero insertion on a grid (adaptive: the encoder's; else (0, 0)), blur, conv k=2.
+    """Back on the encoder's grid, blur, conv k=2: the decoder half of the family.
 
-    ``up_pad`` is the side of the k=2 conv's one-pixel circular padding:
-    ``"bottom_right"`` (the authors' code: output pixel ``p`` combines pixels ``p`` and
-    ``p + 1`` of the upsampled map) or ``"top_left"`` (``p - 1`` and ``p``). With the same
-    weights the two are different functions (the upsampled branch sits one pixel apart
-    relative to the skip connection); both are exactly shift equivariant. ``blur_gain`` is
-    the gain of the blur after zero insertion: 1 (the authors' code; the conv absorbs the
-    scale) or 4 (= stride**2, keeps the mean). Without a blur (``filter_size == 1``) there
-    is no gain. The weight has the usual ``Conv2d`` shape ``(out, in, 2, 2)``.
+    The map ``y`` goes onto the grid ``idx`` (APS-U; ``None``: zero insertion on (0, 0)),
+    is blurred (size ``filter_size``, gain ``blur_gain``: 1 lets the conv absorb the scale,
+    4 = stride**2 keeps the mean), then convolved with a 2x2 kernel padded by one pixel on
+    ``up_pad``: ``"bottom_right"`` (output pixel ``p`` combines ``p`` and ``p + 1``) or
+    ``"top_left"`` (``p - 1`` and ``p``; with grid (0, 0) and no blur this is exactly
+    ``nn.ConvTranspose2d(k=2, s=2)``). With the same weights the two sides differ by a
+    one-pixel roll; both are exactly shift equivariant.
+
+    ``layout``: how the kernel is stored. ``"conv"``: an ``nn.Conv2d`` weight
+    ``(out, in, 2, 2)``; ``"transposed"``: an ``nn.ConvTranspose2d`` weight
+    ``(in, out // groups, 2, 2)`` (the same function with the kernel flipped), so that a
+    converted model keeps its ``state_dict``. Parameters are initialised like the module
+    whose layout they have (``nn.Conv2d`` / ``nn.ConvTranspose2d``).
     """
 
     def __init__(
@@ -361,60 +263,91 @@ class PolyphaseUp(nn.Module):
         out_channels: int,
         filter_size: int = 1,
         *,
-        adaptive: bool = True,
-        padding_mode: str = "circular",
         up_pad: str = "bottom_right",
         blur_gain: float = 1.0,
+        padding_mode: str = "circular",
+        layout: str = "conv",
+        bias: bool = True,
+        groups: int = 1,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         if up_pad not in UP_PADS:
             raise ValueError(f"up_pad must be one of {UP_PADS}, got {up_pad!r}")
-        self.adaptive = bool(adaptive)
-        self.padding_mode = padding_mode
-        self.up_pad = up_pad
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 2, 2))
-        self.bias = nn.Parameter(torch.empty(out_channels))
-        # Same initialisation as nn.Conv2d(in, out, 2).
+        if layout not in ("conv", "transposed"):
+            raise ValueError(f"layout must be 'conv' or 'transposed', got {layout!r}")
+        if groups != 1 and layout != "transposed":
+            raise ValueError("groups > 1 needs layout='transposed'")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.filter_size = check_filter_size(filter_size)
+        self.blur_gain = float(blur_gain) if self.filter_size > 1 else 1.0
+        self.up_pad, self.layout = up_pad, layout
+        self.padding_mode = check_padding_mode(padding_mode)
+        shape = (out_channels, in_channels) if layout == "conv" else (in_channels, out_channels // groups)
+        factory = dict(device=device, dtype=dtype)
+        self.weight = nn.Parameter(torch.empty(*shape, 2, 2, **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Conv2d``'s / ``nn.ConvTranspose2d``'s initialisation (fan-in from dim 1)."""
+        if self.weight.is_meta:
+            return
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        bound = 1 / math.sqrt(in_channels * 4)
-        nn.init.uniform_(self.bias, -bound, bound)
-        gain = float(blur_gain) if check_filter_size(filter_size) > 1 else 1.0
-        self.blur = Blur(out_channels, filter_size, gain=gain, padding_mode=padding_mode)
-        self.blur_in = Blur(in_channels, filter_size, gain=gain, padding_mode=padding_mode)
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight.shape[1] * 4)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def conv_weight(self) -> torch.Tensor:
+        """The k=2 conv's kernel, ``(out, in // groups, 2, 2)``."""
+        if self.layout == "conv":
+            return self.weight
+        g, cin = self.groups, self.in_channels
+        w = self.weight.reshape(g, cin // g, self.out_channels // g, 2, 2).transpose(1, 2)
+        return w.reshape(self.out_channels, cin // g, 2, 2).flip(-2, -1)
+
+    def transposed_weight(self) -> torch.Tensor:
+        """The kernel as a transposed conv's, ``(in, out // groups, 2, 2)``."""
+        if self.layout == "transposed":
+            return self.weight
+        return self.weight.flip(-2, -1).transpose(0, 1)
 
     def forward(self, y: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
-        if self.padding_mode != "circular":
-            return self.reference_forward(y, idx)
-        # ConvTranspose with the flipped kernel == zero insertion on (0, 0) + conv k=2
-        # padded top/left; padded bottom/right it is the same map shifted by (-1, -1).
-        # Circular shift and blur commute with it. The bias is a constant map: shifting
-        # leaves it alone and the blur multiplies it by its gain, so it goes into the
-        # transposed conv divided by that gain.
-        w = self.weight.flip(-2, -1).transpose(0, 1)
-        u = F.conv_transpose2d(y, w, self.bias / self.blur.gain, stride=2)
-        offset = -1 if self.up_pad == "bottom_right" else 0
-        if self.adaptive:
-            u = phase_shift(u, self._need_idx(idx), offset=offset)
-        elif offset:
-            u = torch.roll(u, (offset, offset), dims=(-2, -1))
-        return self.blur(u)
-
-    def reference_forward(self, y: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
-        """The literal definition: APS-U (or zero insertion), blur, conv k=2."""
-        z = aps_up(y, self._need_idx(idx)) if self.adaptive else zero_insert(y)
-        z = self.blur_in(z)
+        fast = fastpaths.dispatch("up", self, y, idx)
+        if fast is not None:
+            return fast
+        z = zero_insert(y) if idx is None else aps_up(y, idx)
+        z = blur(z, self.filter_size, gain=self.blur_gain, padding_mode=self.padding_mode)
         mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
         pad = (0, 1, 0, 1) if self.up_pad == "bottom_right" else (1, 0, 1, 0)
-        return F.conv2d(F.pad(z, pad, mode=mode), self.weight, self.bias)
-
-    def _need_idx(self, idx):
-        if self.adaptive and idx is None:
-            raise ValueError("adaptive PolyphaseUp needs the phase indices of its encoder level")
-        return idx
+        return F.conv2d(F.pad(z, pad, mode=mode), self.conv_weight(), self.bias, groups=self.groups)
 
     def extra_repr(self) -> str:
-        o, i = self.weight.shape[:2]
         return (
-            f"{i}, {o}, adaptive={self.adaptive}, up_pad={self.up_pad!r}, "
-            f"blur_gain={self.blur.gain:g}, padding_mode={self.padding_mode!r}"
+            f"{self.in_channels}, {self.out_channels}, filter_size={self.filter_size}, "
+            f"up_pad={self.up_pad!r}, blur_gain={self.blur_gain:g}, layout={self.layout!r}, "
+            f"padding_mode={self.padding_mode!r}"
         )
+
+
+@contextmanager
+def forced_phase(model: nn.Module, phase: int | tuple[int, int] = 0) -> Iterator[nn.Module]:
+    """Within the block, every adaptive :class:`PolyphaseDown` of ``model`` keeps the grid
+    ``phase`` (an index 0..3 or a pair ``(i, j)``) instead of choosing one (its selection
+    rule is swapped for :class:`FixedGrid`): a fixed-grid model, e.g. an APS U-Net at
+    ``(0, 0)`` is its LPF counterpart."""
+    p = PHASES.index(tuple(phase)) if isinstance(phase, (tuple, list)) else int(phase)
+    if p not in range(4):
+        raise ValueError(f"phase must be an index 0..3 or one of {PHASES}, got {phase!r}")
+    downs = [m for m in model.modules() if isinstance(m, PolyphaseDown) and m.selection.adaptive]
+    if not downs:
+        raise ValueError("the model has no adaptive polyphase downsampler (no APS level) to force")
+    saved = [m.selection for m in downs]
+    for m in downs:
+        m.selection = FixedGrid(p)
+    try:
+        yield model
+    finally:
+        for m, selection in zip(downs, saved):
+            m.selection = selection

@@ -28,11 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from .layers import PolyphaseDown
 from .shifts import roll2d, shift_grid
 
 __all__ = [
-    "roll2d",
-    "shift_grid",
     "relative_error",
     "psnr",
     "decline_bound",
@@ -193,34 +192,25 @@ def equivariance_error_map(
 
 @torch.no_grad()
 def phase_margins(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Per APS level, the relative gap between the two largest polyphase norms, per sample.
+    """Per adaptive level, the relative gap between the two largest polyphase norms, per sample.
 
-    ``(n1 - n2) / n1`` of the map each :class:`~apslib.unet.APSPoolDown` (or converted
-    :class:`~apslib.convert.PhasePool2d`) chooses on, as a
-    list of ``(B,)`` float64 tensors (one per level, encoder order). A margin of 0 is an
+    ``(n1 - n2) / n1`` of the map each adaptive :class:`~apslib.layers.PolyphaseDown`
+    (native or converted) chooses on (its :meth:`~apslib.layers.PolyphaseDown.phase_norms`),
+    as a list of ``(B,)`` float64 tensors (one per level, encoder order). A margin of 0 is an
     exact tie: the choice then follows the tie rule, not the signal, and equivariance is
     lost for that sample. Besides constant or 2-periodic inputs, ties arise when the map
     entering the stride-1 max-pool has isolated activity (e.g. one non-zero pixel after a
-    ReLU): the pool copies it into two (or four) polyphase components. Models without APS
-    levels give an empty list.
+    ReLU): the pool copies it into two (or four) polyphase components. Models without
+    adaptive levels give an empty list.
     """
-    from .convert import PhasePool2d
-    from .polyphase import polyphase_norms
-    from .unet import APSPoolDown
-
     margins: list[torch.Tensor] = []
 
     def hook(module, inputs, _output):
-        if isinstance(module, APSPoolDown):
-            norms = module.phase_norms(inputs[0])
-        else:  # a converted pool (apslib.convert): the norms of its stride-1 map
-            norms = polyphase_norms(module.pooled(inputs[0]), module.criterion)
-        top = norms.topk(2, dim=1).values
+        top = module.phase_norms(inputs[0]).topk(2, dim=1).values
         margins.append(((top[:, 0] - top[:, 1]) / top[:, 0].clamp_min(1e-300)).cpu())
 
-    aps = [m for m in model.modules() if isinstance(m, APSPoolDown)]
-    aps += [m for m in model.modules() if isinstance(m, PhasePool2d) and m.variant == "aps"]
-    handles = [m.register_forward_hook(hook) for m in aps]
+    downs = [m for m in model.modules() if isinstance(m, PolyphaseDown) and m.selection.adaptive]
+    handles = [m.register_forward_hook(hook) for m in downs]
     try:
         model(x)
     finally:

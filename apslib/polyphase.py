@@ -37,21 +37,20 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 __all__ = [
     "CRITERIA",
     "PHASES",
     "check_criterion",
+    "check_even_4d",
     "phase_offsets",
     "polyphase_components",
     "polyphase_norms",
     "aps_down",
+    "select_phase",
     "aps_up",
     "phase_shift",
     "predicted_phases",
-    "APSDown",
-    "APSUp",
 ]
 
 CRITERIA = ("l2", "l1", "linf")
@@ -64,7 +63,7 @@ def check_criterion(criterion: str) -> str:
     return criterion
 
 
-def _check_even_4d(x: torch.Tensor, what: str = "x") -> None:
+def check_even_4d(x: torch.Tensor, what: str = "x") -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -102,7 +101,7 @@ def _split_view(x: torch.Tensor) -> torch.Tensor:
 
 def polyphase_components(x: torch.Tensor) -> torch.Tensor:
     """The four polyphase components, stacked in phase order: ``(B, 4, C, H/2, W/2)``."""
-    _check_even_4d(x)
+    check_even_4d(x)
     b, c, h, w = x.shape
     return _split_view(x).permute(0, 3, 5, 1, 2, 4).reshape(b, 4, c, h // 2, w // 2)
 
@@ -120,7 +119,7 @@ def polyphase_norms(x: torch.Tensor, criterion: str = "l2") -> torch.Tensor:
     component's pixels, whose order a shift does change, accumulate in float64 (float32 on
     MPS, which has no float64): rounding differences there are ~1e-16 relative.
     """
-    _check_even_4d(x)
+    check_even_4d(x)
     check_criterion(criterion)
     acc = torch.float32 if x.device.type == "mps" else torch.float64
     if x.dtype in (torch.float16, torch.bfloat16):
@@ -136,7 +135,8 @@ def polyphase_norms(x: torch.Tensor, criterion: str = "l2") -> torch.Tensor:
     return n.reshape(x.shape[0], 4)
 
 
-def _select(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def select_phase(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Per sample ``b`` the component ``x[b, :, i::2, j::2]`` of phase ``idx[b] = 2i + j``."""
     i, j = phase_offsets(idx)
     batch = torch.arange(x.shape[0], device=x.device)
     # Advanced indices separated by slices: the result is (B, C, H/2, W/2), a gather that
@@ -158,7 +158,7 @@ def aps_down(x: torch.Tensor, criterion: str = "l2") -> tuple[torch.Tensor, torc
     """
     norms = polyphase_norms(x, criterion)
     idx = norms.argmax(dim=1)
-    return _select(x, idx), idx
+    return select_phase(x, idx), idx
 
 
 def aps_up(y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -307,24 +307,3 @@ def predicted_phases(phases: Sequence[torch.Tensor], shifts) -> tuple[list[torch
         dy = torch.div(dy + i - ei, 2, rounding_mode="floor")
         dx = torch.div(dx + j - ej, 2, rounding_mode="floor")
     return predicted, seen
-
-
-class APSDown(nn.Module):
-    """Module form of :func:`aps_down`; ``forward(x) -> (y, idx)``."""
-
-    def __init__(self, criterion: str = "l2"):
-        super().__init__()
-        self.criterion = check_criterion(criterion)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return aps_down(x, self.criterion)
-
-    def extra_repr(self) -> str:
-        return f"criterion={self.criterion!r}"
-
-
-class APSUp(nn.Module):
-    """Module form of :func:`aps_up`; ``forward(y, idx) -> z``."""
-
-    def forward(self, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return aps_up(y, idx)

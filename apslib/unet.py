@@ -1,72 +1,59 @@
-"""One U-Net family, parameterised by its down- and up-sampling strategy.
+"""One U-Net family, parameterised by its sampling layers (:mod:`apslib.layers`).
 
-===========  ==========================================  ================================================
-variant      downsampling (per level)                    upsampling (per level)
-===========  ==========================================  ================================================
-baseline     max-pool 2x2, stride 2                      transposed conv k=2, s=2
-lpf          max-pool 2x2 stride 1, blur j, keep (0, 0)   zero insertion on (0, 0), blur j, conv k=2
-aps          max-pool 2x2 stride 1, blur j, APS-D         APS-U on encoder's grid, blur j, conv k=2
-===========  ==========================================  ================================================
+========  =========================================  ====================================================
+variant   downsampling (per level)                   upsampling (per level)
+========  =========================================  ====================================================
+baseline  max-pool 2x2, stride 2                     transposed conv k=2, s=2
+lpf       max-pool 2x2 stride 1, blur j, keep (0,0)  zero insertion on (0,0), blur j, conv k=2 (top/left)
+aps       max-pool 2x2 stride 1, blur j, APS-D       APS-U on encoder's grid, blur j, conv k=2 (bot./right)
+========  =========================================  ====================================================
 
-``aps`` differs from ``lpf`` only in choosing the grid adaptively. With circular padding
-(default) the ``aps`` U-Net is equivariant to every circular shift (Proposition 2).
+Every level is a :class:`~apslib.layers.PolyphaseDown` / :class:`~apslib.layers.PolyphaseUp`
+pair; the variants differ in the selection rule (a fixed grid, or the largest norm) and
+the decoder's form. ``aps`` differs from ``lpf`` only in choosing the grid adaptively: with
+circular padding (the default) the ``aps`` U-Net is equivariant to every circular shift
+(Proposition 2 of Chaman & Dokmanic 2021).
 
-The decoder of ``lpf``/``aps`` comes in the authors' form by default: the k=2 conv after
-zero insertion is padded at the bottom/right (``up_pad="bottom_right"``) and the blur after
-zero insertion has gain 1 (``up_blur_gain=1``); ``"top_left"`` / 4 is the other form
-(apslib before 0.2; checkpoints without the keys load with it). The layers live in
-:mod:`apslib.layers`; here: the configuration, the size rule (:func:`check_size`), the
-U-Net, :func:`build_unet`, :func:`unet_from_config` and :func:`calibrate_batchnorm`.
+The decoders are the authors' by default: for ``lpf`` the k=2 conv after zero insertion is
+padded at the top/left (zero insertion, blur, conv == transposed conv, then blur); for
+``aps`` at the bottom/right (output pixel ``p`` combines ``p`` and ``p + 1``); the blur
+after zero insertion has gain 1. ``up_pad`` / ``up_blur_gain`` choose another form.
 
-``architecture="fastmri"`` is the other family a :class:`UNetConfig` can describe:
-``fastmri.models.Unet``'s layers (average pooling, transposed conv, InstanceNorm, LeakyReLU)
-with its own sampling (``baseline``, zero padding unless told otherwise) or converted to
-``lpf``/``aps`` (:class:`apslib.convert.EquivariantFastMRIUnet`, circular padding); the
-same ``state_dict`` as fastMRI's model in every variant.
+``architecture="fastmri"`` is the other family a :class:`UNetConfig` describes:
+``fastmri.models.Unet``'s layers with its own sampling (``baseline``) or converted to
+``lpf``/``aps`` (:class:`apslib.convert.EquivariantFastMRIUnet`); :func:`apslib.models.unet_from_config`
+builds either.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import ClassVar
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
 
 from .filters import check_filter_size, check_padding_mode
-from .layers import (  # re-exported: the layers of the family
+from .layers import (
     UP_PADS,
-    APSPoolDown,
-    BlurPoolDown,
-    Conv2d,
     DoubleConv,
-    MaxPoolDown,
+    FixedGrid,
+    NormSelection,
+    PolyphaseDown,
     PolyphaseUp,
-    TransposedUp,
     check_aps_criterion,
 )
 from .names import model_name
 from .polyphase import check_criterion
 
 __all__ = [
-    "VARIANTS",
     "ARCHITECTURES",
     "PAPER_CHANNELS",
-    "UNetConfig",
-    "check_size",
-    "check_aps_criterion",
-    "UP_PADS",
-    "Conv2d",
-    "DoubleConv",
-    "MaxPoolDown",
-    "BlurPoolDown",
-    "APSPoolDown",
-    "TransposedUp",
-    "PolyphaseUp",
+    "VARIANTS",
     "UNet",
+    "UNetConfig",
     "build_unet",
-    "unet_from_config",
     "calibrate_batchnorm",
+    "check_size",
 ]
 
 VARIANTS = ("baseline", "lpf", "aps")
@@ -119,12 +106,12 @@ def check_size(shape, config: UNetConfig, what: str = "input size") -> None:
 class UNetConfig:
     """Everything that defines a U-Net of this family (stored in checkpoints).
 
-    ``architecture="fastmri"``: ``fastmri.models.Unet`` (``chans = channels[0]``,
-    ``num_pool_layers = depth``; its widths double per level, so ``channels`` must too);
-    its decoder is the transposed conv (shifted by the encoder's grid for ``aps``), i.e.
-    ``up_pad="top_left"`` with gain 1. ``padding_mode=None`` / ``up_pad=None`` take the
-    architecture's form: circular and the authors' bottom/right decoder for apslib; zeros
-    (fastMRI's own) for the fastmri baseline, circular for its lpf/aps.
+    ``padding_mode=None`` and ``up_pad=None`` mean "the form of this architecture and
+    variant"; :meth:`resolve` returns the config with those filled in (models keep the
+    resolved config): circular padding (zeros for fastMRI's own U-Net), and the authors'
+    decoders (``lpf``: top/left, ``aps``: bottom/right; the Baseline's transposed conv and
+    fastMRI's are top/left). ``architecture="fastmri"``: ``fastmri.models.Unet``
+    (``chans = channels[0]``, ``num_pool_layers = depth``; its widths double per level).
     """
 
     variant: str = "aps"
@@ -135,43 +122,47 @@ class UNetConfig:
     in_channels: int = 1
     out_channels: int = 1
     padding_mode: str | None = None
-    # The decoder of lpf/aps: side of the k=2 conv's padding and gain of the blur after
-    # zero insertion. The defaults are the authors' code; "top_left" / 4.0 is the form
-    # apslib used before 0.2 (checkpoints without these keys load with it).
     up_pad: str | None = None
     up_blur_gain: float = 1.0
     architecture: str = "apslib"
 
-    LEGACY_UP: ClassVar[dict] = {"up_pad": "top_left", "up_blur_gain": 4.0}
-
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
-        """The config stored in a checkpoint; keys it lacks take the form it was trained
-        with (before ``up_pad`` / ``up_blur_gain`` existed: top-left padding, gain 4)."""
-        d = {**cls.LEGACY_UP, **d}
-        return cls(**{**d, "channels": tuple(d["channels"])})
+        """The config stored by :meth:`to_dict` (a checkpoint's); unknown keys are refused."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(
+                f"unknown U-Net config field(s) {unknown}: written by another version of apslib? "
+                "Upgrade apslib, or retrain the model"
+            )
+        return cls(**{**d, "channels": tuple(d.get("channels", PAPER_CHANNELS))})
+
+    def resolve(self) -> UNetConfig:
+        """This config with ``padding_mode`` and ``up_pad`` set to the architecture's and
+        variant's form where they are ``None``."""
+        fastmri = self.architecture == "fastmri"
+        own = fastmri and self.variant == "baseline"  # fastMRI's own U-Net pads zeros
+        padding = self.padding_mode or ("zeros" if own else "circular")
+        up_pad = self.up_pad or ("bottom_right" if self.variant == "aps" and not fastmri else "top_left")
+        return replace(self, padding_mode=padding, up_pad=up_pad)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {ARCHITECTURES}")
-        fastmri = self.architecture == "fastmri"
-        if self.padding_mode is None:
-            own = fastmri and self.variant == "baseline"  # fastMRI's own U-Net pads zeros
-            object.__setattr__(self, "padding_mode", "zeros" if own else "circular")
-        if self.up_pad is None:
-            object.__setattr__(self, "up_pad", "top_left" if fastmri else "bottom_right")
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
         check_filter_size(self.filter_size)
         check_criterion(self.criterion)
-        check_padding_mode(self.padding_mode)
+        if self.padding_mode is not None:
+            check_padding_mode(self.padding_mode)
         if self.variant == "baseline" and self.filter_size != 1:
             raise ValueError(
                 "variant='baseline' has no blur; use variant='lpf' (or 'aps') for "
                 f"filter_size={self.filter_size}"
             )
+        fastmri = self.architecture == "fastmri"
         if self.variant == "aps" and not fastmri:  # fastMRI's average pool does not tie so
             check_aps_criterion(self.criterion, self.filter_size)
         channels = tuple(int(c) for c in self.channels)
@@ -185,7 +176,7 @@ class UNetConfig:
         for name in ("in_channels", "out_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.up_pad not in UP_PADS:
+        if self.up_pad is not None and self.up_pad not in UP_PADS:
             raise ValueError(
                 f"up_pad must be one of {UP_PADS} (the side of the decoder's k=2 "
                 f"conv padding), got {self.up_pad!r}"
@@ -195,8 +186,11 @@ class UNetConfig:
                 "up_blur_gain must be 1 (the authors' code) or 4 (mean-preserving), "
                 f"got {self.up_blur_gain!r}"
             )
-        object.__setattr__(self, "up_blur_gain", float(self.up_blur_gain))
+        if self.variant == "baseline" and (self.up_pad or "top_left") != "top_left":
+            raise ValueError("the baseline's decoder is the transposed conv (top_left): leave up_pad unset")
+        # normalise the types (a list of widths, an integer gain), so that equal configs compare equal
         object.__setattr__(self, "channels", channels)
+        object.__setattr__(self, "up_blur_gain", float(self.up_blur_gain))
         if fastmri:
             self._check_fastmri()
 
@@ -207,12 +201,12 @@ class UNetConfig:
                 f"fastmri.models.Unet doubles its width per level: channels must be "
                 f"{[c[0] * 2**k for k in range(len(c))]} for chans={c[0]}, got {list(c)}"
             )
-        if (self.up_pad, self.up_blur_gain) != ("top_left", 1.0):
+        if (self.up_pad or "top_left", self.up_blur_gain) != ("top_left", 1.0):
             raise ValueError(
                 "the fastmri architecture keeps fastMRI's transposed conv (top/left, gain 1): "
                 f"leave up_pad / up_blur_gain unset, got {self.up_pad!r} / {self.up_blur_gain:g}"
             )
-        if self.variant != "baseline" and self.padding_mode != "circular":
+        if self.variant != "baseline" and self.padding_mode not in (None, "circular"):
             raise ValueError(
                 f"the {self.variant} fastMRI U-Net pads circularly (its equivariance needs it); "
                 f"got padding_mode={self.padding_mode!r}"
@@ -243,14 +237,17 @@ class UNet(nn.Module):
     """U-Net with ``depth`` stride-2 levels; output has the input's spatial shape.
 
     ``forward(x, return_phases=True)`` also returns the list of per-level phase indices
-    (``None`` entries for fixed-grid variants), e.g. to count grid flips under shifts.
+    (``None`` entries for fixed grids), e.g. to count grid flips under shifts.
+    ``config`` is the resolved :class:`UNetConfig`.
     """
 
     def __init__(self, config: UNetConfig):
         super().__init__()
         if config.architecture != "apslib":
-            raise ValueError(f"UNet builds apslib's layers; for {config.architecture!r} use unet_from_config")
-        self.config = config
+            raise ValueError(
+                f"UNet builds apslib's layers; for {config.architecture!r} use apslib.models.unet_from_config"
+            )
+        self.config = config = config.resolve()
         c, mode = config.channels, config.padding_mode
         self.inc = DoubleConv(config.in_channels, c[0], mode)
         self.downs = nn.ModuleList()
@@ -258,33 +255,22 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in range(config.depth):
-            self.downs.append(self._make_down(c[level]))
+            selection = NormSelection(config.criterion) if config.variant == "aps" else FixedGrid()
+            self.downs.append(PolyphaseDown(config.filter_size, selection, pool="max", padding_mode=mode))
             self.encoders.append(DoubleConv(c[level], c[level + 1], mode))
-            self.ups.append(self._make_up(c[level + 1], c[level]))
+            self.ups.append(
+                PolyphaseUp(
+                    c[level + 1],
+                    c[level],
+                    config.filter_size,
+                    up_pad=config.up_pad,
+                    blur_gain=config.up_blur_gain,
+                    padding_mode=mode,
+                    layout="transposed" if config.variant == "baseline" else "conv",
+                )
+            )
             self.decoders.append(DoubleConv(2 * c[level], c[level], mode))
         self.outc = nn.Conv2d(c[0], config.out_channels, kernel_size=1)
-
-    def _make_down(self, channels: int) -> nn.Module:
-        cfg = self.config
-        if cfg.variant == "baseline":
-            return MaxPoolDown()
-        if cfg.variant == "lpf":
-            return BlurPoolDown(channels, cfg.filter_size, cfg.padding_mode)
-        return APSPoolDown(channels, cfg.filter_size, cfg.criterion, cfg.padding_mode)
-
-    def _make_up(self, cin: int, cout: int) -> nn.Module:
-        cfg = self.config
-        if cfg.variant == "baseline":
-            return TransposedUp(cin, cout)
-        return PolyphaseUp(
-            cin,
-            cout,
-            cfg.filter_size,
-            adaptive=cfg.variant == "aps",
-            padding_mode=cfg.padding_mode,
-            up_pad=cfg.up_pad,
-            blur_gain=cfg.up_blur_gain,
-        )
 
     def check_input(self, x: torch.Tensor) -> None:
         cfg = self.config
@@ -321,11 +307,11 @@ def build_unet(
     criterion: str = "l2",
     in_channels: int = 1,
     out_channels: int = 1,
-    padding_mode: str = "circular",
-    up_pad: str = "bottom_right",
+    padding_mode: str | None = None,
+    up_pad: str | None = None,
     up_blur_gain: float = 1.0,
 ) -> UNet:
-    """Build a U-Net of the family.
+    """Build a U-Net of the family (apslib's layers; the one builder from arguments).
 
     Args:
         variant: ``"baseline"``, ``"lpf"`` or ``"aps"``.
@@ -336,8 +322,8 @@ def build_unet(
         criterion: APS norm, ``"l2"`` (default), ``"l1"`` or ``"linf"``.
         padding_mode: ``"circular"`` (default; needed for exact equivariance), ``"zeros"``,
             ``"reflect"`` or ``"replicate"``.
-        up_pad, up_blur_gain: the lpf/aps decoder's k=2 conv padding side and blur gain
-            (defaults: the authors' code, ``"bottom_right"`` and 1; see :class:`PolyphaseUp`).
+        up_pad, up_blur_gain: the decoder's k=2 conv padding side and blur gain (default:
+            the authors' form of the variant; see :class:`~apslib.layers.PolyphaseUp`).
     """
     if channels is None:
         if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1:
@@ -357,17 +343,6 @@ def build_unet(
         up_blur_gain=up_blur_gain,
     )
     return UNet(cfg)
-
-
-def unet_from_config(config: UNetConfig) -> nn.Module:
-    """The U-Net a :class:`UNetConfig` describes: :class:`UNet`, or for
-    ``architecture="fastmri"`` :class:`apslib.convert.EquivariantFastMRIUnet` (both take
-    ``forward(x, return_phases=False)`` and carry ``.config``)."""
-    if config.architecture == "fastmri":
-        from .convert import EquivariantFastMRIUnet  # imports fastmri (and torchvision)
-
-        return EquivariantFastMRIUnet.from_config(config)
-    return UNet(config)
 
 
 @torch.no_grad()

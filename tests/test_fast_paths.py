@@ -1,5 +1,6 @@
-"""The speed-ups of the U-Nets' layers against their reference forms (float64): the same
-values and gradients up to rounding, and exact shift equivariance kept."""
+"""The fast forms of the layers (apslib.fastpaths) against their literal forms (float64): the
+same values and gradients up to rounding (bit for bit where a grid is chosen), and exact
+shift equivariance kept."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from apslib.layers import Conv2d, _CircularConv2d
+from apslib import fastpaths
+from apslib.fastpaths import _CircularConv2d, disabled
+from apslib.layers import Conv2d, pool_stride1
 from apslib.shifts import roll2d
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -113,25 +116,27 @@ def test_circular_conv_channels_last_and_other_convs():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_stride1_pools_without_autograd_equal_the_autograd_form(h, w, seed):
     from apslib.filters import blur
-    from apslib.layers import _avg_stride1, _pool_stride1
 
     x = torch.randn(2, 3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     xg = x.clone().requires_grad_()
+    mx, avg = (lambda t: pool_stride1(t, "max")), (lambda t: pool_stride1(t, "avg"))
     # bit-identical: the same operations in the same order (so every path chooses the same grid)
-    assert torch.equal(_pool_stride1(x, "circular"), _pool_stride1(xg, "circular").detach())
-    assert torch.equal(_avg_stride1(x), _avg_stride1(xg).detach())
+    assert torch.equal(mx(x), mx(xg).detach())
+    assert torch.equal(avg(x), avg(xg).detach())
+    with disabled():
+        assert torch.equal(mx(x), pool_stride1(x, "max")) and torch.equal(avg(x), pool_stride1(x, "avg"))
     cl = x.to(memory_format=torch.channels_last)
-    assert torch.equal(_avg_stride1(cl), _avg_stride1(x))
+    assert torch.equal(avg(cl), avg(x))
     # the references: max-pool / average of the circularly padded map
     padded = F.pad(x, (0, 1, 0, 1), mode="circular")
-    assert torch.equal(_pool_stride1(x, "circular"), F.max_pool2d(padded, 2, stride=1))
+    assert torch.equal(mx(x), F.max_pool2d(padded, 2, stride=1))
     if h > 1 and w > 1:
-        assert torch.allclose(_avg_stride1(x), blur(x, 2), rtol=0, atol=1e-15)
-    assert torch.allclose(_avg_stride1(x), F.avg_pool2d(padded, 2, stride=1), rtol=0, atol=1e-15)
+        assert torch.allclose(avg(x), blur(x, 2), rtol=0, atol=1e-15)
+    assert torch.allclose(avg(x), F.avg_pool2d(padded, 2, stride=1), rtol=0, atol=1e-15)
     # exactly equivariant
     for k in [(1, 0), (0, 1), (3, -2)]:
-        assert torch.equal(_avg_stride1(roll2d(x, k)), roll2d(_avg_stride1(x), k))
-        assert torch.equal(_pool_stride1(roll2d(x, k), "circular"), roll2d(_pool_stride1(x, "circular"), k))
+        assert torch.equal(avg(roll2d(x, k)), roll2d(avg(x), k))
+        assert torch.equal(mx(roll2d(x, k)), roll2d(mx(x), k))
 
 
 @pytest.mark.parametrize("h,w", [(8, 8), (6, 10), (2, 2), (5, 3)])
@@ -197,8 +202,6 @@ def test_converted_average_pool_train_path_equals_shift_then_pool(h, w, seed):
 
 
 def test_circular_conv_scratch_buffers_are_reused_safely():
-    from apslib import layers
-
     torch.manual_seed(5)
     conv = Conv2d(3, 4, 3, padding=1, padding_mode="circular").double()
     xs = [torch.randn(2, 3, 6, 8, dtype=torch.float64) for _ in range(3)]
@@ -220,11 +223,68 @@ def test_circular_conv_scratch_buffers_are_reused_safely():
     with torch.no_grad():
         for n in range(4, 80, 2):
             conv(torch.randn(1, 3, n, 4, dtype=torch.float64))
-    held = sum(t.numel() * t.element_size() for t in layers._scratch.buffers.values())
-    assert 0 < held <= layers.SCRATCH_BYTES
+    held = sum(t.numel() * t.element_size() for t in fastpaths._scratch.buffers.values())
+    assert 0 < held <= fastpaths.SCRATCH_BYTES
     # a copy larger than the cap is not kept (a paper-size model keeps no gigabytes alive)
     big = Conv2d(1, 1, 3, padding=1, padding_mode="circular")
-    side = int((layers.SCRATCH_BYTES / 4) ** 0.5) + 2
+    side = int((fastpaths.SCRATCH_BYTES / 4) ** 0.5) + 2
     with torch.no_grad():
         big(torch.randn(1, 1, side, side))
-    assert all(t.numel() * t.element_size() <= layers.SCRATCH_BYTES for t in layers._scratch.buffers.values())
+    assert all(
+        t.numel() * t.element_size() <= fastpaths.SCRATCH_BYTES for t in fastpaths._scratch.buffers.values()
+    )
+
+
+MODELS = [("baseline", 1), ("lpf", 2), ("lpf", 3), ("aps", 1), ("aps", 2), ("aps", 3)]
+
+
+@pytest.mark.parametrize("variant,filter_size", MODELS)
+@pytest.mark.parametrize("train", [False, True])
+def test_every_model_computes_its_literal_form(variant, filter_size, train):
+    """The whole U-Net with its fast forms equals the U-Net with none (values, grids and
+    gradients), in training and in evaluation."""
+    from apslib import build_unet, calibrate_batchnorm
+
+    torch.manual_seed(filter_size)
+    net = build_unet(variant, depth=3, channels=[4, 6, 8, 10], filter_size=filter_size).double()
+    x = torch.randn(3, 1, 16, 24, dtype=torch.float64)
+    calibrate_batchnorm(net, x).train(train)
+    outs = []
+    for fast in (True, False):
+        xg = x.clone().requires_grad_(train)
+        with torch.set_grad_enabled(train):
+            if fast:
+                y, phases = net(xg, return_phases=True)
+            else:
+                with disabled():
+                    y, phases = net(xg, return_phases=True)
+        grads = torch.autograd.grad(y.square().sum(), [xg, *net.parameters()]) if train else ()
+        outs.append((y.detach(), phases, grads))
+    (a, pa, ga), (b, pb, gb) = outs
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    assert all((p is None and q is None) or torch.equal(p, q) for p, q in zip(pa, pb))
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+@pytest.mark.parametrize("filter_size", [1, 3])
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_the_downsampler_computes_its_literal_form(pool, filter_size, adaptive):
+    from apslib.layers import FixedGrid, NormSelection, PolyphaseDown
+
+    selection = NormSelection() if adaptive else FixedGrid()
+    down = PolyphaseDown(filter_size, selection, pool=pool)
+    x = torch.randn(4, 3, 8, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(filter_size))
+    for train in (False, True):
+        xg = x.clone().requires_grad_(train)
+        y, idx = down(xg)
+        with disabled():
+            y0, idx0 = down(xg)
+        assert (idx is None and idx0 is None) or torch.equal(idx, idx0)
+        torch.testing.assert_close(y, y0, rtol=0, atol=1e-14)
+        if train:
+            g = torch.randn_like(y)
+            (a,) = torch.autograd.grad(y, xg, g)
+            (b,) = torch.autograd.grad(y0, xg, g)
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-14)

@@ -4,9 +4,6 @@ import pytest
 import torch
 
 from apslib import (
-    Blur,
-    BlurPool,
-    BlurUpsample,
     binomial_filter_1d,
     binomial_filter_2d,
     blur,
@@ -44,7 +41,7 @@ def test_filter_size_outside_range_is_refused(bad):
     with pytest.raises(ValueError, match="filter_size"):
         check_filter_size(bad)
     with pytest.raises(ValueError, match="filter_size"):
-        Blur(3, bad)
+        blur(torch.zeros(1, 1, 4, 4), bad)
 
 
 @pytest.mark.parametrize("size", range(1, 8))
@@ -76,15 +73,6 @@ def test_blur_of_size_two_or_more_equalises_polyphase_sums(size):
     assert (raw.max(1).values - raw.min(1).values).min() > 1e-6  # not true without blur
 
 
-@pytest.mark.parametrize("size", range(1, 8))
-def test_module_matches_functional(size):
-    x = torch.randn(2, 5, 12, 8, dtype=torch.float64)
-    assert torch.allclose(Blur(5, size).double()(x), blur(x, size), atol=1e-14)
-    assert torch.allclose(BlurPool(5, size).double()(x), blur_pool(x, size), atol=1e-14)
-    y = torch.randn(2, 5, 6, 4, dtype=torch.float64)
-    assert torch.allclose(BlurUpsample(5, size).double()(y), blur_upsample(y, size), atol=1e-14)
-
-
 def test_blur_pool_keeps_grid_zero_of_the_blurred_map():
     x = torch.randn(1, 1, 8, 8, dtype=torch.float64)
     assert torch.equal(blur_pool(x, 3), blur(x, 3)[..., ::2, ::2])
@@ -107,12 +95,9 @@ def test_zero_insert_places_values_on_grid_zero():
     assert not z.any()
 
 
-def test_blur_kernel_is_not_saved_but_follows_dtype():
-    m = Blur(4, 3)
-    assert "kernel" not in m.state_dict()
-    assert m.double().kernel.dtype == torch.float64
-    x = torch.randn(1, 4, 6, 6)
-    assert m.float()(x).dtype == torch.float32
+def test_blur_follows_the_dtype():
+    for dtype in (torch.float32, torch.float64):
+        assert blur(torch.randn(1, 4, 6, 6, dtype=dtype), 3).dtype == dtype
 
 
 # -- circular padding by concatenation --------------------------------------------------
@@ -154,7 +139,7 @@ def test_circular_pad_larger_than_the_map_fails_like_torch():
 
 @pytest.mark.parametrize("mode", ["circular", "zeros", "reflect", "replicate"])
 def test_unet_conv_equals_torch_conv(mode):
-    from apslib.unet import Conv2d
+    from apslib.layers import Conv2d
 
     torch.manual_seed(0)
     ours = Conv2d(3, 5, 3, padding=1, bias=False, padding_mode=mode).double()

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from apslib import (
     CRITERIA,
     PHASES,
-    APSDown,
-    APSUp,
+    FixedGrid,
+    NormSelection,
+    PolyphaseDown,
     aps_down,
     aps_up,
     build_unet,
@@ -244,13 +245,19 @@ def test_dtypes_and_channels_last(dtype):
     assert aps_up(y, idx).dtype == dtype
 
 
-def test_modules_match_functions():
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_the_layer_without_a_pool_is_aps_d_and_blur_pool(criterion):
     x = spread_batch(4, 2, 8, 8, seed=9)
-    y, idx = APSDown("linf")(x)
-    y2, idx2 = aps_down(x, "linf")
+    with torch.no_grad():
+        y, idx = PolyphaseDown(selection=NormSelection(criterion), pool=None)(x)
+    y2, idx2 = aps_down(x, criterion)
     assert torch.equal(y, y2) and torch.equal(idx, idx2)
-    assert torch.equal(APSUp()(y, idx), aps_up(y, idx))
-    assert "linf" in repr(APSDown("linf"))
+    assert criterion in repr(PolyphaseDown(selection=NormSelection(criterion), pool=None))
+    from apslib import blur_pool
+
+    for size in (1, 3):
+        y, idx = PolyphaseDown(size, FixedGrid(), pool=None)(x)
+        assert idx is None and torch.equal(y, blur_pool(x, size))
 
 
 def test_bad_inputs_have_clear_errors():
@@ -263,7 +270,7 @@ def test_bad_inputs_have_clear_errors():
     with pytest.raises(ValueError, match="criterion must be one of"):
         aps_down(torch.randn(1, 1, 4, 4), "l3")
     with pytest.raises(ValueError, match="criterion must be one of"):
-        APSDown("max")
+        NormSelection("max")
     y = torch.randn(2, 1, 3, 3)
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
         aps_up(y, torch.tensor([0]))

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ..layers import PolyphaseDown, PolyphaseUp
 from ..unet import UNetConfig, check_size
-from .layers import PhaseConvTranspose2d, PhasePool2d, PhaseStack, _check_options, _circular_convs
+from .layers import _circular_convs, check_options, selection_for
 
 FASTMRI_UNET_ARGS = ("in_chans", "out_chans", "chans", "num_pool_layers", "drop_prob")
 
@@ -22,11 +23,13 @@ class EquivariantFastMRIUnet(nn.Module):
     """``fastmri.models.Unet`` with APS (or LPF-j) sampling and circular padding.
 
     Takes fastMRI's constructor arguments; its modules are fastMRI's own (same
-    ``state_dict``), with ``PhaseConvTranspose2d`` in ``up_transpose_conv.*.layers.0``
-    and the pools in ``pools`` (no parameters). ``forward(image, return_phases=False)``;
-    ``return_phases=True`` also returns the per-level phase indices (encoder order;
-    ``None`` for fixed grids). ``config``: the :class:`apslib.unet.UNetConfig`
-    (``architecture="fastmri"``) that rebuilds it (:meth:`from_config`).
+    ``state_dict``), with a :class:`~apslib.layers.PolyphaseUp` (``layout="transposed"``,
+    the ``ConvTranspose2d``'s parameters) in ``up_transpose_conv.*.layers.0`` and a
+    :class:`~apslib.layers.PolyphaseDown` (average pool, no parameters) per level in
+    ``pools``; the forward passes each level's grid from its pool to its upsampler.
+    ``forward(image, return_phases=False)``; ``return_phases=True`` also returns the
+    per-level phase indices (encoder order; ``None`` for fixed grids). ``config``: the resolved :class:`apslib.unet.UNetConfig`
+    (``architecture="fastmri"``) that rebuilds it (:func:`apslib.models.unet_from_config`).
 
     ``variant="baseline"`` is fastMRI's own function (stride-2 average pool, transposed
     conv; ``padding_mode`` ``"zeros"``, fastMRI's, by default): the model the training stack
@@ -59,53 +62,43 @@ class EquivariantFastMRIUnet(nn.Module):
             out_channels=out_chans,
             padding_mode=padding_mode,
             architecture="fastmri",
-        )
+        ).resolve()
         base = Unet(in_chans, out_chans, chans, num_pool_layers, drop_prob)
         self.in_chans, self.out_chans, self.chans = in_chans, out_chans, chans
         self.num_pool_layers, self.drop_prob = num_pool_layers, drop_prob
         self.variant, self.filter_size, self.criterion = variant, filter_size, criterion
         # the baseline is LPF-1 without its circular padding: stride-2 pool, plain transposed conv
         layers = "lpf" if variant == "baseline" else variant
-        _check_options(layers, filter_size, criterion)
-        self.phase_stack = PhaseStack()
+        check_options(layers, filter_size, criterion)
+        mode = self.config.padding_mode
         # fastMRI's registration order, so that the state_dict keys come in the same order
         self.down_sample_layers = base.down_sample_layers
         self.conv = base.conv
         self.up_conv = base.up_conv
         self.up_transpose_conv = base.up_transpose_conv
-        opts = dict(variant=layers, filter_size=filter_size, stack=self.phase_stack)
-        pools = [
-            PhasePool2d("avg", criterion=criterion, label=f"pools.{k}", **opts)
-            for k in range(num_pool_layers)
-        ]
-        self.pools = nn.ModuleList(pools)
-        for k, block in enumerate(self.up_transpose_conv):
-            label = f"up_transpose_conv.{k}.layers.0"
-            block.layers[0] = PhaseConvTranspose2d.from_module(block.layers[0], label=label, **opts)
-        mode = self.config.padding_mode
+        self.pools = nn.ModuleList(
+            PolyphaseDown(filter_size, selection_for(layers, criterion), pool="avg", padding_mode=mode)
+            for _ in range(num_pool_layers)
+        )
+        for block in self.up_transpose_conv:
+            old = block.layers[0]
+            up = PolyphaseUp(
+                old.in_channels,
+                old.out_channels,
+                filter_size,
+                up_pad="top_left",
+                layout="transposed",
+                padding_mode=mode,
+                device="meta",
+            )
+            up.weight, up.bias = old.weight, old.bias
+            block.layers[0] = up
         if mode == "circular":
             _circular_convs(self)
         elif mode != "zeros":
             for m in self.modules():
                 if isinstance(m, nn.Conv2d) and any(m._reversed_padding_repeated_twice):
                     m.padding_mode = mode
-
-    @classmethod
-    def from_config(cls, config: UNetConfig, drop_prob: float = 0.0) -> EquivariantFastMRIUnet:
-        """The model of a ``UNetConfig`` with ``architecture="fastmri"``."""
-        if config.architecture != "fastmri":
-            raise ValueError(f"not a fastMRI U-Net configuration (architecture={config.architecture!r})")
-        return cls(
-            config.in_channels,
-            config.out_channels,
-            config.channels[0],
-            config.depth,
-            drop_prob,
-            variant=config.variant,
-            filter_size=config.filter_size,
-            criterion=config.criterion,
-            padding_mode=config.padding_mode,
-        )
 
     def check_input(self, image: torch.Tensor) -> None:
         if not isinstance(image, torch.Tensor) or image.dim() != 4:
@@ -116,17 +109,20 @@ class EquivariantFastMRIUnet(nn.Module):
 
     def forward(self, image: torch.Tensor, return_phases: bool = False):
         self.check_input(image)
-        self.phase_stack.begin()
-        skips, output = [], image
+        skips, phases, output = [], [], image
         for layer, pool in zip(self.down_sample_layers, self.pools):
             output = layer(output)
             skips.append(output)
-            output = pool(output)
+            output, idx = pool(output)
+            phases.append(idx)
         output = self.conv(output)
-        for transpose_conv, conv in zip(self.up_transpose_conv, self.up_conv):
-            output = conv(torch.cat([transpose_conv(output), skips.pop()], dim=1))
-        self.phase_stack.end()
-        return (output, list(self.phase_stack.phases)) if return_phases else output
+        for level, (block, conv) in enumerate(zip(self.up_transpose_conv, self.up_conv)):
+            up, *rest = block.layers  # fastMRI's TransposeConvBlock, with the level's grid
+            u = up(output, phases[-1 - level])
+            for m in rest:
+                u = m(u)
+            output = conv(torch.cat([u, skips.pop()], dim=1))
+        return (output, phases) if return_phases else output
 
 
 def aps_unet_from_fastmri(

@@ -15,9 +15,9 @@ from .layers import (
     PhaseConvTranspose2d,
     PhasePool2d,
     PhaseStack,
-    _check_options,
     _circular_convs,
-    phase_stacks,
+    check_options,
+    sampling_layers,
 )
 
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
@@ -76,15 +76,18 @@ def make_equivariant(
         ConversionError: naming each module that cannot be converted and what to use
             instead, or saying that pooling is functional, or that the levels are unpaired.
     """
-    _check_options(variant, filter_size, criterion)
+    check_options(variant, filter_size, criterion)
     if _is_fastmri_unet(module):
         raise ConversionError(
             "fastmri.models.Unet pools with F.avg_pool2d inside its forward, which no module "
             "replacement can reach: convert it with apslib.convert.aps_unet_from_fastmri(model) "
             "(the same state_dict keys)"
         )
-    if phase_stacks(module):
-        raise ConversionError("the model is already converted (it has PhasePool2d/PhaseConvTranspose2d)")
+    if sampling_layers(module):
+        raise ConversionError(
+            "the model is already converted, or built from apslib's layers: it has polyphase "
+            "sampling layers (PolyphaseDown/PolyphaseUp)"
+        )
     named = list(module.named_modules())
     bad = [f"  {name or '<root>'}: {m!r}: {why}" for name, m in named if (why := _why_not(m))]
     if bad:
@@ -109,7 +112,7 @@ def make_equivariant(
         check_aps_criterion(criterion, filter_size)  # before anything is changed
     model = module if inplace else copy.deepcopy(module)
     stack = PhaseStack()
-    opts = dict(variant=variant, filter_size=filter_size, stack=stack)
+    opts = dict(filter_size=filter_size, stack=stack)
     converted: dict[int, tuple[nn.Module, nn.Module]] = {}  # id -> (old, new): old kept alive
     for prefix, parent in list(model.named_modules()):
         for name, old in list(parent._modules.items()):
@@ -118,7 +121,10 @@ def make_equivariant(
                 converted[id(old)] = (old, PhaseConvTranspose2d.from_module(old, label=label, **opts))
             elif isinstance(old, _POOLS) and id(old) not in converted:
                 mode = "max" if isinstance(old, nn.MaxPool2d) else "avg"
-                converted[id(old)] = (old, PhasePool2d(mode, criterion=criterion, label=label, **opts))
+                converted[id(old)] = (
+                    old,
+                    PhasePool2d(mode, variant=variant, criterion=criterion, label=label, **opts),
+                )
             if id(old) in converted:
                 parent._modules[name] = converted[id(old)][1].train(old.training)
     _circular_convs(model)
