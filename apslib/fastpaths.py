@@ -210,7 +210,8 @@ class _CircularConv2d(torch.autograd.Function):
                 grad, xp, weight, bias_sizes, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask
             )
         if need_x:
-            padded = _circular_pad_once(grad, *ctx.pads, scratch=True)  # consumed at once
+            ph, pw = ctx.pads
+            padded = _circular_pad_once(grad, ph, pw, scratch=True)  # consumed at once
             gx = F.conv2d(padded, weight.transpose(0, 1).flip(-2, -1))
         return gx, gw, gb, None, None
 

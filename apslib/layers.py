@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,10 +75,11 @@ class DoubleConv(nn.Sequential):
     """(3x3 conv, BatchNorm, ReLU) twice; the convs have no bias (BatchNorm has one)."""
 
     def __init__(self, in_channels: int, out_channels: int, padding_mode: str = "circular"):
+        mode: Any = check_padding_mode(padding_mode)  # nn.Conv2d types it as a Literal
         layers: list[nn.Module] = []
         for cin in (in_channels, out_channels):
             layers += [
-                Conv2d(cin, out_channels, 3, padding=1, bias=False, padding_mode=padding_mode),
+                Conv2d(cin, out_channels, 3, padding=1, bias=False, padding_mode=mode),
                 nn.BatchNorm2d(out_channels),
                 nn.ReLU(inplace=True),
             ]
@@ -335,8 +337,9 @@ class PolyphaseUp(nn.Module):
 def forced_phase(model: nn.Module, phase: int | tuple[int, int] = 0) -> Iterator[nn.Module]:
     """Within the block, every adaptive :class:`PolyphaseDown` of ``model`` keeps the grid
     ``phase`` (an index 0..3 or a pair ``(i, j)``) instead of choosing one (its selection
-    rule is swapped for :class:`FixedGrid`): a fixed-grid model, e.g. an APS U-Net at
-    ``(0, 0)`` is its LPF counterpart."""
+    rule is swapped for :class:`FixedGrid`): a fixed-grid model. At ``(0, 0)`` an APS model
+    computes the LPF model with the same weights and the same decoder form (a converted
+    model: its LPF conversion; a native APS U-Net decodes bottom/right, native LPF top/left)."""
     p = PHASES.index(tuple(phase)) if isinstance(phase, (tuple, list)) else int(phase)
     if p not in range(4):
         raise ValueError(f"phase must be an index 0..3 or one of {PHASES}, got {phase!r}")

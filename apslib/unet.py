@@ -248,7 +248,7 @@ class UNet(nn.Module):
                 f"UNet builds apslib's layers; for {config.architecture!r} use apslib.models.unet_from_config"
             )
         self.config = config = config.resolve()
-        c, mode = config.channels, config.padding_mode
+        c, mode, up_pad = config.channels, str(config.padding_mode), str(config.up_pad)
         self.inc = DoubleConv(config.in_channels, c[0], mode)
         self.downs = nn.ModuleList()
         self.encoders = nn.ModuleList()
@@ -263,7 +263,7 @@ class UNet(nn.Module):
                     c[level + 1],
                     c[level],
                     config.filter_size,
-                    up_pad=config.up_pad,
+                    up_pad=up_pad,
                     blur_gain=config.up_blur_gain,
                     padding_mode=mode,
                     layout="transposed" if config.variant == "baseline" else "conv",

@@ -148,13 +148,12 @@ _SAMPLING_OPS = {  # the first operator under a sampling layer (or (layer, op)) 
 
 def _layer_name(m: torch.nn.Module) -> str | None:
     """The component a module's own operators count for (None: look inside it)."""
-    from apslib.convert.layers import PhaseConvTranspose2d, PhasePool2d
-    from apslib.layers import APSPoolDown, MaxPoolDown, PolyphaseUp, TransposedUp
+    from apslib.layers import PolyphaseDown, PolyphaseUp
 
     nn = torch.nn
-    if isinstance(m, (APSPoolDown, MaxPoolDown, PhasePool2d)):
+    if isinstance(m, PolyphaseDown):
         return "down"
-    if isinstance(m, (PolyphaseUp, TransposedUp, PhaseConvTranspose2d, nn.ConvTranspose2d)):
+    if isinstance(m, (PolyphaseUp, nn.ConvTranspose2d)):
         return "up"
     if isinstance(m, nn.Conv2d):
         if m.kernel_size == (1, 1):
@@ -295,18 +294,14 @@ def _zero_padded(model):
 
 def _fixed_grid(model):
     """A copy with plain stride-2 pools and unshifted upsampling (no phase choice)."""
-    from apslib.convert.layers import PhasePool2d
-    from apslib.layers import MaxPoolDown, PolyphaseUp
+    from apslib.layers import FixedGrid, PolyphaseDown, PolyphaseUp
 
     model = copy.deepcopy(model)
     for m in model.modules():
-        if isinstance(m, PhasePool2d):
-            m.variant = "lpf"  # stride-2 pool, no phase on the stack: no shift in the decoder
+        if isinstance(m, PolyphaseDown):
+            m.selection = FixedGrid()  # the stride-2 pool; no phase: no shift in the decoder
         elif isinstance(m, PolyphaseUp):
-            m.adaptive, m.up_pad = False, "top_left"  # transposed conv, no shift
-    if hasattr(model, "downs"):
-        for k in range(len(model.downs)):
-            model.downs[k] = MaxPoolDown()
+            m.up_pad = "top_left"  # the transposed conv, unshifted
     return model
 
 

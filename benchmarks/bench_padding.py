@@ -16,8 +16,9 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+import apslib.fastpaths as fastpaths
 import apslib.filters as filters
-import apslib.unet as unet
+import apslib.layers as layers
 from apslib import build_unet
 
 
@@ -28,12 +29,15 @@ def torch_pad(x, pads):
 @contextmanager
 def padding(impl):
     """Route every circular pad of apslib (convs, blur, stride-1 pool) through ``impl``."""
-    saved = filters.circular_pad, unet.circular_pad
-    filters.circular_pad = unet.circular_pad = impl
+    mods = (filters, layers, fastpaths)
+    saved = [m.circular_pad for m in mods]
+    for m in mods:
+        m.circular_pad = impl
     try:
         yield
     finally:
-        filters.circular_pad, unet.circular_pad = saved
+        for m, f in zip(mods, saved):
+            m.circular_pad = f
 
 
 def best(fn, repeats, inner):

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from apslib import build_unet
-from apslib.train import resolve_device
-from apslib.unet import APSPoolDown, MaxPoolDown, PolyphaseUp, TransposedUp
+from apslib.device import resolve_device
+from apslib.layers import FixedGrid, NormSelection, PolyphaseDown, PolyphaseUp
 
 
 def sync(device):
@@ -110,8 +110,14 @@ def main(argv=None):
     feat = torch.randn(args.batch, c, args.size, args.size, device=device).relu()
     feat = feat.to(memory_format=fmt).requires_grad_()
     layers = {
-        "maxpool+convT": (MaxPoolDown(), TransposedUp(c, c)),
-        "APS-D+APS-U": (APSPoolDown(c, args.filter_size), PolyphaseUp(c, c, args.filter_size)),
+        "maxpool+convT": (
+            PolyphaseDown(1, FixedGrid()),
+            PolyphaseUp(c, c, up_pad="top_left", layout="transposed"),
+        ),
+        "APS-D+APS-U": (
+            PolyphaseDown(args.filter_size, NormSelection()),
+            PolyphaseUp(c, c, args.filter_size),
+        ),
     }
     for d, u in layers.values():
         d.to(device)

@@ -4,6 +4,7 @@ for training it here), the same ``state_dict`` (see :mod:`apslib.convert`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,8 +29,9 @@ class EquivariantFastMRIUnet(nn.Module):
     :class:`~apslib.layers.PolyphaseDown` (average pool, no parameters) per level in
     ``pools``; the forward passes each level's grid from its pool to its upsampler.
     ``forward(image, return_phases=False)``; ``return_phases=True`` also returns the
-    per-level phase indices (encoder order; ``None`` for fixed grids). ``config``: the resolved :class:`apslib.unet.UNetConfig`
-    (``architecture="fastmri"``) that rebuilds it (:func:`apslib.models.unet_from_config`).
+    per-level phase indices (encoder order; ``None`` for fixed grids). ``config``: the
+    resolved :class:`apslib.unet.UNetConfig` (``architecture="fastmri"``) that rebuilds it
+    (:func:`apslib.models.unet_from_config`).
 
     ``variant="baseline"`` is fastMRI's own function (stride-2 average pool, transposed
     conv; ``padding_mode`` ``"zeros"``, fastMRI's, by default): the model the training stack
@@ -70,7 +72,7 @@ class EquivariantFastMRIUnet(nn.Module):
         # the baseline is LPF-1 without its circular padding: stride-2 pool, plain transposed conv
         layers = "lpf" if variant == "baseline" else variant
         check_options(layers, filter_size, criterion)
-        mode = self.config.padding_mode
+        mode: Any = self.config.padding_mode  # resolved: a str (nn.Conv2d types it as a Literal)
         # fastMRI's registration order, so that the state_dict keys come in the same order
         self.down_sample_layers = base.down_sample_layers
         self.conv = base.conv

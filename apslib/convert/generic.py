@@ -112,18 +112,27 @@ def make_equivariant(
         check_aps_criterion(criterion, filter_size)  # before anything is changed
     model = module if inplace else copy.deepcopy(module)
     stack = PhaseStack()
-    opts = dict(filter_size=filter_size, stack=stack)
     converted: dict[int, tuple[nn.Module, nn.Module]] = {}  # id -> (old, new): old kept alive
     for prefix, parent in list(model.named_modules()):
         for name, old in list(parent._modules.items()):
             label = f"{prefix}.{name}" if prefix else name
             if isinstance(old, nn.ConvTranspose2d) and id(old) not in converted:
-                converted[id(old)] = (old, PhaseConvTranspose2d.from_module(old, label=label, **opts))
+                converted[id(old)] = (
+                    old,
+                    PhaseConvTranspose2d.from_module(old, label=label, filter_size=filter_size, stack=stack),
+                )
             elif isinstance(old, _POOLS) and id(old) not in converted:
                 mode = "max" if isinstance(old, nn.MaxPool2d) else "avg"
                 converted[id(old)] = (
                     old,
-                    PhasePool2d(mode, variant=variant, criterion=criterion, label=label, **opts),
+                    PhasePool2d(
+                        mode,
+                        variant=variant,
+                        filter_size=filter_size,
+                        criterion=criterion,
+                        stack=stack,
+                        label=label,
+                    ),
                 )
             if id(old) in converted:
                 parent._modules[name] = converted[id(old)][1].train(old.training)

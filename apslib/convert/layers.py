@@ -141,10 +141,10 @@ class PhaseConvTranspose2d(PolyphaseUp):
         new = cls(
             m.in_channels, m.out_channels, bias=m.bias is not None, groups=m.groups, device="meta", **options
         )
-        new.weight, new.bias = m.weight, m.bias
+        new.weight, new.bias = m.weight, m.bias  # type: ignore[assignment]
         return new.train(m.training)
 
-    def forward(self, y: torch.Tensor, output_size=None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, y: torch.Tensor, output_size=None) -> torch.Tensor:
         if output_size is not None:
             raise ValueError(f"{self.label}: output_size is not supported (the output is 2x the input)")
         idx = self.stack.pop((2 * y.shape[-2], 2 * y.shape[-1]), self.label)

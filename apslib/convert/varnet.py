@@ -65,7 +65,7 @@ def _refuse_padding(module: nn.Module, args) -> None:
     """Forward pre-hook of a converted ``NormUnet``: its zero pad must be empty."""
     x = args[0]
     sides = tuple(int(n) for n in x.shape[-3:-1])  # (..., H, W, 2)
-    m = max(NORM_UNET_MULTIPLE, 2 ** int(module.unet.num_pool_layers))
+    m = max(NORM_UNET_MULTIPLE, 2 ** int(getattr(module.unet, "num_pool_layers")))  # noqa: B009
     bad = [n for n in dict.fromkeys(sides) if n % m]
     if bad:
         works = "; ".join(f"{max(n - n % m, m)} or {n - n % m + m} for {n}" for n in bad)
@@ -109,8 +109,7 @@ def aps_varnet_from_fastmri(
     if stray:
         raise ConversionError(f"fastmri Unets outside a NormUnet, not converted here: {stray}")
     model = copy.deepcopy(varnet)
-    opts = dict(variant=variant, filter_size=filter_size, criterion=criterion)
     for m in [m for m in model.modules() if _is_fastmri(m, "NormUnet")]:
-        m.unet = aps_unet_from_fastmri(m.unet, **opts)
+        m.unet = aps_unet_from_fastmri(m.unet, variant=variant, filter_size=filter_size, criterion=criterion)
         m.register_forward_pre_hook(_refuse_padding)
     return model
