@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # One entry point. On a fresh machine it creates the virtual environment, installs the
-# project into it, registers the environment's Jupyter kernel, then:
+# project with every extra (pip install -e '.[all]'), registers the environment's Jupyter
+# kernel, then:
 #
 #   ./run_notebooks.sh                      run every notebook in notebooks/ (default profile)
 #   ./run_notebooks.sh --profile smoke      ... at another profile (smoke | default | paper)
 #   ./run_notebooks.sh --only 01 --out DIR -p depth 3
-#   ./run_notebooks.sh test [PYTEST ARGS]   run the whole test suite (incl. a papermill
-#                                           smoke run of every notebook)
-#   ./run_notebooks.sh lint                 ruff check + ruff format --check (what CI runs)
+#   ./run_notebooks.sh test [PYTEST ARGS]   the whole test suite, the papermill smoke run of
+#                                           every notebook included (what CI runs)
+#   ./run_notebooks.sh quick [PYTEST ARGS]  the quick run: every test but the notebooks'
+#                                           (pytest -m "not notebook")
+#   ./run_notebooks.sh lint                 ruff check + ruff format --check
+#   ./run_notebooks.sh typecheck            mypy on the core (settings in pyproject.toml)
 #
 # Environment: APSLIB_VENV (default ./.venv), PYTHON (interpreter used to create the venv).
 set -euo pipefail
@@ -48,7 +52,7 @@ setup() {
     echo "Installing apslib and its dependencies into $VENV (first time: a few minutes; log: $log) ..."
     local t0=$SECONDS
     if ! ( "$VENV/bin/python" -m pip install --upgrade pip \
-           && "$VENV/bin/python" -m pip install -e "$ROOT[test]" ) >"$log" 2>&1; then
+           && "$VENV/bin/python" -m pip install -e "$ROOT[all]" ) >"$log" 2>&1; then
       tail -n 30 "$log" >&2
       die "installing the project failed; the full log is $log"
     fi
@@ -67,20 +71,24 @@ cd "$ROOT"
 export JUPYTER_PREFER_ENV_PATH=1
 export PYTHONDONTWRITEBYTECODE=1
 
-if [ "${1:-}" = "test" ]; then
-  shift
-  setup
-  exec "$VENV/bin/python" -m pytest "$@"
-fi
-if [ "${1:-}" = "lint" ]; then
-  setup
-  "$VENV/bin/ruff" check "$ROOT"
-  exec "$VENV/bin/ruff" format --check "$ROOT"
-fi
-if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-  sed -n '2,14p' "$0"
-  [ -x "$VENV/bin/python" ] && exec "$VENV/bin/python" -m apslib.notebooks --help
-  exit 0
-fi
+case "${1:-}" in
+  test)
+    shift; setup
+    exec "$VENV/bin/python" -m pytest "$@" ;;
+  quick)
+    shift; setup
+    exec "$VENV/bin/python" -m pytest -m "not notebook" "$@" ;;
+  lint)
+    setup
+    "$VENV/bin/ruff" check "$ROOT"
+    exec "$VENV/bin/ruff" format --check "$ROOT" ;;
+  typecheck)
+    setup
+    exec "$VENV/bin/mypy" ;;
+  -h|--help)
+    sed -n '2,16p' "$0"
+    [ -x "$VENV/bin/python" ] && exec "$VENV/bin/python" -m apslib.notebooks --help
+    exit 0 ;;
+esac
 setup
 exec "$VENV/bin/python" -m apslib.notebooks "$@"

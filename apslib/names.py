@@ -4,7 +4,7 @@
 :mod:`apslib.convert`) is ``"fastMRI U-Net"`` and, converted, ``"fastMRI U-Net APS-3"``;
 :func:`parse_model_name` reads back every name it makes (and the paper's spellings,
 case-insensitively, and run-folder slugs);
-:attr:`apslib.unet.UNetConfig.name` and the run folders (:mod:`apslib.runs`) use these
+:attr:`apslib.unet.UNetConfig.name` and the run folders (:mod:`apslib.training.runs`) use these
 functions, so a model has one name everywhere.
 """
 
@@ -98,7 +98,7 @@ def slugify(name: str) -> str:
 def run_slug(name: str, seed: int = 0) -> str:
     """Folder name of the run of model ``name`` trained with ``seed``: the :func:`slugify`
     of the name, plus ``-seed<k>`` for ``seed`` k > 0 (``"APS-2", 1`` -> ``"aps-2-seed1"``).
-    Seed 0 keeps the plain slug, so run folders made before seeds existed stay valid."""
+    Seed 0 keeps the plain slug (the folder of a one-seed study is the model's slug)."""
     seed = int(seed)
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")

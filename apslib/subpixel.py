@@ -56,7 +56,7 @@ def _shift_tensor(shift, n: int, dtype, device) -> torch.Tensor:
     return s
 
 
-def _ramp(shape: tuple[int, int], s: torch.Tensor, centred: bool, dtype, device) -> torch.Tensor:
+def _ramp(shape: Sequence[int], s: torch.Tensor, centred: bool, dtype, device) -> torch.Tensor:
     """``exp(-2 pi i (f_y dy + f_x dx))`` per image: ``(N, H, W)`` complex."""
     h, w = shape
     fy = torch.fft.fftfreq(h, dtype=dtype, device=device)

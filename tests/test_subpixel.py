@@ -1,4 +1,4 @@
-"""Shifts beyond integer circular ones (issue 12): Fourier shifts, k-space ramps through the
+"""Shifts beyond integer circular ones: Fourier shifts, k-space ramps through the
 data pipeline, overlap masks and the three protocols of notebook 06."""
 
 import math
@@ -292,7 +292,7 @@ def test_beyond_figures():
 
 
 def test_evaluate_beyond_end_to_end(tmp_path):
-    from apslib import train
+    from apslib import training
 
     root = tmp_path / "data"
     data.synthesize_dataset(
@@ -301,8 +301,8 @@ def test_evaluate_beyond_end_to_end(tmp_path):
     tiny = dict(depth=2, channels=[4, 8, 16], epochs=1, batch_size=2, lr=1e-3, device="cpu")
     for s in (0, 1):
         for name in ("Baseline", "APS"):
-            train.train(
-                train.config_for(name, data_root=root, run_dir=tmp_path / "runs", seed=s, **tiny),
+            training.train(
+                training.config_for(name, data_root=root, run_dir=tmp_path / "runs", seed=s, **tiny),
                 progress=False,
             )
     r = ev.evaluate_beyond(
@@ -331,7 +331,7 @@ def test_evaluate_beyond_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_subpixel_augmentation_moves_input_and_target_together(seed):
-    from apslib.steps import augment_batch
+    from apslib.training.steps import augment_batch
 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(4, 1, 16, 16, generator=g)
@@ -346,9 +346,10 @@ def test_subpixel_augmentation_moves_input_and_target_together(seed):
 
 
 def test_sda_models_train_and_stay_exactly_equivariant(tmp_path, tiny_data):
-    from apslib import train
+    from apslib import training
+    from apslib.training.config import parse_cli
 
-    cfg = train.config_for(
+    cfg = training.config_for(
         "APS-3 + SDA",
         data_root=tiny_data,
         run_dir=tmp_path,
@@ -359,7 +360,7 @@ def test_sda_models_train_and_stay_exactly_equivariant(tmp_path, tiny_data):
         device="cpu",
     )
     assert cfg.subpixel_augment and not cfg.shift_augment and cfg.run_path.name == "aps-3-sda"
-    r = train.train(cfg, progress=False)
+    r = training.train(cfg, progress=False)
     assert r.final["val_equiv_nmse"] < 1e-10  # integer equivariance is by construction
     with pytest.raises(ValueError, match="drop --subpixel-augment"):
-        train.parse_cli(["--model", "APS + SDA", "--subpixel-augment", "--data", "d", "--run-dir", "r"])
+        parse_cli(["--model", "APS + SDA", "--subpixel-augment", "--data", "d", "--run-dir", "r"])
