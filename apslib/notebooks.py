@@ -394,7 +394,7 @@ def _parse_overrides(pairs) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run_notebooks.sh", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="default", help="smoke | default | paper (default: default)")
+    ap.add_argument("--profile", default="default", help="smoke | default | long | paper (default: default)")
     ap.add_argument(
         "--only", action="append", metavar="NN", help="run only notebook NN (repeatable), e.g. --only 01"
     )

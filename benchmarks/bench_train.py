@@ -1,6 +1,6 @@
 """Training throughput (images/second) of the paper's models, APS against the Baseline.
 
-Each model runs full training steps of :func:`apslib.train.train_step` (bf16 autocast if
+Each model runs full training steps of :func:`apslib.training.steps.train_step` (bf16 autocast if
 ``--amp``, MSE of the clamped output, backward, gradient clipping, Adam) on a fixed random
 batch, so data loading is not measured. The models are timed interleaved in one process,
 the order alternating every round, so a noisy shared machine slows all alike; medians over
@@ -22,7 +22,9 @@ import time
 
 import torch
 
-from apslib import train
+from apslib.device import resolve_device
+from apslib.training.config import config_for
+from apslib.training.steps import build_model, train_step
 
 
 def sync(device: torch.device) -> None:
@@ -31,7 +33,7 @@ def sync(device: torch.device) -> None:
 
 
 def make_case(name: str, args, device: torch.device):
-    cfg = train.config_for(
+    cfg = config_for(
         name,
         depth=len(args.channels) - 1,
         channels=args.channels,
@@ -39,7 +41,7 @@ def make_case(name: str, args, device: torch.device):
         amp=args.amp,
         channels_last=args.channels_last,
     )
-    model = train.build_model(cfg).to(device)
+    model = build_model(cfg).to(device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -49,9 +51,7 @@ def make_case(name: str, args, device: torch.device):
     y = (0.5 * x + 0.1 * torch.randn(x.shape, generator=g).to(device)).clamp(-6, 6)
 
     def step():
-        train.train_step(
-            model, opt, x, y, loss=cfg.loss, clamp=cfg.clamp, grad_clip=cfg.grad_clip, amp=cfg.amp
-        )
+        train_step(model, opt, x, y, loss=cfg.loss, clamp=cfg.clamp, grad_clip=cfg.grad_clip, amp=cfg.amp)
 
     return step
 
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = train.resolve_device(args.device)
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     cases = {name: make_case(name, args, device) for name in args.models}

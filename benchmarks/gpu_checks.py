@@ -7,7 +7,10 @@
    algorithms) and on (cudnn.benchmark, TF32 allowed): the max relative error over a set of
    shifts, and the smallest top-2 polyphase gap. Autotuned algorithms (Winograd, FFT) are
    not exactly shift covariant, which the APS choice cannot undo at near-ties.
-2. bench_unet at the paper's size (forward and train-step ratio APS/Baseline, bf16,
+2. The fast forms (apslib.fastpaths) against the literal forms on CUDA: every paper model
+   at depth 4 (channels 16..256, 128x128, float64 and float32), eval and train mode: the
+   largest output difference, and whether every level chose the same grids.
+3. bench_unet at the paper's size (forward and train-step ratio APS/Baseline, bf16,
    channels_last) and bench_train throughput of the paper's config.
 Record the output in benchmarks/RESULTS.md with the card's name.
 """
@@ -22,8 +25,6 @@ import torch
 from apslib import build_unet, calibrate_batchnorm, equivariance_errors, phase_margins
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark scripts
-import bench_train  # noqa: E402
-import bench_unet  # noqa: E402
 
 PAPER = ["64", "128", "256", "512", "1024"]
 
@@ -49,31 +50,51 @@ def equivariance_on_cuda(device: torch.device) -> None:
             )
 
 
-def main() -> None:
-    if not torch.cuda.is_available():
-        sys.exit("no CUDA device: these checks are for a lent GPU")
-    device = torch.device("cuda")
-    print("device:", torch.cuda.get_device_name(device), "torch", torch.__version__, flush=True)
-    equivariance_on_cuda(device)
-    bench_unet.main(
-        [
-            "--device",
-            "cuda",
-            "--channels",
-            *PAPER,
-            "--size",
-            "320",
-            "--batch",
-            "16",
-            "--amp",
-            "--channels-last",
-            "--rounds",
-            "10",
-        ]
-    )
-    bench_unet.main(
-        ["--device", "cuda", "--channels", *PAPER, "--size", "320", "--batch", "16", "--rounds", "10"]
-    )
+def fast_vs_literal_on_cuda(device: torch.device) -> None:
+    from apslib.fastpaths import disabled
+
+    torch.backends.cudnn.benchmark = False
+    for dtype in (torch.float64, torch.float32):
+        for variant, j in [("baseline", 1), ("lpf", 2), ("lpf", 3), ("aps", 1), ("aps", 2), ("aps", 3)]:
+            torch.manual_seed(0)
+            model = build_unet(variant, depth=4, channels=[16, 32, 64, 128, 256], filter_size=j)
+            model = model.to(device, dtype)
+            x = torch.randn(4, 1, 128, 128, device=device, dtype=dtype)
+            calibrate_batchnorm(model, x)
+            line = []
+            for train in (False, True):
+                model.train(train)
+                with torch.set_grad_enabled(train):
+                    y, p = model(x, return_phases=True)
+                    with disabled():
+                        y0, p0 = model(x, return_phases=True)
+                same = all((a is None and b is None) or bool(torch.equal(a, b)) for a, b in zip(p, p0))
+                rel = float((y - y0).abs().max() / y0.abs().max())
+                line.append(f"{'train' if train else 'eval'}: rel. diff {rel:.1e}, same grids {same}")
+            print(f"fast vs literal {str(dtype)[6:]:8} {model.config.name:8} " + "; ".join(line), flush=True)
+
+
+def section(fn, *args) -> None:
+    """Run one check; a failure is printed and the next check still runs."""
+    import traceback
+
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 (report and go on: device time is scarce)
+        traceback.print_exc(limit=3)
+
+
+def benchmarks() -> None:
+    import bench_unet
+
+    paper = ["--device", "cuda", "--channels", *PAPER, "--size", "320", "--batch", "16"]
+    bench_unet.main([*paper, "--amp", "--channels-last", "--rounds", "10"])
+    bench_unet.main([*paper, "--rounds", "10"])
+
+
+def training_throughput() -> None:
+    import bench_train  # the training stack (imports fastmri's data transforms)
+
     bench_train.main(
         [
             "--device",
@@ -88,6 +109,17 @@ def main() -> None:
             "--channels-last",
         ]
     )
+
+
+def main() -> None:
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA device: these checks are for a lent GPU")
+    device = torch.device("cuda")
+    print("device:", torch.cuda.get_device_name(device), "torch", torch.__version__, flush=True)
+    section(equivariance_on_cuda, device)
+    section(fast_vs_literal_on_cuda, device)
+    section(benchmarks)
+    section(training_throughput)
 
 
 if __name__ == "__main__":

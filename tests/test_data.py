@@ -21,7 +21,7 @@ import torch
 from fastmri.data.mri_data import et_query
 
 from apslib import data
-from apslib.unet import UNetConfig, check_size
+from apslib.unet import UNetConfig
 
 SIZE, SLICES = 32, 3
 
@@ -372,28 +372,6 @@ def test_hdf5_without_fastmri_content_raises_naming_the_file(root_copy):
         data.make_loaders(root_copy)
 
 
-def test_size_not_divisible_by_two_to_the_depth():
-    with pytest.deprecated_call():
-        data.check_multiple((320, 320), 16)
-    with pytest.raises(ValueError) as err, pytest.deprecated_call():
-        data.check_multiple(100, 16)
-    msg = str(err.value)
-    assert "2**depth = 16" in msg and "96" in msg and "112" in msg and "depth of at most 2" in msg
-
-
-def test_check_multiple_is_a_thin_wrapper_over_the_one_size_rule():
-    config = UNetConfig(variant="baseline", depth=4, channels=(1,) * 5)
-    with pytest.raises(ValueError) as ours, pytest.deprecated_call():
-        data.check_multiple((100, 96), 16, what="size")
-    with pytest.raises(ValueError) as rule:
-        check_size((100, 96), config, what="size")
-    assert str(ours.value) == str(rule.value)
-    with pytest.deprecated_call():
-        data.check_multiple((7, 9), None)  # None skips
-    with pytest.raises(ValueError, match="power of two"), pytest.deprecated_call():
-        data.check_multiple((96, 96), 12)
-
-
 def test_size_check_happens_before_training(root):
     with pytest.raises(ValueError, match="32x32 is not divisible by 2\\*\\*depth = 64"):
         data.make_loaders(root, multiple=64)
@@ -521,9 +499,19 @@ def test_one_list_of_acquisition_names():
 def test_public_api_is_re_exported():
     for name in data.__all__:
         assert getattr(data, name) is not None, name
-    from apslib.data import main  # the CLI, loaded on first use
+    from apslib.data.cli import main
 
     assert main is data.main
+
+
+def test_python_m_apslib_data_runs_the_cli_once(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "apslib.data", "info", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.startswith("error: no fastMRI data folder") and "Traceback" not in run.stderr
 
 
 def test_apslib_data_imports_no_matplotlib():

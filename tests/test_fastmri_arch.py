@@ -9,12 +9,15 @@ import torch
 from fastmri.models import Unet
 
 from apslib import evaluate as ev
-from apslib import runs, train
-from apslib.config import TrainConfig, config_for, parse_cli
-from apslib.convert import EquivariantFastMRIUnet, aps_unet_from_fastmri, forced_phase
+from apslib import training
+from apslib.convert import EquivariantFastMRIUnet, aps_unet_from_fastmri
+from apslib.evaluate.conversion import stage_names
+from apslib.layers import forced_phase
+from apslib.models import unet_from_config
 from apslib.shifts import roll2d
-from apslib.steps import build_model, init_weights
-from apslib.unet import UNet, UNetConfig, unet_from_config
+from apslib.training.config import TrainConfig, config_for, parse_cli
+from apslib.training.steps import build_model, init_weights
+from apslib.unet import UNet, UNetConfig
 
 TINY = dict(depth=2, channels=(4, 8, 16), batch_size=2, epochs=1, device="cpu")
 
@@ -30,13 +33,13 @@ def fastmri_config(variant="baseline", **kw) -> UNetConfig:
 
 
 def test_the_architecture_sets_its_own_padding_and_decoder_form():
-    assert (fastmri_config().padding_mode, fastmri_config().up_pad) == ("zeros", "top_left")
-    assert fastmri_config("aps").padding_mode == "circular"
-    assert fastmri_config(padding_mode="circular").padding_mode == "circular"
-    own = UNetConfig(variant="aps", depth=2, channels=(4, 8, 16))
+    base = fastmri_config().resolve()
+    assert (base.padding_mode, base.up_pad) == ("zeros", "top_left")
+    assert fastmri_config("aps").resolve().padding_mode == "circular"
+    assert fastmri_config(padding_mode="circular").resolve().padding_mode == "circular"
+    own = UNetConfig(variant="aps", depth=2, channels=(4, 8, 16)).resolve()
     assert (own.padding_mode, own.up_pad, own.architecture) == ("circular", "bottom_right", "apslib")
-    # a stored config without the key is apslib's (checkpoints written before it existed)
-    assert UNetConfig.from_dict({k: v for k, v in own.to_dict().items() if k != "architecture"}) == own
+    assert unet_from_config(fastmri_config()).config == base  # models keep the resolved config
     assert fastmri_config("aps", filter_size=3).name == "fastMRI U-Net APS-3"
 
 
@@ -58,16 +61,17 @@ def test_bad_fastmri_configurations_say_what_to_do(kw, match):
 
 def test_names_set_the_architecture_and_the_cli_takes_them(tmp_path):
     c = config_for("fastMRI U-Net", data_root=tmp_path, run_dir=tmp_path, **TINY)
-    assert (c.architecture, c.variant, c.padding_mode, c.up_pad) == (
+    r = c.resolve()
+    assert (r.architecture, r.variant, r.padding_mode, r.up_pad) == (
         "fastmri",
         "baseline",
         "zeros",
         "top_left",
     )
     assert c.run_path.name == "fastmri-u-net" and c.replace(seed=2).run_path.name == "fastmri-u-net-seed2"
-    assert config_for("APS", **TINY).padding_mode == "circular"  # apslib's defaults unchanged
-    assert TrainConfig.from_dict(c.to_dict()) == c
-    like = c.like("fastMRI U-Net APS-3")
+    assert config_for("APS", **TINY).resolve().padding_mode == "circular"  # apslib's defaults unchanged
+    assert TrainConfig.from_dict(c.to_dict()) == c and TrainConfig.from_dict(r.to_dict()) == r
+    like = r.like("fastMRI U-Net APS-3").resolve()
     assert (like.architecture, like.variant, like.filter_size, like.padding_mode) == (
         "fastmri",
         "aps",
@@ -113,7 +117,7 @@ def test_circular_baseline_is_the_aps_model_on_grid_zero():
     x = torch.randn(2, 1, 32, 32, dtype=torch.float64)
     with forced_phase(aps, 0):
         assert torch.allclose(aps(x), circ(x), rtol=0, atol=1e-12)
-    assert aps.config == fastmri_config("aps") and not torch.allclose(
+    assert aps.config == fastmri_config("aps").resolve() and not torch.allclose(
         aps(roll2d(x, (1, 3))), circ(roll2d(x, (1, 3)))
     )
 
@@ -140,13 +144,13 @@ def study(tiny_data, tmp_path_factory):
     source = config_for("fastMRI U-Net", **common).replace(epochs=2, lr_step=1, lr=2e-3)
     tuned, scratch = ev.finetune_config(source, 1), ev.scratch_config(source)
     for cfg in (source, tuned, scratch):
-        train.train(cfg, progress=False)
+        training.train(cfg, progress=False)
     return source, tuned, scratch
 
 
 def test_train_load_and_fine_tune_fastmris_unet(study):
     source, tuned_cfg, scratch_cfg = study
-    model = runs.load_model(source.run_path)
+    model = training.load_model(source.run_path)
     assert isinstance(model, EquivariantFastMRIUnet) and model.config.padding_mode == "zeros"
     assert not model.training
     # the fine-tuned run starts from the source's weights, converted, at the source's last lr
@@ -159,7 +163,7 @@ def test_train_load_and_fine_tune_fastmris_unet(study):
     start = build_model(tuned_cfg)
     for key, value in model.state_dict().items():
         assert torch.equal(start.state_dict()[key], value), key
-    assert runs.read_run(tuned_cfg.run_path)["config"].init_from == str(source.run_path)
+    assert training.read_run(tuned_cfg.run_path)["config"].init_from == str(source.run_path)
     assert (scratch_cfg.display_name, scratch_cfg.epochs, scratch_cfg.init_from) == (
         "fastMRI U-Net APS",
         2,
@@ -178,13 +182,13 @@ def test_train_load_and_fine_tune_fastmris_unet(study):
 def test_the_conversion_study_table_and_figures(study, tmp_path):
     source = study[0]
     res = ev.evaluate_conversion(source.run_dir, source.data_root, tmp_path, sweep_slices=2, device="cpu")
-    names = list(ev.stage_names().values())
+    names = list(stage_names().values())
     assert set(res.table.model) == {*names, "Zero-filled"} and res.paths["table"].name == "conversion.csv"
     t = ev.conversion_table(res.table, names)
     assert list(t.index) == [*names, "Zero-filled"]
     assert t.loc["Zero-filled", ["eq NMSE", "flips"]].isna().all()  # a reference row, not a model
-    aps = [ev.stage_names()[k] for k in ("converted", "fine-tuned", "from scratch")]
-    fixed = [ev.stage_names()[k] for k in ("trained", "circular")]
+    aps = [stage_names()[k] for k in ("converted", "fine-tuned", "from scratch")]
+    fixed = [stage_names()[k] for k in ("trained", "circular")]
     assert (t.loc[aps, "eq NMSE"] == 0).all() and (t.loc[aps, "eq NMSE max (every shift)"] == 0).all()
     assert (t.loc[aps, "flips"] == 0).all() and t.loc[fixed, "flips"].isna().all()
     assert (t.loc[fixed, "eq NMSE"] > 1e-6).all()
@@ -209,7 +213,7 @@ def test_the_conversion_study_table_and_figures(study, tmp_path):
 
 def test_init_from_a_model_that_does_not_fit_is_a_clear_error(tiny_data, tmp_path):
     common = dict(data_root=tiny_data, run_dir=tmp_path / "runs", **TINY)
-    source = train.train(config_for("Baseline", **common), progress=False)
+    source = training.train(config_for("Baseline", **common), progress=False)
     with pytest.raises(ValueError, match=r"init_from .* do not fit .*same architecture"):
         build_model(config_for("fastMRI U-Net APS", init_from=source.path, **common))
     with pytest.raises(FileNotFoundError, match="train the model first"):

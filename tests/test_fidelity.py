@@ -1,8 +1,6 @@
 """Fidelity to the paper: its seven models, the authors' decoder form as the default (and
-the other form on request, also for old runs), a validation equivariance metric that
+the other form on request), a validation equivariance metric that
 cannot be blind, and the bound that ties Table 4's decline in PSNR to Table 1."""
-
-import json
 
 import numpy as np
 import pytest
@@ -10,12 +8,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apslib import data, paper, runs, train
-from apslib.config import TrainConfig, parse_cli
+from apslib import data, paper, training
 from apslib.metrics import decline_bound
 from apslib.names import PAPER_MODELS, model_name, parse_model_name
 from apslib.shifts import informative_shifts
-from apslib.unet import UNetConfig
+from apslib.training.config import parse_cli
 
 SMOKE = dict(depth=2, channels=(4, 8, 16), batch_size=4, epochs=1, lr=3e-3, device="cpu")
 
@@ -27,9 +24,10 @@ def test_the_seven_models_of_tables_1_2_4_parse_and_name_themselves():
 
 
 def test_the_authors_decoder_is_the_default_of_every_paper_model_and_the_cli_has_both():
+    authors = {"baseline": "top_left", "lpf": "top_left", "aps": "bottom_right"}  # see test_up_forms.py
     for name in PAPER_MODELS:
-        cfg = train.config_for(name).unet_config()
-        assert (cfg.up_pad, cfg.up_blur_gain) == ("bottom_right", 1.0)
+        cfg = training.config_for(name).unet_config().resolve()
+        assert (cfg.up_pad, cfg.up_blur_gain) == (authors[cfg.variant], 1.0), name
     config, _ = parse_cli(
         ["--data", "d", "--run-dir", "r", "--model", "APS-3", "--up-pad", "top_left", "--up-blur-gain", "4"]
     )
@@ -68,13 +66,13 @@ def test_a_baseline_is_not_equivariant_on_validation_at_the_smoke_profile(smoke_
     """With seed 0 the old metric drew (-8, -16), a multiple of 2**depth, and reported 0."""
     res = {}
     for name in ("Baseline", "APS"):
-        cfg = train.config_for(name, data_root=smoke_data, run_dir=tmp_path, seed=seed, **SMOKE)
-        res[name] = train.train(cfg, progress=False).final["val_equiv_mse"]
+        cfg = training.config_for(name, data_root=smoke_data, run_dir=tmp_path, seed=seed, **SMOKE)
+        res[name] = training.train(cfg, progress=False).final["val_equiv_mse"]
     assert res["Baseline"] > 0, res
     assert res["APS"] == 0.0, res
     # why the old metric was blind: a shift by a multiple of 2**depth is free for every model
-    model = runs.load_model(cfg.replace(variant="baseline", name="Baseline").run_path)
-    x = next(iter(train.val_loader(cfg))).image.unsqueeze(1)
+    model = training.load_model(cfg.replace(variant="baseline", name="Baseline").run_path)
+    x = next(iter(training.val_loader(cfg))).image.unsqueeze(1)
     with torch.no_grad():
         out = model(x)
         for k, free in (((-8, -16), True), ((1, 0), False), ((0, 3), False)):
@@ -111,30 +109,3 @@ def test_the_papers_baseline_decline_exceeds_the_bound_of_its_table_1_means():
     assert base.loc["PD", "bound_drop_db"] == pytest.approx(2.25, abs=0.01)
     assert (base["paper_decline_db"] > base["bound_db"]).all()
     assert (t.loc["Baseline + DA"]["paper_decline_db"] < t.loc["Baseline + DA"]["bound_db"]).all()
-
-
-def test_runs_and_checkpoints_from_before_the_option_keep_the_top_left_gain_4_form(smoke_data, tmp_path):
-    cfg = train.config_for("APS-2", data_root=smoke_data, run_dir=tmp_path, **SMOKE)
-    old = cfg.replace(up_pad="top_left", up_blur_gain=4.0)
-    train.train(old, progress=False)
-    path = old.run_path
-    # make the folder look like one written before the fields existed
-    doc = json.loads((path / runs.CONFIG_FILE).read_text())
-    for key in ("up_pad", "up_blur_gain"):
-        doc["config"].pop(key)
-        doc["unet"].pop(key)
-    (path / runs.CONFIG_FILE).write_text(json.dumps(doc))
-    ckpt = torch.load(path / runs.CHECKPOINT_FILE, weights_only=True)
-    for key in ("up_pad", "up_blur_gain"):
-        ckpt["unet"].pop(key)
-        ckpt["config"].pop(key)
-    torch.save(ckpt, path / runs.CHECKPOINT_FILE)
-    model = runs.load_model(path)
-    assert (model.config.up_pad, model.config.up_blur_gain) == ("top_left", 4.0)
-    assert train.train(old, progress=False).skipped  # the same run, recognised
-    with pytest.raises(runs.RunConflictError, match="up_pad"):
-        train.train(cfg, progress=False)  # the paper's form is another run
-    assert UNetConfig.from_dict(model.config.to_dict()) == model.config
-    stored = TrainConfig.from_dict(doc["config"])
-    assert (stored.up_pad, stored.up_blur_gain) == ("top_left", 4.0)
-    assert runs.read_run(path)["config"].unet_config() == model.config

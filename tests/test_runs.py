@@ -1,5 +1,6 @@
-"""Run folders (apslib.runs): names that round-trip, the lock against a second process,
-checkpoint verification, and the skip/resume/fresh plan."""
+"""Run folders (apslib.training.runs, apslib.training.folder): names that round-trip, the
+lock against a second process, checkpoint verification, the skip/resume/fresh plan, and the
+format and version a run folder records."""
 
 import json
 import os
@@ -14,9 +15,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apslib import runs, train
-from apslib.config import TrainConfig, config_for
-from apslib.runs import CheckpointError, RunLock, RunLockedError
+import apslib
+from apslib.names import model_name, parse_model_name, slugify
+from apslib.training import runs
+from apslib.training.__main__ import main
+from apslib.training.config import TrainConfig, config_for
+from apslib.training.errors import CheckpointError, RunConflictError, RunLockedError, RunVersionError
+from apslib.training.folder import LOCK_FILE, RunLock
+from apslib.training.loop import train
 from apslib.unet import UNetConfig
 
 TINY = dict(depth=2, channels=(4, 8, 16), batch_size=2, epochs=1, device="cpu")
@@ -27,7 +33,7 @@ TINY_NET = ["--depth", "2", "--channels", "4", "8", "16"]  # TINY's network as C
 def finished(tiny_data, tmp_path_factory):
     """A finished 1-epoch APS run (copy it before changing it)."""
     cfg = config_for("APS", data_root=tiny_data, run_dir=tmp_path_factory.mktemp("runs"), **TINY)
-    train.train(cfg, progress=False)
+    train(cfg, progress=False)
     return cfg
 
 
@@ -57,11 +63,11 @@ def test_model_names_round_trip(variant, j, da, sda, arch):
         j = 1  # the Baseline has no blur
     spec = {"variant": variant, "filter_size": j, "shift_augment": da, "subpixel_augment": sda}
     spec["architecture"] = arch
-    name = runs.model_name(variant, j, da, sda, arch)
+    name = model_name(variant, j, da, sda, arch)
     assert name.startswith("fastMRI U-Net") == (arch == "fastmri")
-    assert runs.parse_model_name(name) == spec
-    assert runs.parse_model_name(runs.slugify(name)) == spec
-    assert runs.parse_model_name(name.upper()) == spec
+    assert parse_model_name(name) == spec
+    assert parse_model_name(slugify(name)) == spec
+    assert parse_model_name(name.upper()) == spec
     if not da and not sda:
         unet = UNetConfig(variant=variant, filter_size=j, depth=2, channels=(4, 8, 16), architecture=arch)
         assert unet.name == name
@@ -76,7 +82,7 @@ def test_model_names_round_trip(variant, j, da, sda, arch):
 )
 def test_bad_model_names_say_what_is_allowed(bad):
     with pytest.raises(ValueError, match=r"LPF|Baseline|blur|model name"):
-        runs.parse_model_name(bad)
+        parse_model_name(bad)
 
 
 # --------------------------------------------------------------------------------------
@@ -85,7 +91,7 @@ def test_bad_model_names_say_what_is_allowed(bad):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from apslib.runs import RunLock
+    from apslib.training.folder import RunLock
     lock = RunLock(sys.argv[1], command="holder process").acquire()
     print("locked", flush=True)
     time.sleep(120)
@@ -116,7 +122,7 @@ def test_lock_held_by_a_live_process_stops_a_second_one(holder):
     assert f"pid {proc.pid} on {socket.gethostname()}" in msg and "holder process" in msg
     assert "since" in msg and "wait for it to finish" in msg and "\n" not in msg
     # the holder's lock is untouched
-    assert json.loads((path / runs.LOCK_FILE).read_text())["pid"] == proc.pid
+    assert json.loads((path / LOCK_FILE).read_text())["pid"] == proc.pid
 
 
 def test_lock_of_a_killed_process_is_recovered_with_a_warning(holder):
@@ -125,9 +131,9 @@ def test_lock_of_a_killed_process_is_recovered_with_a_warning(holder):
     proc.wait()
     with pytest.warns(UserWarning, match=rf"stale lock .* process {proc.pid}"):
         lock = RunLock(path).acquire()
-    assert json.loads((path / runs.LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert json.loads((path / LOCK_FILE).read_text())["pid"] == os.getpid()
     lock.release()
-    assert not (path / runs.LOCK_FILE).exists()
+    assert not (path / LOCK_FILE).exists()
 
 
 @pytest.mark.parametrize("owner", ["dead process", "this process, not holding it"])
@@ -138,7 +144,7 @@ def test_stale_lock_file_is_recovered(tmp_path, owner):
         pid = dead.pid
     else:
         pid = os.getpid()  # e.g. an interrupt in a notebook kernel between create and write
-    (tmp_path / runs.LOCK_FILE).write_text(
+    (tmp_path / LOCK_FILE).write_text(
         json.dumps(
             {
                 "pid": pid,
@@ -150,12 +156,12 @@ def test_stale_lock_file_is_recovered(tmp_path, owner):
         )
     )
     with pytest.warns(UserWarning, match=f"stale lock .* process {pid}"), RunLock(tmp_path):
-        assert json.loads((tmp_path / runs.LOCK_FILE).read_text())["pid"] == os.getpid()
-    assert not (tmp_path / runs.LOCK_FILE).exists()
+        assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / LOCK_FILE).exists()
 
 
 def test_lock_on_another_host_is_not_taken(tmp_path):
-    (tmp_path / runs.LOCK_FILE).write_text(
+    (tmp_path / LOCK_FILE).write_text(
         json.dumps({"pid": 1, "host": "elsewhere", "since": "earlier", "command": "x"})
     )
     with pytest.raises(RunLockedError, match=r"pid 1 on elsewhere.*delete .*\.lock"):
@@ -164,9 +170,9 @@ def test_lock_on_another_host_is_not_taken(tmp_path):
 
 def test_release_leaves_a_lock_that_is_not_ours(tmp_path):
     lock = RunLock(tmp_path).acquire()
-    (tmp_path / runs.LOCK_FILE).write_text(json.dumps({"pid": 1, "host": "h", "token": "other"}))
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": 1, "host": "h", "token": "other"}))
     lock.release()
-    assert (tmp_path / runs.LOCK_FILE).exists()
+    assert (tmp_path / LOCK_FILE).exists()
 
 
 def test_training_stops_at_the_lock_of_another_process(tiny_data, holder, capsys):
@@ -175,7 +181,7 @@ def test_training_stops_at_the_lock_of_another_process(tiny_data, holder, capsys
     cfg = config_for("APS", data_root=tiny_data, run_dir=path.parent, name="run", **TINY)
     assert cfg.run_path == path
     with pytest.raises(RunLockedError, match=f"pid {proc.pid}"):
-        train.train(cfg, progress=False)
+        train(cfg, progress=False)
     for retrain in ([], ["--retrain"]):
         args = [
             "--data",
@@ -194,10 +200,10 @@ def test_training_stops_at_the_lock_of_another_process(tiny_data, holder, capsys
             "--no-progress",
             *retrain,
         ]
-        assert train.main(args) == 1
+        assert main(args) == 1
         err = capsys.readouterr().err
         assert err.startswith("error:") and f"pid {proc.pid}" in err and err.count("\n") == 1
-    assert sorted(p.name for p in path.iterdir()) == [runs.LOCK_FILE]
+    assert sorted(p.name for p in path.iterdir()) == [LOCK_FILE]
 
 
 # --------------------------------------------------------------------------------------
@@ -227,15 +233,16 @@ def test_damaged_checkpoint_is_named_and_never_skipped_as_finished(run_copy, how
     cfg, path = run_copy
     ckpt = path / runs.CHECKPOINT_FILE
     _damage(ckpt, how)
+    error = RunVersionError if how == "format" else CheckpointError
     for read in (runs.read_checkpoint, runs.load_model):
-        with pytest.raises(CheckpointError, match=r"--retrain") as info:
+        with pytest.raises(error, match=r"--retrain") as info:
             read(path)
         assert str(ckpt) in str(info.value) and "\n" not in str(info.value)
-    with pytest.raises(CheckpointError):  # finished, but not "already finished"
-        train.train(cfg, progress=False)
-    with pytest.raises(CheckpointError):  # nor resumed from it
-        train.train(cfg.replace(epochs=2), progress=False)
-    redo = train.train(cfg, retrain=True, progress=False)
+    with pytest.raises(error):  # finished, but not "already finished"
+        train(cfg, progress=False)
+    with pytest.raises(error):  # nor resumed from it
+        train(cfg.replace(epochs=2), progress=False)
+    redo = train(cfg, retrain=True, progress=False)
     assert not redo.skipped and runs.read_checkpoint(path)["epoch"] == 1
 
 
@@ -268,11 +275,11 @@ def test_resume_from_truncated_checkpoint_is_one_line_from_the_cli(run_copy, cap
         "cpu",
         "--no-progress",
     ]
-    assert train.main(args) == 1
+    assert main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "checkpoint.pt is unreadable, truncated or corrupt" in err
     assert "--retrain" in err and "Traceback" not in err
-    assert train.main([*args, "--retrain"]) == 0
+    assert main([*args, "--retrain"]) == 0
 
 
 def test_plan(run_copy):
@@ -280,7 +287,7 @@ def test_plan(run_copy):
     assert runs.plan_run(cfg, path, retrain=False) == "skip"
     assert runs.plan_run(cfg.replace(epochs=3), path, retrain=False) == "resume"
     assert runs.plan_run(cfg, path, retrain=True) == "fresh"
-    with pytest.raises(runs.RunConflictError, match="lr"):
+    with pytest.raises(RunConflictError, match="lr"):
         runs.plan_run(cfg.replace(lr=0.5), path, retrain=False)
     # a run that never completed an epoch is replaced, whatever its configuration
     (path / runs.CHECKPOINT_FILE).unlink()
@@ -292,21 +299,64 @@ def test_plan(run_copy):
 def test_history_frame_and_read_run(run_copy):
     cfg, path = run_copy
     info = runs.read_run(path)
-    assert info["config"] == cfg.replace(run_dir=info["config"].run_dir) and info["done"]
+    assert info["config"] == cfg.resolve().replace(run_dir=info["config"].run_dir) and info["done"]
     frame = runs.history_frame([path])
     assert list(frame.columns[:3]) == ["model", "seed", "epoch"] and frame["model"].tolist() == ["APS"]
 
 
-def test_a_run_stored_before_a_field_existed_is_skipped_not_a_conflict(run_copy):
-    """Runs written before ``subpixel_augment`` (or ``up_pad``) existed were trained with
-    the legacy value: same configuration, skipped."""
+def test_run_folder_records_its_format_version_and_resolved_config(run_copy):
     cfg, path = run_copy
     stored = json.loads((path / runs.CONFIG_FILE).read_text())
-    for key in train.TrainConfig.legacy():
-        stored["config"].pop(key, None)
-    stored["config"].update(up_pad="top_left", up_blur_gain=4.0)  # what such runs had
-    (path / runs.CONFIG_FILE).write_text(json.dumps(stored))
-    legacy_cfg = cfg.replace(up_pad="top_left", up_blur_gain=4.0)
-    assert runs.plan_run(legacy_cfg, path, retrain=False, quiet=True) == "skip"
-    with pytest.raises(runs.RunConflictError, match="subpixel_augment: False -> True"):
-        runs.plan_run(legacy_cfg.replace(subpixel_augment=True), path, retrain=False, quiet=True)
+    ckpt = runs.read_checkpoint(path)
+    for doc in (stored, ckpt):
+        assert (doc["format"], doc["apslib_version"]) == (runs.RUN_FORMAT, apslib.__version__)
+    # what was trained, with every value that depends on others written out
+    assert cfg.padding_mode is None and cfg.up_pad is None
+    resolved = cfg.resolve()
+    for doc in (stored, ckpt):
+        assert TrainConfig.from_dict(doc["config"]).replace(run_dir=cfg.run_dir) == resolved  # a copy
+        assert UNetConfig.from_dict(doc["unet"]) == resolved.unet_config()
+    assert (stored["config"]["padding_mode"], stored["config"]["up_pad"]) == ("circular", "bottom_right")
+
+
+def _as_written_by_0_1_0(path):
+    """Make a run folder look like apslib 0.1.0's: no version, checkpoint format 1."""
+    doc = json.loads((path / runs.CONFIG_FILE).read_text())
+    for key in ("format", "apslib_version"):
+        doc.pop(key)
+    (path / runs.CONFIG_FILE).write_text(json.dumps(doc))
+    ckpt = torch.load(path / runs.CHECKPOINT_FILE, weights_only=True)
+    del ckpt["apslib_version"]
+    torch.save({**ckpt, "format": 1}, path / runs.CHECKPOINT_FILE)
+
+
+def test_a_run_folder_of_apslib_0_1_0_is_refused_in_one_line(run_copy, capsys):
+    cfg, path = run_copy
+    _as_written_by_0_1_0(path)
+    reads = {
+        runs.CONFIG_FILE: (lambda: runs.plan_run(cfg, path, retrain=False), lambda: runs.read_run(path)),
+        runs.CHECKPOINT_FILE: (lambda: runs.read_checkpoint(path), lambda: runs.load_model(path)),
+    }
+    for file, calls in reads.items():
+        for call in calls:
+            with pytest.raises(RunVersionError) as info:
+                call()
+            msg = str(info.value)
+            assert "\n" not in msg and str(path / file) in msg, msg
+            assert "apslib 0.1.0" in msg and "--retrain" in msg, msg
+    args = ["--data", cfg.data_root, "--run-dir", cfg.run_dir, "--model", "APS", *TINY_NET]
+    args += ["--epochs", "1", "--batch-size", "2", "--device", "cpu", "--no-progress"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert "apslib 0.1.0" in err and "--retrain" in err
+    assert main([*args, "--retrain"]) == 0  # the way out the message names
+    assert runs.read_run(path)["done"] and runs.read_checkpoint(path)["apslib_version"] == apslib.__version__
+
+
+def test_a_0_1_0_folder_that_never_completed_an_epoch_is_replaced(run_copy):
+    cfg, path = run_copy
+    _as_written_by_0_1_0(path)
+    (path / runs.CHECKPOINT_FILE).unlink()
+    runs.write_history(path, cfg, [], False, "it failed")
+    assert runs.plan_run(cfg, path, retrain=False) == "fresh"

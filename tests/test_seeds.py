@@ -1,5 +1,5 @@
 """Training seeds: one run folder per model and seed, evaluation over seeds, mean and spread
-in every table and figure (issue 11, item 3)."""
+in every table and figure."""
 
 import math
 
@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from apslib import evaluate as ev
-from apslib import paper, plots, train
+from apslib import paper, plots
 from apslib.names import PAPER_MODELS, run_slug, slugify
+from apslib.training import config_for, history_frame, train
+from apslib.training.config import NAME_FIELDS
 
 matplotlib.use("Agg")
 
@@ -22,7 +24,7 @@ TINY = dict(depth=2, channels=[4, 8, 16], epochs=1, batch_size=2, lr=1e-3, devic
 def test_run_slug_keeps_seed_zero_and_separates_the_others(name, seed, tmp_path):
     slug = run_slug(name, seed)
     assert slug == slugify(name) if seed == 0 else slug == f"{slugify(name)}-seed{seed}"
-    cfg = train.config_for(name, run_dir=tmp_path, seed=seed)
+    cfg = config_for(name, run_dir=tmp_path, seed=seed)
     assert cfg.run_path == tmp_path / slug
     others = {run_slug(n, s) for n in PAPER_MODELS for s in range(4)}
     assert len(others) == len(PAPER_MODELS) * 4  # no two (model, seed) share a folder
@@ -141,9 +143,7 @@ def seeded_runs(tmp_path_factory):
     run_dir = root / "runs"
     for seed in (0, 1):
         for name in ("Baseline", "APS"):
-            train.train(
-                train.config_for(name, data_root=root, run_dir=run_dir, seed=seed, **TINY), progress=False
-            )
+            train(config_for(name, data_root=root, run_dir=run_dir, seed=seed, **TINY), progress=False)
     return root, run_dir
 
 
@@ -180,7 +180,7 @@ def test_evaluate_over_seeds(seeded_runs, tmp_path):
 
 def test_history_records_seed_and_equivariance_nmse(seeded_runs):
     _, run_dir = seeded_runs
-    frame = train.history_frame([run_dir / "baseline", run_dir / "aps-seed1"])
+    frame = history_frame([run_dir / "baseline", run_dir / "aps-seed1"])
     assert frame.seed.tolist() == [0, 1]
     base, aps = frame.val_equiv_nmse.tolist()
     assert base > 1e-8 and aps < 1e-10  # the Baseline is not equivariant, APS is exactly
@@ -204,7 +204,7 @@ def test_evaluate_cli_takes_seeds(seeded_runs, tmp_path, capsys):
 
 
 def test_like_trains_a_candidate_exactly_like_a_reference(tmp_path):
-    ref = train.config_for("APS-3", run_dir=tmp_path, seed=2, epochs=7, depth=2, channels=[4, 8, 16])
+    ref = config_for("APS-3", run_dir=tmp_path, seed=2, epochs=7, depth=2, channels=[4, 8, 16])
     cand = ref.like("APS-5 + SDA")
     assert (cand.variant, cand.filter_size, cand.subpixel_augment, cand.name) == (
         "aps",
@@ -238,7 +238,6 @@ def test_equivariance_curves_name_exact_models_and_draw_ratios():
 
 
 def test_name_fields_are_what_a_model_name_sets():
-    from apslib.config import NAME_FIELDS
     from apslib.names import parse_model_name
 
     assert set(parse_model_name("Baseline + DA + SDA")) == set(NAME_FIELDS)

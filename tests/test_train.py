@@ -13,17 +13,23 @@ import sys
 import pytest
 import torch
 
-from apslib import metrics, runs, shifts, train
+from apslib import metrics, shifts
 from apslib.device import resolve_device
-from apslib.train import NonFiniteLossError, RunConflictError, TrainConfig, TrainingInterrupted
-from apslib.unet import UNet
+from apslib.names import PAPER_MODELS, parse_model_name, slugify
+from apslib.training import loop, runs, steps
+from apslib.training.__main__ import main
+from apslib.training.config import TrainConfig, cli_flag, cli_parser, config_for, parse_cli
+from apslib.training.errors import NonFiniteLossError, RunConflictError, RunFolderError, TrainingInterrupted
+from apslib.training.folder import LOCK_FILE
+from apslib.training.loop import train
+from apslib.unet import PAPER_CHANNELS, UNet, UNetConfig
 
 TINY = dict(depth=2, channels=(4, 8, 16), batch_size=2, epochs=1, device="cpu")
 TINY_NET = ["--depth", "2", "--channels", "4", "8", "16"]  # TINY's network as CLI flags
 
 
 def tiny(tiny_data, run_dir, name="APS", **kw):
-    return train.config_for(name, data_root=tiny_data, run_dir=run_dir, **{**TINY, **kw})
+    return config_for(name, data_root=tiny_data, run_dir=run_dir, **{**TINY, **kw})
 
 
 def test_defaults_are_the_papers_protocol():
@@ -31,13 +37,55 @@ def test_defaults_are_the_papers_protocol():
     assert (c.lr, c.lr_step, c.lr_gamma, c.loss) == (1e-3, 5, 0.5, "mse")
     assert (c.clamp, c.grad_clip, c.batch_size, c.epochs) == (6.0, 1.0, 16, 50)
     assert (c.max_shift, c.shift_augment, c.seed, c.device, c.amp) == (16, False, 0, "auto", False)
-    assert (c.depth, c.channels) == (4, (64, 128, 256, 512, 1024))
-    assert (c.criterion, c.padding_mode) == ("l2", "circular")
-    assert TrainConfig(depth=2).channels == (64, 128, 256)
+    assert (c.depth, c.criterion, c.up_blur_gain) == (4, "l2", 1.0)
+    # the values that depend on others are filled in by resolve()
+    assert (c.channels, c.padding_mode, c.up_pad) == (None, None, None)
+    r = c.resolve()
+    assert (r.channels, r.padding_mode, r.up_pad) == (PAPER_CHANNELS, "circular", "bottom_right")
+    assert TrainConfig(depth=2).resolve().channels == (64, 128, 256)
     with pytest.raises(ValueError, match="channels"):
         TrainConfig(depth=2, channels=(4, 8))
     with pytest.raises(ValueError, match="loss"):
         TrainConfig(loss="huber")
+
+
+@pytest.mark.parametrize(
+    "model, padding, up_pad",
+    [
+        ("Baseline", "circular", "top_left"),
+        ("LPF-3", "circular", "top_left"),  # the authors' LPF decoder: transposed conv, then blur
+        ("APS-2", "circular", "bottom_right"),
+        ("fastMRI U-Net", "zeros", "top_left"),  # fastMRI's own U-Net pads zeros
+        ("fastMRI U-Net APS", "circular", "top_left"),
+    ],
+)
+def test_resolve_fills_in_what_depends_on_other_fields(model, padding, up_pad):
+    c = config_for(model, depth=2, channels=None)
+    r = c.resolve()
+    assert (r.channels, r.padding_mode, r.up_pad) == ((64, 128, 256), padding, up_pad)
+    assert (c.channels, c.padding_mode, c.up_pad) == (None, None, None)  # a copy; c is unchanged
+    assert r.resolve() == r and r != c
+    assert c.unet_config() == r.unet_config() == UNetConfig.from_dict(r.unet_config().to_dict())
+    assert c.unet_config() == UNetConfig(
+        variant=r.variant,
+        filter_size=r.filter_size,
+        depth=2,
+        channels=(64, 128, 256),
+        architecture=r.architecture,
+        padding_mode=padding,
+        up_pad=up_pad,
+    )
+    assert c.identity() == r.identity()  # a run is the same run, resolved or not
+    assert c.display_name == r.display_name
+
+
+def test_resolve_keeps_explicit_values():
+    c = config_for("APS", depth=2, channels=[4, 8, 16], padding_mode="reflect", up_pad="top_left")
+    r = c.resolve()
+    assert (r.channels, r.padding_mode, r.up_pad) == ((4, 8, 16), "reflect", "top_left") and r == c
+    assert config_for("LPF-2", up_pad="bottom_right").resolve().up_pad == "bottom_right"
+    with pytest.raises(ValueError, match="up_pad"):
+        TrainConfig(up_pad="left")
 
 
 def test_paper_model_names():
@@ -50,21 +98,21 @@ def test_paper_model_names():
         "LPF-2": ("lpf", 2, False),
         "APS-2": ("aps", 2, False),
     }
-    assert set(train.PAPER_MODELS) <= set(expect)
+    assert set(PAPER_MODELS) <= set(expect)
     for name, (variant, j, da) in expect.items():
-        c = train.config_for(name)
+        c = config_for(name)
         assert (c.variant, c.filter_size, c.shift_augment) == (variant, j, da)
         assert c.display_name == name
-        assert train.parse_model_name(c.slug) == train.parse_model_name(name)
-        assert train.parse_model_name(name.lower()) == train.parse_model_name(name)
-    assert train.slugify("Baseline + DA") == "baseline-da"
-    assert train.config_for("APS-2 + DA").slug == "aps-2-da"
+        assert parse_model_name(c.slug) == parse_model_name(name)
+        assert parse_model_name(name.lower()) == parse_model_name(name)
+    assert slugify("Baseline + DA") == "baseline-da"
+    assert config_for("APS-2 + DA").slug == "aps-2-da"
     assert TrainConfig(variant="lpf", filter_size=3).display_name == "LPF-3"
     for bad in ("Baseline-3", "LPF", "ResNet", ""):
         with pytest.raises(ValueError):
-            train.parse_model_name(bad)
+            parse_model_name(bad)
     with pytest.raises(ValueError, match="model name"):
-        train.config_for("APS", variant="baseline")
+        config_for("APS", variant="baseline")
 
 
 def test_shift_augmentation_range_and_same_shift_on_input_and_target():
@@ -75,7 +123,7 @@ def test_shift_augmentation_range_and_same_shift_on_input_and_target():
         assert k[:, axis].min() == -16 and k[:, axis].max() == 15
     x = torch.randn(5, 1, 12, 10, generator=g)
     y = 3 * x + 1
-    xs, ys, k = train.augment_batch(x, y, 4, torch.Generator().manual_seed(1))
+    xs, ys, k = steps.augment_batch(x, y, 4, torch.Generator().manual_seed(1))
     assert k.abs().max() <= 4 and not torch.equal(xs, x)
     torch.testing.assert_close(ys, 3 * xs + 1, rtol=0, atol=0)
     for i, (dy, dx) in enumerate(k.tolist()):
@@ -84,24 +132,24 @@ def test_shift_augmentation_range_and_same_shift_on_input_and_target():
 
 def test_training_applies_augmentation_only_with_da(tiny_data, tmp_path, monkeypatch):
     seen = []
-    original = train.augment_batch
+    original = steps.augment_batch
 
     def spy(x, y, max_shift, generator=None, subpixel=False):
         xs, ys, k = original(x, y, max_shift, generator, subpixel=subpixel)
         seen.append((x, y, xs, ys, k, max_shift, subpixel))
         return xs, ys, k
 
-    monkeypatch.setattr(train, "augment_batch", spy)
-    train.train(tiny(tiny_data, tmp_path, "Baseline"), progress=False)
+    monkeypatch.setattr(loop, "augment_batch", spy)
+    train(tiny(tiny_data, tmp_path, "Baseline"), progress=False)
     assert not seen
-    train.train(tiny(tiny_data, tmp_path, "Baseline + DA", max_shift=5), progress=False)
+    train(tiny(tiny_data, tmp_path, "Baseline + DA", max_shift=5), progress=False)
     assert len(seen) == 2  # 4 training slices, batch 2
     for x, y, xs, ys, k, m, sub in seen:
         assert m == 5 and k.min() >= -5 and k.max() <= 4 and not sub
         assert torch.equal(xs, shifts.shift_each(x, k))
         assert torch.equal(ys, shifts.shift_each(y, k))
     seen.clear()
-    train.train(tiny(tiny_data, tmp_path, "Baseline + SDA", max_shift=5), progress=False)
+    train(tiny(tiny_data, tmp_path, "Baseline + SDA", max_shift=5), progress=False)
     assert len(seen) == 2 and all(m == 0 and sub for *_, m, sub in seen)  # sub-pixel only
 
 
@@ -122,7 +170,7 @@ def _states_equal(a, b, path=""):
 
 def test_interrupted_then_resumed_run_equals_uninterrupted(tiny_data, tmp_path):
     kw = dict(epochs=3, lr_step=1)
-    whole = train.train(tiny(tiny_data, tmp_path / "a", "APS + DA", **kw), progress=False)
+    whole = train(tiny(tiny_data, tmp_path / "a", "APS + DA", **kw), progress=False)
     assert [r["lr"] for r in whole.history] == [1e-3, 5e-4, 2.5e-4]  # StepLR
 
     def stop_after_first(record):
@@ -131,12 +179,12 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tiny_data, tmp_path):
 
     cfg = tiny(tiny_data, tmp_path / "b", "APS + DA", **kw)
     with pytest.raises(TrainingInterrupted, match="interrupted after epoch 1; rerun") as info:
-        train.train(cfg, progress=False, callback=stop_after_first)
+        train(cfg, progress=False, callback=stop_after_first)
     assert isinstance(info.value, KeyboardInterrupt) and info.value.epochs_completed == 1
     assert runs.read_checkpoint(cfg.run_path)["epoch"] == 1
-    assert not (cfg.run_path / runs.LOCK_FILE).exists()
+    assert not (cfg.run_path / LOCK_FILE).exists()
     assert not json.loads((cfg.run_path / "history.json").read_text())["done"]
-    resumed = train.train(cfg, progress=False)
+    resumed = train(cfg, progress=False)
     assert not resumed.skipped and resumed.done and len(resumed.history) == 3
 
     a = torch.load(whole.path / "checkpoint.pt", weights_only=True)
@@ -149,7 +197,7 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tiny_data, tmp_path):
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(whole.history) == strip(resumed.history)
     # Same seed, same initial weights: load_model gives the trained network back.
-    model = train.load_model(whole.path)
+    model = runs.load_model(whole.path)
     assert not model.training and torch.equal(model.outc.weight, a["model"]["outc.weight"])
 
 
@@ -174,10 +222,10 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tiny_data, tm
         torch.manual_seed(config.seed)
         return _NaNFromEpoch2(config.unet_config())
 
-    monkeypatch.setattr(train, "build_model", build)
+    monkeypatch.setattr(loop, "build_model", build)
     cfg = tiny(tiny_data, tmp_path, "Baseline", epochs=3)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1.*learning rate") as info:
-        train.train(cfg, progress=False)
+        train(cfg, progress=False)
     assert isinstance(info.value, FloatingPointError)
     ckpt = torch.load(cfg.run_path / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1
@@ -188,16 +236,16 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tiny_data, tm
 
 def test_finished_run_is_skipped_extended_or_retrained(tiny_data, tmp_path):
     cfg = tiny(tiny_data, tmp_path)
-    first = train.train(cfg, progress=False)
+    first = train(cfg, progress=False)
     assert first.done and not first.skipped and len(first.history) == 1
     ckpt = cfg.run_path / "checkpoint.pt"
     stamp = ckpt.stat().st_mtime_ns
-    again = train.train(cfg, progress=False)
+    again = train(cfg, progress=False)
     assert again.skipped and again.history == first.history and ckpt.stat().st_mtime_ns == stamp
     # Asking for more epochs continues the finished run; retrain starts over.
-    longer = train.train(cfg.replace(epochs=2), progress=False)
+    longer = train(cfg.replace(epochs=2), progress=False)
     assert not longer.skipped and [r["epoch"] for r in longer.history] == [1, 2]
-    redo = train.train(cfg, retrain=True, progress=False)
+    redo = train(cfg, retrain=True, progress=False)
     assert not redo.skipped and len(redo.history) == 1
     saved = sorted(p.name for p in cfg.run_path.iterdir())
     assert saved == ["checkpoint.pt", "config.json", "history.json"]
@@ -205,17 +253,17 @@ def test_finished_run_is_skipped_extended_or_retrained(tiny_data, tmp_path):
 
 def test_other_config_in_run_folder_is_an_error(tiny_data, tmp_path):
     cfg = tiny(tiny_data, tmp_path)
-    train.train(cfg, progress=False)
+    train(cfg, progress=False)
     with pytest.raises(RunConflictError, match=r"lr: 0\.001 -> 0\.01.*retrain"):
-        train.train(cfg.replace(lr=1e-2), progress=False)
-    redo = train.train(cfg.replace(lr=1e-2), retrain=True, progress=False)
+        train(cfg.replace(lr=1e-2), progress=False)
+    redo = train(cfg.replace(lr=1e-2), retrain=True, progress=False)
     assert not redo.skipped
     assert json.loads((cfg.run_path / "config.json").read_text())["config"]["lr"] == 1e-2
 
 
 @pytest.mark.parametrize("depth, match", [(5, "too small"), (6, "not divisible")])
 def test_size_check_before_training(tiny_data, tmp_path, depth, match):
-    cfg = train.config_for(
+    cfg = config_for(
         "APS",
         data_root=tiny_data,
         run_dir=tmp_path,
@@ -225,13 +273,13 @@ def test_size_check_before_training(tiny_data, tmp_path, depth, match):
         device="cpu",
     )
     with pytest.raises(ValueError, match=match):
-        train.train(cfg, progress=False)
+        train(cfg, progress=False)
     assert not cfg.run_path.exists()
 
 
 def test_gpu_path_options_run_on_cpu(tiny_data, tmp_path):
     """bf16 autocast and channels_last (the GPU options) also run on the CPU."""
-    res = train.train(tiny(tiny_data, tmp_path, "APS-2", amp=True, channels_last=True), progress=False)
+    res = train(tiny(tiny_data, tmp_path, "APS-2", amp=True, channels_last=True), progress=False)
     rec = res.final
     assert all(math.isfinite(rec[k]) for k in ("train_loss", "val_loss", "val_psnr"))
     assert resolve_device("cpu").type == "cpu"
@@ -239,7 +287,7 @@ def test_gpu_path_options_run_on_cpu(tiny_data, tmp_path):
 
 
 def test_zero_filled_psnr_and_psnr(tiny_data):
-    zf = train.zero_filled_psnr(train.val_loader(train.config_for("APS", data_root=tiny_data)))
+    zf = steps.zero_filled_psnr(steps.val_loader(config_for("APS", data_root=tiny_data)))
     assert 5 < zf < 60
     t = torch.rand(2, 8, 8)
     assert metrics.psnr(t, t + 0.1, torch.tensor([1.0, 2.0])).tolist() == pytest.approx(
@@ -249,7 +297,7 @@ def test_zero_filled_psnr_and_psnr(tiny_data):
 
 def test_cli(tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--help"])
+        main(["--help"])
     assert exit_info.value.code == 0 and "--shift-augment" in capsys.readouterr().out
     args = [
         "--data",
@@ -269,17 +317,17 @@ def test_cli(tiny_data, tmp_path, capsys):
         "cpu",
         "--no-progress",
     ]
-    assert train.main(args) == 0
+    assert main(args) == 0
     assert "LPF-2: done" in capsys.readouterr().out
     hist = json.loads((tmp_path / "lpf-2" / "history.json").read_text())
     assert hist["done"] and len(hist["history"]) == 1
-    assert train.main(args) == 0
+    assert main(args) == 0
     assert "skipped" in capsys.readouterr().out
     clash = [a for a in args if a not in ("--variant", "lpf")] + ["--model", "LPF-2", "--shift-augment"]
-    assert train.main(clash) == 1
+    assert main(clash) == 1
     assert "error:" in capsys.readouterr().err
     bad = ["--data", str(tmp_path / "missing")] + args[2:]
-    assert train.main(bad) == 1
+    assert main(bad) == 1
     assert "apslib.data synth" in capsys.readouterr().err
 
 
@@ -291,7 +339,7 @@ def _env():
 
 def test_module_entry_point_help():
     res = subprocess.run(
-        [sys.executable, "-m", "apslib.train", "--help"],
+        [sys.executable, "-m", "apslib.training", "--help"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -309,7 +357,7 @@ def test_ddp_two_processes_gloo(tiny_data, tmp_path):
         "2",
         "--standalone",
         "-m",
-        "apslib.train",
+        "apslib.training",
         "--data",
         str(tiny_data),
         "--run-dir",
@@ -379,9 +427,7 @@ OLD_FLAGS = {
 
 
 def test_cli_has_an_option_per_config_field_and_keeps_the_old_flags():
-    from apslib.config import cli_flag
-
-    actions = train.cli_parser()._actions
+    actions = cli_parser()._actions
     flags = {s for a in actions for s in a.option_strings}
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     assert set(names) <= {a.dest for a in actions}
@@ -407,7 +453,7 @@ def test_cli_has_an_option_per_config_field_and_keeps_the_old_flags():
                 "--epochs",
                 "6",
             ],
-            lambda **p: train.config_for(
+            lambda **p: config_for(
                 "LPF-3", depth=2, channels=[4, 8, 16], lr=3e-3, clamp=None, amp=True, epochs=6, **p
             ),
         ),
@@ -471,7 +517,7 @@ def test_cli_has_an_option_per_config_field_and_keeps_the_old_flags():
                 "--volume-fraction",
                 "0.5",
             ],
-            lambda **p: train.config_for(
+            lambda **p: config_for(
                 "APS-2 + DA",
                 name="mine",
                 channels_last=True,
@@ -491,7 +537,7 @@ def test_cli_has_an_option_per_config_field_and_keeps_the_old_flags():
     ],
 )
 def test_cli_builds_the_same_config_as_the_api(argv, api):
-    config, args = train.parse_cli(["--data", "D", "--run-dir", "R", *argv])
+    config, args = parse_cli(["--data", "D", "--run-dir", "R", *argv])
     assert config == api(data_root="D", run_dir="R")
     assert not args.retrain and not args.no_progress and args.threads == 0
 
@@ -531,15 +577,15 @@ def _one_line_error(capsys, *needles):
 
 
 def test_cli_one_line_errors(tiny_data, tmp_path, capsys):
-    assert train.main(_args(tiny_data, tmp_path, "--lr", "1e38")) == 1
+    assert main(_args(tiny_data, tmp_path, "--lr", "1e38")) == 1
     _one_line_error(capsys, "error: lr must be a finite number in (0, 10], got 1e+38")
     a_file = tmp_path / "file"
     a_file.write_text("")
     for run_dir in (a_file, a_file / "below"):
-        assert train.main(_args(tiny_data, run_dir)) == 1
+        assert main(_args(tiny_data, run_dir)) == 1
         _one_line_error(capsys, f"error: {a_file} is a file, not a folder", "--run-dir")
-    with pytest.raises(runs.RunFolderError, match="is a file"):
-        train.train(tiny(tiny_data, a_file), progress=False)
+    with pytest.raises(RunFolderError, match="is a file"):
+        train(tiny(tiny_data, a_file), progress=False)
 
 
 def _deny_writes_under(monkeypatch, folder):
@@ -570,20 +616,20 @@ def _deny_writes_under(monkeypatch, folder):
 
 
 def test_read_only_run_folder_is_one_line(tiny_data, tmp_path, monkeypatch, capsys):
-    assert train.main(_args(tiny_data, tmp_path / "done")) == 0  # a finished run, then read-only
+    assert main(_args(tiny_data, tmp_path / "done")) == 0  # a finished run, then read-only
     capsys.readouterr()
     ro = tmp_path / "ro"
     ro.mkdir()
     _deny_writes_under(monkeypatch, ro)
     _deny_writes_under(monkeypatch, tmp_path / "done")
     try:
-        assert train.main(_args(tiny_data, ro)) == 1  # a new run in a read-only run_dir
+        assert main(_args(tiny_data, ro)) == 1  # a new run in a read-only run_dir
         _one_line_error(
             capsys, f"error: cannot write in the run folder {ro / 'aps'}", "Permission denied", "--run-dir"
         )
-        assert train.main(_args(tiny_data, tmp_path / "done", epochs=2)) == 1  # resume: no lock
+        assert main(_args(tiny_data, tmp_path / "done", epochs=2)) == 1  # resume: no lock
         _one_line_error(capsys, f"cannot write in the run folder {tmp_path / 'done' / 'aps'}")
-        assert train.main(_args(tiny_data, tmp_path / "done")) == 0  # finished: skipped, no write
+        assert main(_args(tiny_data, tmp_path / "done")) == 0  # finished: skipped, no write
         assert "skipped" in capsys.readouterr().out
     finally:
         ro.chmod(0o755)
@@ -593,7 +639,7 @@ def test_read_only_run_folder_is_one_line(tiny_data, tmp_path, monkeypatch, caps
 def test_ctrl_c_from_the_cli_keeps_the_checkpoint_and_releases_the_lock(
     tiny_data, tmp_path, monkeypatch, capsys
 ):
-    real, calls = train.train_step, []
+    real, calls = steps.train_step, []
 
     def step(*a, **k):
         calls.append(1)
@@ -601,20 +647,20 @@ def test_ctrl_c_from_the_cli_keeps_the_checkpoint_and_releases_the_lock(
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(train, "train_step", step)
+    monkeypatch.setattr(loop, "train_step", step)
     path = tmp_path / "aps"
     stop_at = {1}  # before the first epoch completes
-    assert train.main(_args(tiny_data, tmp_path, epochs=2)) == 130
+    assert main(_args(tiny_data, tmp_path, epochs=2)) == 130
     _one_line_error(capsys, "APS: interrupted before the first epoch completed; nothing to resume")
-    assert not (path / runs.LOCK_FILE).exists() and not (path / runs.CHECKPOINT_FILE).exists()
+    assert not (path / LOCK_FILE).exists() and not (path / runs.CHECKPOINT_FILE).exists()
     calls.clear()
     stop_at = {3}  # 2 steps per epoch: the first step of epoch 2
-    assert train.main(_args(tiny_data, tmp_path, epochs=2)) == 130
+    assert main(_args(tiny_data, tmp_path, epochs=2)) == 130
     err = _one_line_error(capsys)
     assert err == "APS: interrupted after epoch 1; rerun the same command to resume\n"
-    assert runs.read_checkpoint(path)["epoch"] == 1 and not (path / runs.LOCK_FILE).exists()
+    assert runs.read_checkpoint(path)["epoch"] == 1 and not (path / LOCK_FILE).exists()
     stop_at = set()
-    assert train.main(_args(tiny_data, tmp_path, epochs=2)) == 0
+    assert main(_args(tiny_data, tmp_path, epochs=2)) == 0
     assert "APS: done; 2 epochs" in capsys.readouterr().out
 
 
@@ -626,13 +672,13 @@ class _Broken(UNet):
 def test_run_failing_before_its_first_epoch_does_not_block_the_corrected_one(
     tiny_data, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(train, "build_model", lambda c: _Broken(c.unet_config()))
+    monkeypatch.setattr(loop, "build_model", lambda c: _Broken(c.unet_config()))
     bad = tiny(tiny_data, tmp_path, lr=5.0)
     with pytest.raises(RuntimeError, match="boom"):
-        train.train(bad, progress=False)
-    assert (bad.run_path / runs.CONFIG_FILE).exists() and not (bad.run_path / runs.LOCK_FILE).exists()
+        train(bad, progress=False)
+    assert (bad.run_path / runs.CONFIG_FILE).exists() and not (bad.run_path / LOCK_FILE).exists()
     monkeypatch.undo()
-    fixed = train.train(bad.replace(lr=1e-3), progress=False)  # another config, no retrain
+    fixed = train(bad.replace(lr=1e-3), progress=False)  # another config, no retrain
     assert fixed.done and not fixed.skipped
     assert runs.read_run(bad.run_path)["config"].lr == 1e-3
 
@@ -644,13 +690,13 @@ def test_nan_in_the_first_epoch_says_nothing_to_resume(tiny_data, tmp_path, monk
         torch.manual_seed(config.seed)
         return _NaNFromEpoch2(config.unet_config())
 
-    monkeypatch.setattr(train, "build_model", build)
+    monkeypatch.setattr(loop, "build_model", build)
     cfg = tiny(tiny_data, tmp_path, "Baseline", epochs=2)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 1") as info:
-        train.train(cfg, progress=False)
+        train(cfg, progress=False)
     msg = str(info.value)
     assert "no epoch completed; nothing to resume" in msg.lower() and "epoch 0" not in msg
     assert not (cfg.run_path / runs.CHECKPOINT_FILE).exists()
     assert "nothing to resume" in json.loads((cfg.run_path / "history.json").read_text())["error"]
     monkeypatch.undo()
-    assert train.train(cfg.replace(lr=1e-4), progress=False).done  # the corrected run starts over
+    assert train(cfg.replace(lr=1e-4), progress=False).done  # the corrected run starts over

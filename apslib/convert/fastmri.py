@@ -13,6 +13,8 @@ from ..layers import PolyphaseDown, PolyphaseUp
 from ..unet import UNetConfig, check_size
 from .layers import _circular_convs, check_options, selection_for
 
+__all__ = ["FASTMRI_UNET_ARGS", "EquivariantFastMRIUnet", "aps_unet_from_fastmri"]
+
 FASTMRI_UNET_ARGS = ("in_chans", "out_chans", "chans", "num_pool_layers", "drop_prob")
 
 

@@ -20,6 +20,8 @@ from .layers import (
     sampling_layers,
 )
 
+__all__ = ["make_equivariant"]
+
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 _UPSAMPLERS = (nn.Upsample, nn.PixelShuffle, nn.MaxUnpool2d, nn.ConvTranspose1d, nn.ConvTranspose3d)
 _DOWNSAMPLERS = (nn.FractionalMaxPool2d, nn.LPPool2d, nn.PixelUnshuffle)

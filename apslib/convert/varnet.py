@@ -54,6 +54,8 @@ from torch import nn
 from .fastmri import _is_fastmri_unet, aps_unet_from_fastmri
 from .layers import ConversionError
 
+__all__ = ["NORM_UNET_MULTIPLE", "aps_varnet_from_fastmri"]
+
 NORM_UNET_MULTIPLE = 16  # fastmri's NormUnet.pad: ((n - 1) | 15) + 1
 
 

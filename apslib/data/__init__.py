@@ -16,7 +16,7 @@ One package, one module per concern (each states its own conventions):
 * :mod:`~apslib.data.ood`: **out-of-distribution sets** (:func:`photographs`,
   :func:`noise_images`, :func:`shepp_logan`, :func:`image_folder`, :func:`ood_sets`):
   :class:`ImageSet` iterables of ``(1, size, size)`` tensors normalised like the model input.
-* :mod:`~apslib.data.__main__`: the CLI (``synth``, ``info``).
+* :mod:`~apslib.data.cli`: the CLI (``python -m apslib.data synth|info``).
 
 Bad input fails loudly: a missing data folder names the command that creates it
 (:func:`check_data_root`); a file without the HDF5 signature in a split folder is skipped
@@ -28,6 +28,7 @@ the figures of the data live in :mod:`apslib.plots.data`.
 
 from __future__ import annotations
 
+from .cli import main
 from .common import (
     ACQUISITION_NAMES,
     ACQUISITIONS,
@@ -46,7 +47,6 @@ from .fastmri import (
     SliceTransform,
     check_data_root,
     check_dataset_size,
-    check_multiple,
     denormalize,
     make_dataset,
     make_loaders,
@@ -103,7 +103,6 @@ __all__ = [
     "load_anatomy",
     "check_data_root",
     "split_files",
-    "check_multiple",
     "check_dataset_size",
     "resolve_acquisition",
     "MRISample",
@@ -127,14 +126,3 @@ __all__ = [
     "RESIZE_RATIO",
     "main",
 ]
-
-
-def __getattr__(name: str):
-    # The CLI is imported on first use, not here: `python -m apslib.data` runs
-    # apslib/data/__main__.py as __main__, and importing it from the package first would
-    # load it twice (runpy warns about exactly that).
-    if name == "main":
-        from .__main__ import main
-
-        return main
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

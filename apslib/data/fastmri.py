@@ -53,7 +53,6 @@ from .common import (
 __all__ = [
     "check_data_root",
     "split_files",
-    "check_multiple",
     "check_dataset_size",
     "denormalize",
     "resolve_acquisition",
@@ -120,24 +119,6 @@ def _multiple_config(multiple: int) -> UNetConfig:
         raise ValueError(f"multiple must be 2**depth (a power of two >= 2), got {multiple!r}")
     depth = m.bit_length() - 1
     return UNetConfig(variant="baseline", depth=depth, channels=(1,) * (depth + 1))
-
-
-def check_multiple(shape, multiple: int | None, what: str = "target size") -> None:
-    """Deprecated: use :func:`apslib.unet.check_size` with the model's ``UNetConfig`` (it
-    also knows the minimum size of the stride-1-pooling variants).
-
-    ``ValueError`` (from :func:`~apslib.unet.check_size`, for a baseline U-Net of depth
-    ``log2(multiple)``) unless every side of ``shape`` is a multiple of ``multiple``;
-    ``None`` skips.
-    """
-    warnings.warn(
-        "apslib.data.check_multiple is deprecated: use apslib.unet.check_size(shape, "
-        "unet_config) (or apslib.data.check_dataset_size for a dataset)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    if multiple is not None:
-        check_size(shape, _multiple_config(multiple), what=what)
 
 
 def model_image_size(target_shape, recon_size, kspace_width: int) -> tuple[int, int]:

@@ -26,12 +26,11 @@ lives here, one concern per module, each with its conventions in its docstring:
 
 The metrics themselves are :mod:`apslib.metrics` (:func:`~apslib.metrics.image_metrics`,
 :func:`~apslib.metrics.volume_metrics`); the figures are :mod:`apslib.plots`. This package
-draws nothing and imports no matplotlib.
+draws nothing and imports no matplotlib. Helpers of one study only (the targets of the
+frontier in :mod:`~apslib.evaluate.beyond`, the stage names in
+:mod:`~apslib.evaluate.conversion`) are imported from their module.
 """
 
-from ..data import ACQUISITION_NAMES
-from ..metrics import image_metrics, volume_metrics
-from ..shifts import seeded_shifts
 from .beyond import (
     PAIR_COLUMNS,
     beyond_table,
@@ -42,7 +41,6 @@ from .beyond import (
     read_kspace_slices,
     shift_summary,
     subpixel_protocol,
-    target_check,
 )
 from .cli import main
 from .conversion import (
@@ -51,7 +49,6 @@ from .conversion import (
     evaluate_conversion,
     finetune_config,
     scratch_config,
-    stage_names,
 )
 from .examples import Examples, compute_examples, read_examples, val_example, write_examples
 from .models import ModelRun, ValData, load_runs, load_val, predict
@@ -97,7 +94,6 @@ __all__ = [
     "evaluate_beyond",
     "beyond_table",
     "frontier_points",
-    "target_check",
     "fov_protocol",
     "physical_protocol",
     "physical_samples",
@@ -113,8 +109,6 @@ __all__ = [
     "ValData",
     "EvalResult",
     "Examples",
-    "image_metrics",
-    "volume_metrics",
     "predict",
     "load_runs",
     "load_val",
@@ -127,7 +121,6 @@ __all__ = [
     "evaluate_runs",
     "evaluate_loaded",
     "evaluate_runs_ood",
-    "stage_names",
     "converted_runs",
     "finetune_config",
     "scratch_config",
@@ -151,28 +144,3 @@ __all__ = [
     "read_examples",
     "main",
 ]
-
-# Old names, kept for one release (not in __all__); use the names on the right.
-# ``examples()`` is gone without an alias: ``apslib.evaluate.examples`` is now the module
-# of the examples figure's arrays (use compute_examples).
-ACQ_SHORT = ACQUISITION_NAMES
-volume_shifts = seeded_shifts
-sweep = exhaustive_shifts
-sweep_indices = evenly_spaced_indices
-margins = smallest_phase_margin
-
-_MOVED_TO_PLOTS = {"PLOT_FLOOR": "EXACT_ZERO_FLOOR", "plot_shift_heatmaps": "plot_shift_heatmaps"}
-
-
-def __getattr__(name):
-    # Figures live in apslib.plots (this package imports no matplotlib): the old names
-    # resolve there on first use, for one release.
-    if name in _MOVED_TO_PLOTS:
-        import warnings
-
-        from .. import plots
-
-        new = _MOVED_TO_PLOTS[name]
-        warnings.warn(f"apslib.evaluate.{name} moved to apslib.plots.{new}", DeprecationWarning, stacklevel=2)
-        return getattr(plots, new)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -367,10 +367,10 @@ def frontier_points(
 def target_check(
     points: pd.DataFrame, candidates: Sequence[str], *, against: str = "LPF-3", baseline: str = "Baseline"
 ) -> pd.DataFrame:
-    """Issue 12's target per candidate (rows of :func:`frontier_points`): its half-pixel
-    error over ``against``'s (target: at most 1/3), and its PSNR minus ``baseline``'s next to
-    the larger of the two seed spreads (no reconstruction cost: the difference is within
-    that spread, or positive)."""
+    """Notebook 06's targets per candidate (rows of :func:`frontier_points`): its
+    half-pixel error over ``against``'s (target: at most 1/3), and its PSNR minus
+    ``baseline``'s next to the larger of the two seed spreads (no reconstruction cost: the
+    difference is within that spread, or positive)."""
     x, y = points.columns[0], "PSNR (dB)"
     rows = []
     for c in [c for c in candidates if c in points.index]:

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from ..data import DataError
-from ..runs import TrainingError
+from ..training.errors import TrainingError
 from .pipeline import evaluate_runs, evaluate_runs_ood
 
 __all__ = ["main"]
@@ -26,7 +26,7 @@ DESCRIPTION = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ..runs import PAPER_MODELS
+    from ..names import PAPER_MODELS
 
     ap = argparse.ArgumentParser(prog="python -m apslib.evaluate", description=DESCRIPTION)
     ap.add_argument("--run-dir", required=True)

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..config import TrainConfig
 from ..names import model_name
+from ..training.config import TrainConfig
 from .models import ModelRun, load_runs
 from .pipeline import EvalResult, _check_seeds, evaluate_loaded
 from .tables import table1, table4, worst_case_table

@@ -27,7 +27,7 @@ __all__ = ["TRAIN_HINT", "ModelRun", "load_runs", "predict", "ValData", "load_va
 
 TRAIN_HINT = (
     "train them with notebooks/02_train.ipynb (`python -m apslib.notebooks --only 02`) "
-    "or `python -m apslib.train --data DATA --run-dir {run_dir} --model NAME --seed {seed}`"
+    "or `python -m apslib.training --data DATA --run-dir {run_dir} --model NAME --seed {seed}`"
 )
 
 
@@ -57,7 +57,8 @@ def load_runs(
     (``run_dir/<slug>``, or ``run_dir/<slug>-seed<k>``: :func:`apslib.names.run_slug`); a
     clear error naming ``run_dir`` and how to train them when some are missing."""
     from ..device import resolve_device
-    from ..runs import CHECKPOINT_FILE, load_model, read_run, run_slug
+    from ..names import run_slug
+    from ..training.runs import CHECKPOINT_FILE, load_model, read_run
 
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():

@@ -52,6 +52,7 @@ __all__ = [
     "table1",
     "table2",
     "table4",
+    "decline_bound_table",
     "worst_case_table",
     "format_value",
     "format_with_spread",

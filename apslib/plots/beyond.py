@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import COLUMN_WIDTH
+from .style import COLUMN_WIDTH
 
 __all__ = ["DIRECTIONS", "plot_subpixel_curves", "plot_frontier", "plot_grid_choice"]
 

@@ -12,8 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import COLUMN_WIDTH, EXACT_ZERO_FLOOR, TEXT_WIDTH, image_range, wrap_label
-from .paper import _floor_line, _model_axis, _seed_bars
+from .style import (
+    COLUMN_WIDTH,
+    EXACT_ZERO_FLOOR,
+    TEXT_WIDTH,
+    draw_floor_line,
+    draw_model_axis,
+    draw_seed_bars,
+    image_range,
+    wrap_label,
+)
 
 __all__ = ["plot_conversion", "plot_stage_differences"]
 
@@ -33,12 +41,12 @@ def plot_conversion(table, sd=None, *, floor: float = EXACT_ZERO_FLOOR, title: s
             sd[col].reindex(table.index).to_numpy(float) if sd is not None else np.full_like(mean, np.nan)
         )
         low = np.maximum(mean - spread, mean / 10) if log else mean - spread
-        _seed_bars(ax, x, mean, low, mean + spread, floor=floor, log=log, color="C0", label="mean ± sd")
+        draw_seed_bars(ax, x, mean, low, mean + spread, floor=floor, log=log, color="C0", label="mean ± sd")
         if log:
             ax.set_yscale("log")
             if np.nanmin(np.maximum(mean, 0)) <= floor:
-                _floor_line(ax, floor)
-        _model_axis(ax, names)
+                draw_floor_line(ax, floor)
+        draw_model_axis(ax, names)
         ax.set_xlabel("")
     axes[0].set_ylabel("PSNR (dB), unshifted")
     axes[0].set_title("reconstruction")

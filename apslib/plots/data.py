@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import COLUMN_WIDTH, TEXT_WIDTH
+from .style import COLUMN_WIDTH, TEXT_WIDTH
 
 __all__ = ["plot_targets", "plot_kspace_mask", "plot_zero_filled"]
 

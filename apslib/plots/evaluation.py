@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import EXACT_ZERO_FLOOR, TEXT_WIDTH
+from .style import EXACT_ZERO_FLOOR, TEXT_WIDTH
 
 __all__ = ["plot_shift_heatmaps"]
 

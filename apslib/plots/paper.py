@@ -8,7 +8,7 @@ The inputs are :func:`apslib.paper.side_by_side` frames (one row per model, colu
 is drawn as filled circles (the mean over training seeds) with bars for the spread over seeds
 (several seeds), the paper as open diamonds, one x position per model (matched by name only:
 a model on one side only has no marker on the other). Values are drawn on log axes; an exact 0 (an exactly
-equivariant model) is drawn at ``floor`` (:data:`apslib.plots.EXACT_ZERO_FLOOR` unless
+equivariant model) is drawn at ``floor`` (:data:`apslib.plots.style.EXACT_ZERO_FLOOR` unless
 given), on a dotted line that says so.
 """
 
@@ -18,46 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import COLUMN_WIDTH, EXACT_ZERO_FLOOR
+from .style import COLUMN_WIDTH, EXACT_ZERO_FLOOR, draw_floor_line, draw_model_axis, draw_seed_bars, floored
 
 __all__ = ["plot_side_by_side", "plot_ood", "plot_distribution"]
-
-
-def _floored(v, floor: float):
-    v = np.asarray(v, dtype=np.float64)
-    return np.where(np.isnan(v), np.nan, np.maximum(v, floor))
-
-
-def _floor_line(ax, floor: float):
-    ax.axhline(floor, color="0.5", ls=":", lw=0.8)
-    ax.annotate(
-        f"exact 0 (drawn at {floor:.0e})",
-        (0.01, floor),
-        xycoords=("axes fraction", "data"),
-        xytext=(0, 2),
-        textcoords="offset points",
-        fontsize=6,
-        color="0.4",
-        va="bottom",
-    )
-
-
-def _seed_bars(ax, x, mean, low, high, *, floor: float, log: bool, color: str, label: str):
-    """Mean markers at ``x`` with bars from ``low`` to ``high`` (the seeds' range)."""
-    mean, low, high = (np.asarray(v, dtype=np.float64) for v in (mean, low, high))
-    if log:
-        mean, low, high = (_floored(v, floor) for v in (mean, low, high))
-    bars = np.isfinite(low) & np.isfinite(high) & (high > low)
-    if bars.any():
-        ax.vlines(x[bars], low[bars], high[bars], color=color, lw=1.2, alpha=0.8)
-    ax.plot(x, mean, "o", color=color, label=label, ms=5)
-
-
-def _model_axis(ax, names):
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=35, ha="right")
-    ax.set_xlim(-0.5, len(names) - 0.5)
-    ax.set_xlabel("model")
 
 
 def plot_side_by_side(
@@ -92,14 +55,14 @@ def plot_side_by_side(
         low = np.maximum(ours - sd, ours / 10) if log else ours - sd
         seeds = t.attrs.get("seeds", 1)
         label = f"this run (mean ± sd, {seeds} seeds)" if seeds > 1 else "this run (1 seed)"
-        _seed_bars(ax, x - 0.1, ours, low, ours + sd, floor=floor, log=log, color="C0", label=label)
+        draw_seed_bars(ax, x - 0.1, ours, low, ours + sd, floor=floor, log=log, color="C0", label=label)
         if log:
-            ours, paper = _floored(ours, floor), _floored(paper, floor)
+            ours, paper = floored(ours, floor), floored(paper, floor)
             ax.set_yscale("log")
         ax.plot(x + 0.1, paper, "D", mfc="none", color="C3", label="paper", ms=5)
         if log and np.nanmin(np.concatenate([ours, paper, [np.inf]])) <= floor:
-            _floor_line(ax, floor)
-        _model_axis(ax, names)
+            draw_floor_line(ax, floor)
+        draw_model_axis(ax, names)
         ax.set_title(panel_titles[i] if panel_titles else q)
         if i == 0:
             ax.set_ylabel(ylabel)
@@ -138,9 +101,9 @@ def plot_ood(
     low = np.inf
     for j, s in enumerate(sets):
         r = d[d.dataset == s].set_index("model").reindex(names)
-        v = _floored(r.value.to_numpy(float), floor)
+        v = floored(r.value.to_numpy(float), floor)
         low = min(low, np.nanmin(np.append(v, np.inf)))
-        _seed_bars(
+        draw_seed_bars(
             ax,
             np.arange(len(names)) + (j - len(sets) / 2) * width,
             r.value,
@@ -151,7 +114,7 @@ def plot_ood(
             color=f"C{j}",
             label=f"this run: {s}",
         )
-    pv = _floored(paper.set_index("model").value.reindex(names).to_numpy(float), floor)
+    pv = floored(paper.set_index("model").value.reindex(names).to_numpy(float), floor)
     ax.plot(
         np.arange(len(names)) + (len(sets) / 2) * width,
         pv,
@@ -163,8 +126,8 @@ def plot_ood(
     )
     ax.set_yscale("log")
     if low <= floor:
-        _floor_line(ax, floor)
-    _model_axis(ax, names)
+        draw_floor_line(ax, floor)
+    draw_model_axis(ax, names)
     ax.set_ylabel("equivariance NMSE (mean, unitless)")
     ax.legend(loc="best")
     ax.set_title(title)
@@ -196,7 +159,7 @@ def plot_distribution(
     )
     for i, (ax, (name, sw)) in enumerate(zip(axes[0], sweeps.items())):
         sw = sw[sw.model.isin(models)].copy()
-        sw["plotted"] = _floored(sw[metric], floor) if metric == "eq_nmse" else sw[metric]
+        sw["plotted"] = floored(sw[metric], floor) if metric == "eq_nmse" else sw[metric]
         order = [m for m in models if m in set(sw.model)]
         hue = "dataset" if sw.dataset.nunique() > 1 else None
         sns.boxplot(
@@ -229,7 +192,7 @@ def plot_distribution(
         finally:
             np.random.set_state(state)
         if metric == "eq_nmse" and (sw["plotted"] <= floor).any():
-            _floor_line(ax, floor)
+            draw_floor_line(ax, floor)
         ax.set_xticks(range(len(order)))
         ax.set_xticklabels(order, rotation=35, ha="right")
         ax.set_xlabel("model")

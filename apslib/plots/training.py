@@ -2,7 +2,7 @@
 
 Conventions
 -----------
-``frame`` is :func:`apslib.runs.history_frame`'s: one row per ``(model, seed, epoch)`` with
+``frame`` is :func:`apslib.training.history_frame`'s: one row per ``(model, seed, epoch)`` with
 the history's metrics (``train_loss``, ``val_loss``, ``val_equiv_mse``, ``val_psnr``). Losses
 and the equivariance MSE are drawn on log axes, PSNR on a linear one. On a log axis an
 exact 0 (an exactly equivariant model's equivariance MSE) is drawn at ``floor``
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import EXACT_ZERO_FLOOR, TEXT_WIDTH
+from .style import EXACT_ZERO_FLOOR, TEXT_WIDTH
 
 __all__ = ["plot_training_curves", "plot_equivariance_curves"]
 

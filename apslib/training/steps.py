@@ -6,7 +6,7 @@ the output is cast to float32 and clamped to ``[-clamp, clamp]`` (``None``: no c
 before any loss; ``amp`` runs the forward pass in bfloat16 autocast. Shifts come from
 :mod:`apslib.shifts`, de-normalisation from :func:`apslib.data.denormalize`, PSNR from
 :func:`apslib.metrics.psnr` (per slice, data range = the volume's ``max``). No function
-here writes files, derives seeds or starts processes: that is :mod:`apslib.train`.
+here writes files, derives seeds or starts processes: that is :mod:`apslib.training.loop`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data as data_mod
+from .. import data as data_mod
+from ..metrics import psnr
+from ..models import unet_from_config
+from ..shifts import informative_shifts, random_shifts, shift_each
+from ..subpixel import fourier_shift
+from ..unet import UNetConfig
 from .config import TrainConfig
-from .metrics import psnr
-from .shifts import informative_shifts, random_shifts, shift_each
-from .unet import UNetConfig, unet_from_config
+from .runs import read_checkpoint
 
 __all__ = [
     "build_model",
@@ -38,7 +41,7 @@ __all__ = [
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """The U-Net of ``config`` (:func:`apslib.unet.unet_from_config`: apslib's or fastMRI's
+    """The U-Net of ``config`` (:func:`apslib.models.unet_from_config`: apslib's or fastMRI's
     layers), initialised from ``torch.manual_seed(config.seed)``."""
     torch.manual_seed(config.seed)
     model = unet_from_config(config.unet_config())
@@ -51,8 +54,6 @@ def init_weights(model: nn.Module, source) -> nn.Module:
     """Load the trained weights of the run folder (or checkpoint file) ``source`` into
     ``model`` (e.g. fastMRI's U-Net trained on its own grid, into its APS conversion:
     the same ``state_dict``). ``ValueError`` naming what does not fit otherwise."""
-    from .runs import read_checkpoint
-
     weights = read_checkpoint(source)["model"]
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
@@ -139,8 +140,6 @@ def augment_batch(
     shifts = random_shifts(n, max_shift, generator) if max_shift > 0 else torch.zeros(n, 2, dtype=torch.int64)
     x, y = shift_each(x, shifts), shift_each(y, shifts)
     if subpixel:
-        from .subpixel import fourier_shift
-
         offsets = torch.rand(n, 2, generator=generator, dtype=torch.float64)
         x, y = fourier_shift(x, offsets.to(x.device)), fourier_shift(y, offsets.to(y.device))
         shifts = shifts + offsets

@@ -1,10 +1,9 @@
 """The run folder as a place: is it a folder, can it be written, who trains in it.
 
 :func:`check_run_folder` refuses a path that is (or lies under) a file; :func:`writing`
-turns an ``OSError`` of a write into a one-line :class:`RunFolderError`; :class:`RunLock`
-is the lock file ``.lock`` a training process holds for the run's life. The errors of
-training runs are defined here (:class:`TrainingError` and its kinds) and re-exported by
-:mod:`apslib.runs`, which owns the files inside the folder.
+turns an ``OSError`` of a write into a one-line :class:`~apslib.training.errors.RunFolderError`;
+:class:`RunLock` is the lock file ``.lock`` a training process holds for the run's life.
+The files inside the folder: :mod:`apslib.training.runs`.
 """
 
 from __future__ import annotations
@@ -19,39 +18,11 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = [
-    "LOCK_FILE",
-    "TrainingError",
-    "RunConflictError",
-    "RunFolderError",
-    "RunLockedError",
-    "CheckpointError",
-    "check_run_folder",
-    "writing",
-    "RunLock",
-]
+from .errors import RunFolderError, RunLockedError
+
+__all__ = ["LOCK_FILE", "check_run_folder", "writing", "RunLock"]
 
 LOCK_FILE = ".lock"
-
-
-class TrainingError(RuntimeError):
-    """A training run cannot go on; the message says why and what to do."""
-
-
-class RunConflictError(TrainingError, ValueError):
-    """The run folder holds a run with another configuration."""
-
-
-class RunFolderError(TrainingError):
-    """The run folder cannot be used: it is a file, or it cannot be written."""
-
-
-class RunLockedError(TrainingError):
-    """Another process trains in this run folder."""
-
-
-class CheckpointError(TrainingError):
-    """A checkpoint is missing where one must be, unreadable, or of an unknown format."""
 
 
 def check_run_folder(path) -> Path:

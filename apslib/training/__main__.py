@@ -1,11 +1,11 @@
-"""The training CLI, ``python -m apslib.train`` (options generated from
-:class:`~apslib.config.TrainConfig` by :func:`apslib.config.cli_parser`).
+"""The training CLI, ``python -m apslib.training`` (options generated from
+:class:`~apslib.training.config.TrainConfig` by :func:`apslib.training.config.cli_parser`).
 
 Exit status: 0 trained or already finished; 1 bad input (missing data, sizes the U-Net
 cannot take, another configuration or another process in the run folder, a damaged
-checkpoint, a folder that cannot be written); 3 the loss became NaN/inf (the last good
-checkpoint is kept); 130 interrupted (rerun the same command to resume). Every expected
-error is one line on stderr, never a traceback.
+checkpoint, a run folder of another apslib version, a folder that cannot be written); 3
+the loss became NaN/inf (the last good checkpoint is kept); 130 interrupted (rerun the
+same command to resume). Every expected error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import warnings
 
 import torch
 
-from . import data as data_mod
+from ..data import DataError
 from .config import parse_cli
-from .runs import TrainingError
-from .train import NonFiniteLossError, TrainingInterrupted, train
+from .errors import NonFiniteLossError, TrainingError, TrainingInterrupted
+from .loop import train
 
 __all__ = ["main"]
 
@@ -29,6 +29,7 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 
 def main(argv=None) -> int:
+    """Run the command line ``argv`` (``sys.argv[1:]`` by default); returns the exit status."""
     with warnings.catch_warnings():
         warnings.showwarning = _print_warning  # one line per warning, no source excerpt
         try:
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
         except NonFiniteLossError as err:
             print(f"error: {err}", file=sys.stderr)
             return 3
-        except (TrainingError, ValueError, FileNotFoundError, data_mod.DataError) as err:
+        except (TrainingError, ValueError, FileNotFoundError, DataError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
     if int(os.environ.get("RANK", "0")) == 0:
@@ -61,3 +62,7 @@ def main(argv=None) -> int:
             )
         )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,8 +16,8 @@ from typing import TypeVar
 
 import torch
 
-from .device import resolve_device
-from .runs import TrainingError
+from ..device import resolve_device
+from .errors import TrainingError
 
 __all__ = ["DistContext", "setup_distributed"]
 

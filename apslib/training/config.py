@@ -1,13 +1,18 @@
 """The configuration of one training run (the paper's protocol by default), and its CLI.
 
 Conventions: every option is defined once, as a field of :class:`TrainConfig` with its
-help text in the field's metadata; the command line of ``python -m apslib.train`` is
+help text in the field's metadata; the command line of ``python -m apslib.training`` is
 generated from the fields (:func:`add_config_arguments`, :func:`config_from_args`): the
 flag is ``--<field-name-with-dashes>`` unless the metadata names another (``data_root``
 -> ``--data``), the type comes from the annotation (``bool`` -> ``--x/--no-x``, tuples ->
 several values, ``X | None`` -> optional). An option the user does not give keeps the
 field's default, so the CLI and the Python API build the same :class:`TrainConfig`.
 Invalid values raise ``ValueError`` saying what is allowed.
+
+Every default is explicit. A field whose value depends on others is ``None`` ("the
+architecture's"): ``channels`` (the paper's widths for ``depth``), ``padding_mode`` and
+``up_pad`` (the architecture's and variant's forms); :meth:`TrainConfig.resolve` returns the
+copy with them filled in, which is what a run folder stores.
 """
 
 from __future__ import annotations
@@ -19,15 +24,16 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .names import PAPER_MODELS, model_name, parse_model_name, run_slug, slugify
-from .runs import RUNTIME_FIELDS
-from .unet import ARCHITECTURES, UP_PADS, UNetConfig
+from ..layers import UP_PADS
+from ..names import PAPER_MODELS, model_name, parse_model_name, run_slug, slugify
+from ..unet import ARCHITECTURES, VARIANTS, UNetConfig
 
 __all__ = [
     "TrainConfig",
     "config_for",
     "LOSSES",
     "RUNTIME_FIELDS",
+    "NAME_FIELDS",
     "MAX_LR",
     "add_config_arguments",
     "config_from_args",
@@ -37,8 +43,14 @@ __all__ = [
 ]
 
 LOSSES = ("mse", "l1")
-VARIANTS = ("baseline", "lpf", "aps")
 MAX_LR = 10.0  # Adam with a larger step only diverges; a typo (1e38) fails at once
+
+# Fields that may change between the calls of one run (where and how it runs, how long);
+# every other field defines the run, and a mismatch is an error.
+RUNTIME_FIELDS = ("name", "epochs", "data_root", "run_dir", "device", "workers", "channels_last")
+
+# the fields a paper-style model name sets (:func:`apslib.names.parse_model_name`'s keys)
+NAME_FIELDS = ("variant", "filter_size", "shift_augment", "subpixel_augment", "architecture")
 
 
 def _opt(default, help: str, **cli):
@@ -52,8 +64,10 @@ class TrainConfig:
 
     ``criterion`` is the APS norm (``"l2"``, the paper's); ``loss`` the training loss
     (``"mse"``, the paper's, or ``"l1"``). ``channels=None`` means the paper's widths
-    ``64 * 2**k`` for ``k = 0..depth``. ``clamp``/``grad_clip`` ``None`` (or 0) switch the
-    output clamp / gradient clipping off. ``batch_size`` is per process under DDP.
+    ``64 * 2**k`` for ``k = 0..depth``; ``padding_mode=None`` / ``up_pad=None`` the
+    architecture's and variant's forms (:meth:`resolve` fills all three in).
+    ``clamp``/``grad_clip`` ``None`` (or 0) switch the output clamp / gradient clipping
+    off. ``batch_size`` is per process under DDP.
     ``sample_fraction``/``volume_fraction``/``acquisition`` select a deterministic subset
     of both splits (see :func:`apslib.data.make_dataset`).
     """
@@ -73,8 +87,8 @@ class TrainConfig:
     )
     up_pad: str | None = _opt(
         None,
-        "side of the decoder's k=2 conv padding (lpf/aps): bottom_right (apslib's default, the "
-        "authors' code) or top_left (fastMRI's transposed conv)",
+        "side of the decoder's k=2 conv padding (lpf/aps); default: the authors' form, "
+        "top_left for lpf (transposed conv, then blur), bottom_right for aps",
         choices=UP_PADS,
     )
     up_blur_gain: float = _opt(
@@ -119,9 +133,9 @@ class TrainConfig:
     volume_fraction: float | None = _opt(None, "... or of the volumes")
 
     def __post_init__(self):
-        if self.channels is None:
-            self.channels = tuple(64 * 2**k for k in range(max(int(self.depth), 0) + 1))
-        self.channels = tuple(int(c) for c in self.channels)
+        # one type per field (a list of widths, a Path, 0 for "off"): equal configs compare equal
+        if self.channels is not None:
+            self.channels = tuple(int(c) for c in self.channels)
         self.center_fractions = tuple(float(c) for c in self.center_fractions)
         self.accelerations = tuple(int(a) for a in self.accelerations)
         for name in ("data_root", "run_dir", "init_from"):
@@ -132,8 +146,7 @@ class TrainConfig:
             self.clamp = None
         if not self.grad_clip:
             self.grad_clip = None
-        unet = self.unet_config()  # validates variant, depth, channels, filter size, criterion
-        self.padding_mode, self.up_pad = unet.padding_mode, unet.up_pad  # the architecture's defaults
+        self.unet_config()  # validates variant, depth, channels, filter size, criterion, forms
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("epochs", "batch_size", "lr_step"):
@@ -161,17 +174,29 @@ class TrainConfig:
             slugify(self.name)
 
     def unet_config(self) -> UNetConfig:
+        """The resolved :class:`~apslib.unet.UNetConfig` of this run's model."""
+        channels = self.channels
+        if channels is None:  # the paper's widths
+            channels = tuple(64 * 2**k for k in range(max(int(self.depth), 0) + 1))
         return UNetConfig(
             variant=self.variant,
             depth=self.depth,
-            channels=tuple(self.channels),
+            channels=channels,
             filter_size=self.filter_size,
             criterion=self.criterion,
             padding_mode=self.padding_mode,
             up_pad=self.up_pad,
             up_blur_gain=self.up_blur_gain,
             architecture=self.architecture,
-        )
+        ).resolve()
+
+    def resolve(self) -> TrainConfig:
+        """A copy with every value that depends on other fields filled in: ``channels``
+        (the paper's widths for ``depth``), ``padding_mode`` and ``up_pad`` (the forms of
+        the architecture and variant, :meth:`apslib.unet.UNetConfig.resolve`). Values given
+        explicitly are kept; resolving twice changes nothing."""
+        unet = self.unet_config()
+        return replace(self, channels=unet.channels, padding_mode=unet.padding_mode, up_pad=unet.up_pad)
 
     @property
     def display_name(self) -> str:
@@ -186,9 +211,9 @@ class TrainConfig:
 
     @property
     def run_path(self) -> Path:
+        """``run_dir/<slug>`` (seed 0) or ``run_dir/<slug>-seed<k>``: :func:`run_slug`."""
         if self.run_dir is None:
             raise ValueError("TrainConfig.run_dir is not set: say where runs are written")
-        """``run_dir/<slug>`` (seed 0) or ``run_dir/<slug>-seed<k>``: :func:`run_slug`."""
         return Path(self.run_dir).expanduser() / run_slug(self.display_name, self.seed)
 
     def to_dict(self) -> dict:
@@ -199,27 +224,19 @@ class TrainConfig:
         return d
 
     @classmethod
-    def legacy(cls) -> dict:
-        """The value of each field that runs stored before the field existed were trained
-        with: ``up_pad`` / ``up_blur_gain`` (:attr:`UNetConfig.LEGACY_UP`), no sub-pixel
-        augmentation, apslib's layers. Every field added later gets its entry here."""
-        return {
-            **UNetConfig.LEGACY_UP,
-            "subpixel_augment": False,
-            "architecture": "apslib",
-            "init_from": None,
-        }
-
-    @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """A stored configuration; fields it lacks take the value the run was trained with
-        (:meth:`legacy`)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in {**cls.legacy(), **d}.items() if k in known})
+        """The configuration stored by :meth:`to_dict`; unknown keys are refused."""
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(
+                f"unknown training config field(s) {unknown}: written by another version of "
+                "apslib? Upgrade apslib, or retrain the run"
+            )
+        return cls(**d)
 
     def identity(self) -> dict:
-        """The fields that define the run (everything but :data:`RUNTIME_FIELDS`)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        """The fields that define the run (everything but :data:`RUNTIME_FIELDS`), resolved."""
+        return {k: v for k, v in self.resolve().to_dict().items() if k not in RUNTIME_FIELDS}
 
     def replace(self, **changes) -> TrainConfig:
         return replace(self, **changes)
@@ -227,17 +244,14 @@ class TrainConfig:
     def like(self, model: str, **changes) -> TrainConfig:
         """This configuration (data, sizes, schedule, run folder, seed) for the paper-style
         model name ``model`` (e.g. a candidate trained exactly like a reference run); a
-        padding or decoder form left at its architecture's default takes the new one's."""
+        padding or decoder form that is only its architecture's default (given or resolved)
+        takes the new one's."""
         keep = {k: v for k, v in self.to_dict().items() if k not in (*NAME_FIELDS, "name")}
-        own = replace(self.unet_config(), padding_mode=None, up_pad=None)
+        own = replace(self, padding_mode=None, up_pad=None).unet_config()
         for key in ("padding_mode", "up_pad"):
             if keep[key] == getattr(own, key):
-                del keep[key]
+                keep[key] = None
         return config_for(model, **{**keep, **changes})
-
-
-# the fields a paper-style model name sets (:func:`apslib.names.parse_model_name`'s keys)
-NAME_FIELDS = ("variant", "filter_size", "shift_augment", "subpixel_augment", "architecture")
 
 
 def config_for(model: str, /, **overrides) -> TrainConfig:
@@ -335,15 +349,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cli_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m apslib.train``: one option per :class:`TrainConfig`
+    """The parser of ``python -m apslib.training``: one option per :class:`TrainConfig`
     field, ``--model``, and the process options ``--threads``, ``--retrain``,
     ``--no-progress``."""
     ap = argparse.ArgumentParser(
-        prog="python -m apslib.train",
+        prog="python -m apslib.training",
         description="Train one U-Net of the paper (Baseline, LPF-j, APS, APS-j, with or "
         "without shift augmentation) on a fastMRI single-coil folder. A finished "
         "run is skipped unless --retrain; an unfinished one resumes. Under "
-        "`torchrun --nproc_per_node N -m apslib.train ...` it uses DDP.",
+        "`torchrun --nproc_per_node N -m apslib.training ...` it uses DDP.",
         epilog="Exit status: 0 trained or already finished; 1 bad input (missing data, "
         "sizes the U-Net cannot take, another configuration or another process in the "
         "run folder, a damaged checkpoint); 3 the loss became NaN/inf (the last good "

@@ -1,9 +1,5 @@
-"""Training: the paper's U-Nets on fastMRI-format data, with checkpoints, exact resume and DDP.
-
-The loop only: set-up and resume, one training epoch, one validation epoch, saving, the
-CLI's ``main``. Elsewhere: the numerics of a step and of validation (:mod:`apslib.steps`);
-the run folder, its plan, lock and checkpoints (:mod:`apslib.runs`); :class:`TrainConfig`
-and its CLI (:mod:`apslib.config`); DDP (:mod:`apslib.distributed`); the curves (plots).
+"""The training loop: set-up and resume, one training epoch, one validation epoch, saving
+(the other parts of training: :mod:`apslib.training`).
 
 Protocol (the defaults): Adam lr 1e-3, StepLR every 5 epochs x0.5, MSE of the output
 clamped to [-6, 6], gradient-norm clip 1, batch 16, 50 epochs; ``shift_augment``: the
@@ -25,7 +21,7 @@ DDP (NCCL on cuda, gloo on cpu), a ``DistributedSampler``, ``batch_size`` per pr
 sharded validation; rank 0 alone locks, writes and prints (resuming a multi-node run
 needs the run folder on a shared file system)::
 
-    torchrun --nproc_per_node 4 -m apslib.train --data DATA --run-dir RUNS --model APS
+    torchrun --nproc_per_node 4 -m apslib.training --data DATA --run-dir RUNS --model APS
 """
 
 from __future__ import annotations
@@ -41,77 +37,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import runs
-from .config import TrainConfig, cli_parser, config_for, parse_cli
-from .device import resolve_device
+from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
-from .runs import (  # the run folder; the public names are re-exported for old callers
-    PAPER_MODELS,
-    RunConflictError,
+from .errors import NonFiniteLossError, TrainingError, TrainingInterrupted
+from .folder import RunLock, check_run_folder
+from .runs import (
+    CHECKPOINT_FILE,
     RunResult,
-    TrainingError,
-    history_frame,
-    load_model,
-    model_name,
-    parse_model_name,
+    plan_run,
+    prepare_run,
+    read_checkpoint,
+    read_history,
     read_run,
-    slugify,
+    save_epoch,
+    write_history,
 )
 from .steps import (
     augment_batch,
     build_datasets,
     build_model,
-    check_data_size,
     require_data_root,
     to_device,
     train_step,
-    val_loader,
     validate,
     worker_init_fn,
-    zero_filled_psnr,
 )
 
-__all__ = [  # noqa: RUF022 - grouped by topic, not sorted
-    "PAPER_MODELS",
-    "TrainConfig",
-    "RunResult",
-    "TrainingError",
-    "NonFiniteLossError",
-    "TrainingInterrupted",
-    "RunConflictError",
-    "parse_model_name",
-    "model_name",
-    "slugify",
-    "config_for",
-    "resolve_device",
-    "build_model",
-    "build_datasets",
-    "val_loader",
-    "check_data_size",
-    "augment_batch",
-    "train_step",
-    "zero_filled_psnr",
-    "validate",
-    "train",
-    "read_run",
-    "load_model",
-    "history_frame",
-    "cli_parser",
-    "parse_cli",
-    "main",
-]
-
-
-class NonFiniteLossError(TrainingError, FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`train`: ``epochs_completed`` are saved; rerunning resumes."""
-
-    def __init__(self, message: str, epochs_completed: int, path: Path):
-        super().__init__(message)
-        self.epochs_completed, self.path = epochs_completed, path
+__all__ = ["train"]
 
 
 # Purposes of the derived seeds (second entry of the seed sequence).
@@ -121,11 +73,6 @@ _SHUFFLE, _MASK, _AUGMENT, _VAL_SHIFT, _LOADER = 1, 2, 3, 4, 5
 def _derive_seed(*parts: int) -> int:
     """A 32-bit seed for one purpose (and epoch, rank) of a run, from its seed."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
-# --------------------------------------------------------------------------------------
-# Set-up and resume
-# --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -185,21 +132,8 @@ def _setup(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     sampler = dist.sampler(train_ds, seed=_derive_seed(config.seed, _SHUFFLE))
-    run = _Run(
-        config,
-        path,
-        dist,
-        device,
-        model,
-        dist.wrap(model),
-        optimizer,
-        scheduler,
-        train_ds,
-        None,
-        sampler,
-        [],
-        0,
-    )
+    net = dist.wrap(model)
+    run = _Run(config, path, dist, device, model, net, optimizer, scheduler, train_ds, None, sampler, [], 0)
     run.val_dl = torch.utils.data.DataLoader(dist.shard(val_ds), shuffle=False, **run.loader_args())
     if plan == "resume":
         _resume(run)
@@ -208,7 +142,7 @@ def _setup(
 
 def _resume(run: _Run) -> None:
     """Load the verified checkpoint: weights, optimizer, scheduler, RNG, history."""
-    ckpt = runs.read_checkpoint(run.path)
+    ckpt = read_checkpoint(run.path)
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
@@ -228,11 +162,6 @@ def _set_rng_state(state: dict) -> None:
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-
-
-# --------------------------------------------------------------------------------------
-# One epoch: train, validate, save
-# --------------------------------------------------------------------------------------
 
 
 def _train_epoch(run: _Run, epoch: int, bar) -> float:
@@ -308,7 +237,6 @@ def _validate_epoch(run: _Run) -> dict:
 def _save(run: _Run, history: list, done: bool) -> None:
     """Checkpoint, then history (rank 0); every rank learns if it failed."""
     state = {
-        "format": runs.CHECKPOINT_FORMAT,
         "epoch": len(history),
         "name": run.name,
         "config": run.config.to_dict(),
@@ -320,7 +248,7 @@ def _save(run: _Run, history: list, done: bool) -> None:
         "history": history,
         "world_size": run.dist.world_size,
     }
-    run.dist.on_main(lambda: runs.save_epoch(run.path, run.config, state, done), "save the checkpoint")
+    run.dist.on_main(lambda: save_epoch(run.path, run.config, state, done), "save the checkpoint")
 
 
 def _failure_tail(run: _Run, completed: int) -> str:
@@ -366,9 +294,7 @@ def _loop(run: _Run, progress: bool, callback) -> list:
     )
     with bar:
         if 0 < run.start_epoch < c.epochs and dist.main:
-            bar.write(
-                f"{run.name}: resuming after epoch {run.start_epoch} from {run.path / runs.CHECKPOINT_FILE}"
-            )
+            bar.write(f"{run.name}: resuming after epoch {run.start_epoch} from {run.path / CHECKPOINT_FILE}")
         try:
             for epoch in range(run.start_epoch, c.epochs):
                 t0 = time.perf_counter()
@@ -400,21 +326,16 @@ def _loop(run: _Run, progress: bool, callback) -> list:
                         callback(record)
         except NonFiniteLossError as err:
             if dist.main:
-                runs.write_history(run.path, c, run.history, False, str(err))
+                write_history(run.path, c, run.history, False, str(err))
             raise
     if dist.main and run.history and len(run.history) >= c.epochs:
-        runs.write_history(run.path, c, run.history, True)  # a finished run asked for no more
+        write_history(run.path, c, run.history, True)  # a finished run asked for no more
     return run.history
-
-
-# --------------------------------------------------------------------------------------
-# train()
-# --------------------------------------------------------------------------------------
 
 
 def _interrupted(config: TrainConfig, path: Path, run: _Run | None) -> TrainingInterrupted:
     try:
-        n = len(run.history if run else runs.read_history(path).get("history", []))
+        n = len(run.history if run else read_history(path).get("history", []))
     except TrainingError:
         n = 0
     what = (
@@ -439,40 +360,41 @@ def train(
     - A checkpoint of an unfinished run (or a finished one with fewer epochs than asked):
       resumed from its last epoch; the result equals an uninterrupted run on CPU.
     - ``retrain=True``, or a folder whose run never completed an epoch: starts over.
-    - Another configuration in the folder: :class:`RunConflictError`; another process
-      training there: :class:`~apslib.runs.RunLockedError`; a damaged checkpoint:
-      :class:`~apslib.runs.CheckpointError`; a folder that cannot be written:
-      :class:`~apslib.runs.RunFolderError`.
+    - Errors (:mod:`apslib.training.errors`): another configuration in the folder,
+      :class:`RunConflictError`; another process training there, :class:`RunLockedError`;
+      a damaged checkpoint, :class:`CheckpointError`; a run folder of another apslib
+      version, :class:`RunVersionError`; a folder that cannot be written,
+      :class:`RunFolderError`.
 
-    ``callback(record)`` is called after each epoch (after its checkpoint is written, on
-    rank 0 only). Raises :class:`NonFiniteLossError` on a NaN/inf loss, ``ValueError`` on
-    data the U-Net cannot take, ``FileNotFoundError`` on a missing data folder,
-    :class:`TrainingInterrupted` on Ctrl-C.
+    ``config`` is resolved first (:meth:`TrainConfig.resolve`): the result and the run
+    folder hold the resolved configuration. ``callback(record)`` is called after each epoch
+    (after its checkpoint is written, on rank 0 only). Raises :class:`NonFiniteLossError`
+    on a NaN/inf loss, ``ValueError`` on data the U-Net cannot take, ``FileNotFoundError``
+    on a missing data folder, :class:`TrainingInterrupted` on Ctrl-C.
     """
     start_time = time.perf_counter()
+    config = config.resolve()
     name = config.display_name
 
     def elapsed() -> float:
         return time.perf_counter() - start_time
 
-    if config.run_dir is None:
-        raise ValueError("TrainConfig.run_dir is not set: say where runs are written")
-    path = runs.check_run_folder(config.run_path)
+    path = check_run_folder(config.run_path)  # ValueError when run_dir is not set
     require_data_root(config)
     dist, device = setup_distributed(config.device)
     lock = run = None
     try:
-        plan = runs.plan_run(config, path, retrain)
+        plan = plan_run(config, path, retrain)
         if plan != "skip":
             train_ds, val_ds = build_datasets(config)  # checks the data before anything is written
-            lock = dist.on_main(runs.RunLock(path).acquire, "lock the run folder")
-            plan = runs.plan_run(config, path, retrain, quiet=True)  # another may have finished it
+            lock = dist.on_main(RunLock(path).acquire, "lock the run folder")
+            plan = plan_run(config, path, retrain, quiet=True)  # another may have finished it
             dist.barrier()  # every rank has read the folder before rank 0 changes it
         if plan == "skip":
             history = read_run(path)["history"]
             return RunResult(name, path, config, history, done=True, skipped=True, seconds=elapsed())
         fresh, where = plan == "fresh", dict(torch=torch.__version__, device=str(device))
-        prepare = lambda: runs.prepare_run(path, config, fresh, world_size=dist.world_size, **where)  # noqa: E731
+        prepare = lambda: prepare_run(path, config, fresh, world_size=dist.world_size, **where)  # noqa: E731
         dist.on_main(prepare, "prepare the run folder")
         run = _setup(config, path, plan, train_ds, val_ds, dist, device)
         history = _loop(run, progress, callback)
@@ -487,14 +409,3 @@ def train(
         if lock is not None:
             lock.release()
         dist.close()
-
-
-def main(argv=None) -> int:
-    """``python -m apslib.train``: see :mod:`apslib.train_cli`."""
-    from .train_cli import main as cli_main  # the CLI imports this module
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,10 @@
-"""Run folders: the one home of everything about where a training run lives.
+"""Run folders: the files of a training run, read back and verified, and the plan of a call.
 
-One run = one model trained with one :class:`~apslib.config.TrainConfig`, in
-``run_dir/<slug of its name>/`` (``"Baseline + DA"`` -> ``baseline-da``)::
+One run = one model trained with one :class:`~apslib.training.config.TrainConfig`, in
+``run_dir/<slug of its name>/`` (``"Baseline + DA"`` -> ``baseline-da``,
+:func:`apslib.names.run_slug`)::
 
-    config.json     the configuration (and the U-Net's)
+    config.json     format, apslib_version, name, slug, the resolved configuration, the U-Net's
     history.json    name, done, epochs planned/completed, "error" (if it stopped on one),
                     "history": one record per epoch (epoch, train_loss, val_loss,
                     val_equiv_mse, val_equiv_nmse, val_psnr, lr, seconds,
@@ -11,14 +12,18 @@ One run = one model trained with one :class:`~apslib.config.TrainConfig`, in
     checkpoint.pt   the last completed epoch (atomic write): CHECKPOINT_KEYS
     .lock           while a process trains the run: pid, host, since, command
 
-Here: model names (:func:`model_name` <-> :func:`parse_model_name`, :func:`slugify`), the
-files (write, read, :func:`load_model`, :func:`history_frame`), the skip/resume/fresh plan
-(:func:`plan_run`) and the lock (:class:`RunLock`). Every error is a
-:class:`TrainingError` (``FileNotFoundError`` for a run that does not exist) whose one-line
-message names the file and says what to do. A checkpoint is verified wherever it is read
-(plan, resume, :func:`load_model`): a finished run with a missing or corrupt checkpoint is
-an error, never "already finished". A folder whose run never completed an epoch (no
-checkpoint, empty history) is replaced without ``retrain``.
+Here: the files (write, read, :func:`load_model`, :func:`history_frame`) and the
+skip/resume/fresh plan (:func:`plan_run`); the folder itself and its lock are
+:mod:`apslib.training.folder`'s. Every error is a
+:class:`~apslib.training.errors.TrainingError` (``FileNotFoundError`` for a run that does
+not exist) whose one-line message names the file and says what to do. A checkpoint is
+verified wherever it is read (plan, resume, :func:`load_model`): a finished run with a
+missing or corrupt checkpoint is an error, never "already finished". A folder whose run
+never completed an epoch (no checkpoint, empty history) is replaced without ``retrain``.
+
+``config.json`` and ``checkpoint.pt`` record the layout they follow (``format``,
+:data:`RUN_FORMAT`) and the apslib version that wrote them; files of another layout (those
+of apslib 0.1.0 record no version) are refused with one line saying to retrain.
 """
 
 from __future__ import annotations
@@ -27,49 +32,25 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from .device import resolve_device
-from .io import atomic_torch_save, atomic_write_json
-from .names import PAPER_MODELS, model_name, parse_model_name, run_slug, slugify
-from .runfolder import (
-    LOCK_FILE,
-    CheckpointError,
-    RunConflictError,
-    RunFolderError,
-    RunLock,
-    RunLockedError,
-    TrainingError,
-    check_run_folder,
-    writing,
-)
-from .unet import UNetConfig, unet_from_config
-
-if TYPE_CHECKING:
-    from .config import TrainConfig
+from .. import __version__
+from ..device import resolve_device
+from ..io import atomic_torch_save, atomic_write_json
+from ..models import unet_from_config
+from ..unet import UNetConfig
+from .config import RUNTIME_FIELDS, TrainConfig
+from .errors import CheckpointError, RunConflictError, RunVersionError, TrainingError
+from .folder import check_run_folder, writing
 
 __all__ = [
-    "PAPER_MODELS",
     "CONFIG_FILE",
     "HISTORY_FILE",
     "CHECKPOINT_FILE",
-    "CHECKPOINT_FORMAT",
+    "RUN_FORMAT",
     "CHECKPOINT_KEYS",
-    "LOCK_FILE",
-    "RUNTIME_FIELDS",
-    "TrainingError",
-    "RunConflictError",
-    "RunFolderError",
-    "RunLockedError",
-    "CheckpointError",
     "RunResult",
-    "model_name",
-    "parse_model_name",
-    "run_slug",
-    "slugify",
-    "check_run_folder",
     "prepare_run",
     "write_history",
     "read_history",
@@ -79,15 +60,15 @@ __all__ = [
     "load_model",
     "history_frame",
     "plan_run",
-    "RunLock",
 ]
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+RUN_FORMAT = 2  # the layout of config.json and checkpoint.pt (apslib 0.1.0 wrote 1)
 CHECKPOINT_KEYS = (
     "format",
+    "apslib_version",
     "epoch",
     "name",
     "config",
@@ -101,17 +82,13 @@ CHECKPOINT_KEYS = (
 )
 RETRAIN_HINT = "--retrain (retrain=True)"
 
-# Fields that may change between the calls of one run (where and how it runs, how long);
-# every other field defines the run, and a mismatch is an error.
-RUNTIME_FIELDS = ("name", "epochs", "data_root", "run_dir", "device", "workers", "channels_last")
-
 
 # ---- Files of a run folder -----------------------------------------------------------
 
 
 @dataclass
 class RunResult:
-    """What :func:`train` did: ``skipped`` (already finished), the history, the folder."""
+    """What :func:`apslib.training.train` did: ``skipped`` (already finished), the history, the folder."""
 
     name: str
     path: Path
@@ -154,10 +131,29 @@ def _read_json(path: Path):
         ) from err
 
 
+def _check_format(doc, file: Path) -> None:
+    """:class:`~apslib.training.errors.RunVersionError` unless ``doc`` (a stored
+    ``config.json`` or checkpoint) follows :data:`RUN_FORMAT`; the one-line message names
+    the version that wrote it and says to retrain."""
+    doc = doc if isinstance(doc, dict) else {}
+    version, found = doc.get("apslib_version"), doc.get("format")
+    if version is None:
+        raise RunVersionError(
+            f"{file} was written by apslib 0.1.0, whose run folders apslib {__version__} does "
+            f"not read: train the run again with {RETRAIN_HINT}"
+        )
+    if found != RUN_FORMAT:
+        raise RunVersionError(
+            f"{file} was written by apslib {version} in format {found!r}; apslib {__version__} "
+            f"reads format {RUN_FORMAT}: train the run again with {RETRAIN_HINT}"
+        )
+
+
 def prepare_run(path: Path, config: TrainConfig, fresh: bool, **extra) -> None:
     """Start or continue a run in ``path``: a ``fresh`` run's old files go (the history
-    first: a reader never sees a history without its checkpoint); ``config.json`` (name,
-    slug, the configuration, the U-Net's, ``extra``) is (re)written."""
+    first: a reader never sees a history without its checkpoint); ``config.json`` (format,
+    version, name, slug, the resolved configuration, the U-Net's, ``extra``) is (re)written."""
+    config = config.resolve()
     with writing(path):
         if fresh:
             for f in (HISTORY_FILE, CHECKPOINT_FILE):
@@ -165,6 +161,8 @@ def prepare_run(path: Path, config: TrainConfig, fresh: bool, **extra) -> None:
         atomic_write_json(
             path / CONFIG_FILE,
             {
+                "format": RUN_FORMAT,
+                "apslib_version": __version__,
                 "name": config.display_name,
                 "slug": config.slug,
                 "config": config.to_dict(),
@@ -197,8 +195,10 @@ def read_history(path) -> dict:
 
 
 def save_epoch(path: Path, config: TrainConfig, state: dict, done: bool) -> None:
-    """The checkpoint ``state`` (:data:`CHECKPOINT_KEYS`; written atomically), then the
-    history of a completed epoch."""
+    """The checkpoint ``state`` (:data:`CHECKPOINT_KEYS` but ``format`` and
+    ``apslib_version``, which are added; written atomically), then the history of a
+    completed epoch."""
+    state = {"format": RUN_FORMAT, "apslib_version": __version__, **state}
     with writing(path, "free space or fix permissions, then rerun the same command to resume"):
         atomic_torch_save(state, path / CHECKPOINT_FILE)
     write_history(path, config, state["history"], done)
@@ -213,8 +213,10 @@ def _first_line(err: BaseException) -> str:
 def read_checkpoint(path, *, mmap: bool = False) -> dict:
     """The verified checkpoint of a run folder (or a checkpoint file), on the CPU.
 
-    ``FileNotFoundError`` when there is none; :class:`CheckpointError` (naming the file and
-    saying to retrain) when it is truncated, corrupt, of another format or lacks keys.
+    ``FileNotFoundError`` when there is none; :class:`~apslib.training.errors.CheckpointError`
+    (naming the file and saying to retrain) when it is truncated, corrupt or lacks keys;
+    :class:`~apslib.training.errors.RunVersionError` when another version wrote it in
+    another format.
     ``mmap=True`` maps the tensors instead of reading them (a cheap check of a large file).
     """
     path = Path(path)
@@ -232,11 +234,10 @@ def read_checkpoint(path, *, mmap: bool = False) -> dict:
         raise CheckpointError(
             f"{file} is unreadable, truncated or corrupt ({_first_line(err)}); {hint}"
         ) from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(
-            f"{file} is not an apslib checkpoint of format {CHECKPOINT_FORMAT} (found {found!r}); {hint}"
-        )
+    if not isinstance(ckpt, dict) or "format" not in ckpt:
+        found = list(ckpt)[:4] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{file} is not an apslib checkpoint (found {found!r}); {hint}")
+    _check_format(ckpt, file)
     missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"{file} lacks {missing}; {hint}")
@@ -248,12 +249,11 @@ def read_checkpoint(path, *, mmap: bool = False) -> dict:
 def read_run(path) -> dict:
     """``{"config": TrainConfig, "history": [...], "done": bool, "path": Path, "name"}`` of a
     run folder (config.json + history.json)."""
-    from .config import TrainConfig
-
     path = Path(path)
     cfg = _read_json(path / CONFIG_FILE)
     if cfg is None:
         raise FileNotFoundError(f"no training run in {path} (no {CONFIG_FILE})")
+    _check_format(cfg, path / CONFIG_FILE)
     hist = read_history(path)
     return {
         "path": path,
@@ -267,9 +267,9 @@ def read_run(path) -> dict:
 def load_model(path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The trained U-Net of a run folder (or a checkpoint file), in eval mode: a
     :class:`~apslib.unet.UNet`, or for fastMRI's architecture an
-    :class:`~apslib.convert.EquivariantFastMRIUnet` (:func:`~apslib.unet.unet_from_config`)."""
+    :class:`~apslib.convert.EquivariantFastMRIUnet` (:func:`apslib.models.unet_from_config`)."""
     ckpt = read_checkpoint(path)
-    model = unet_from_config(UNetConfig.from_dict(ckpt["unet"]))  # older ones: the form they had
+    model = unet_from_config(UNetConfig.from_dict(ckpt["unet"]))
     model.load_state_dict(ckpt["model"])
     return model.to(resolve_device(device)).eval()
 
@@ -311,9 +311,11 @@ def plan_run(config: TrainConfig, path: Path, retrain: bool, *, quiet: bool = Fa
     reads the same files).
 
     Fresh: no run, ``retrain``, or a run that never completed an epoch (whatever its
-    configuration). Otherwise another configuration is a :class:`RunConflictError`, and the
-    checkpoint must verify (:func:`read_checkpoint`, tensors mapped, not read): a finished
-    run is skipped, an unfinished one resumed. ``quiet`` drops the moved-data warning.
+    configuration or version). Otherwise a run of another format is a
+    :class:`~apslib.training.errors.RunVersionError`, another configuration a
+    :class:`~apslib.training.errors.RunConflictError`, and the checkpoint must verify
+    (:func:`read_checkpoint`, tensors mapped, not read): a finished run is skipped, an
+    unfinished one resumed. ``quiet`` drops the moved-data warning.
     """
     path = check_run_folder(path)
     cfg = _read_json(path / CONFIG_FILE)
@@ -324,9 +326,8 @@ def plan_run(config: TrainConfig, path: Path, retrain: bool, *, quiet: bool = Fa
     ckpt_file = path / CHECKPOINT_FILE
     if completed == 0 and not ckpt_file.exists():
         return "fresh"  # nothing to lose: a run that failed before its first epoch
-    # runs written before a field existed were trained with its legacy value
-    stored = {**type(config).legacy(), **cfg.get("config", {})}
-    old = {k: v for k, v in stored.items() if k not in RUNTIME_FIELDS}
+    _check_format(cfg, path / CONFIG_FILE)
+    old = {k: v for k, v in cfg.get("config", {}).items() if k not in RUNTIME_FIELDS}
     diff = _diff(old, _normalise(config.identity()))
     if diff:
         raise RunConflictError(
