@@ -53,6 +53,7 @@ from .io import atomic_write_json
 __all__ = [
     "repo_root",
     "resolve_path",
+    "setup",
     "discover",
     "load_profile",
     "check_type",
@@ -90,6 +91,34 @@ def resolve_path(value: str | os.PathLike | None) -> str | None:
         return None
     path = os.path.expanduser(os.fspath(value))
     return os.path.abspath(os.path.join(repo_root(), path))
+
+
+OUTPUT_FOLDERS = ("results_dir", "figure_dir", "output_dir")
+
+
+def setup(threads: int = 0, **paths) -> tuple[Path | None, ...]:
+    """The one set-up call of a notebook (its derived-values cell): each path parameter,
+    passed by name, made absolute (:func:`resolve_path`; ``None`` stays ``None``), the
+    output folders among them (``results_dir``, ``figure_dir``, ``output_dir``) created,
+    the figure style set, and torch's CPU threads set when ``threads`` is not 0. Returns
+    the paths in the order given, as :class:`~pathlib.Path` objects::
+
+        data_root, figure_dir = setup(data_root=data_root, figure_dir=figure_dir)
+    """
+    from . import plots  # matplotlib: only for a notebook, not for the runner
+
+    out = []
+    for name, value in paths.items():
+        path = resolve_path(value)
+        if path is not None and name in OUTPUT_FOLDERS:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        out.append(None if path is None else Path(path))
+    plots.set_style()
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    return tuple(out)
 
 
 REPO = repo_root()

@@ -118,8 +118,8 @@ def test_notebook_paths_are_repository_relative_and_resolved(nb):
             assert not default.startswith(("..", "/")), (
                 f"{nb.name}: {name} = {default!r}; write it repository-relative, e.g. 'outputs/data'"
             )
-        assert f"resolve_path({name})" in later, (
-            f"{nb.name}: the derived-values cell must call resolve_path({name})"
+        assert "setup(" in later and f"{name}={name}" in later, (
+            f"{nb.name}: the derived-values cell must pass {name} to apslib.notebooks.setup"
         )
 
 
@@ -340,3 +340,27 @@ def test_every_profile_gives_all_notebooks_the_same_runs(profile, tmp_path):
     assert set(seen) == {"models", "seeds", "run_dir", "results_dir"}
     if profile == "long":
         assert len(seen["seeds"]) >= 3 and len(seen["models"]) == 7
+
+
+def test_setup_resolves_paths_creates_output_folders_and_sets_threads(tmp_path):
+    import torch
+
+    from apslib.notebooks import repo_root, setup
+
+    threads = torch.get_num_threads()
+    try:
+        data, runs, figures, results = setup(
+            1,
+            data_root="some/data",
+            run_dir=None,
+            figure_dir=tmp_path / "f" / "g",
+            results_dir=str(tmp_path / "r"),
+        )
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert data == repo_root() / "some" / "data" and not data.exists()  # inputs are not created
+    assert runs is None
+    assert figures.is_dir() and results.is_dir()  # output folders are
+    (only,) = setup(output_dir=tmp_path / "o")
+    assert only.is_dir() and torch.get_num_threads() == threads
