@@ -4,7 +4,7 @@
 # kernel, then:
 #
 #   ./run_notebooks.sh                      run every notebook in notebooks/ (default profile)
-#   ./run_notebooks.sh --profile smoke      ... at another profile (smoke | default | paper)
+#   ./run_notebooks.sh --profile smoke      ... at another profile (smoke | default | long | paper)
 #   ./run_notebooks.sh --only 01 --out DIR -p depth 3
 #   ./run_notebooks.sh test [PYTEST ARGS]   the whole test suite, the papermill smoke run of
 #                                           every notebook included (what CI runs)
