@@ -25,6 +25,7 @@ CORE = (
     "apslib.filters",
     "apslib.layers",
     "apslib.fastpaths",
+    "apslib.fourier",
     "apslib.unet",
     "apslib.models",
     "apslib.convert",
