@@ -292,6 +292,18 @@ class PolyphaseUp(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.reset_parameters()
 
+    @classmethod
+    def from_transposed(cls, m: nn.ConvTranspose2d, **options) -> PolyphaseUp:
+        """``m`` (a ``ConvTranspose2d(k=2, s=2)``) as this layer: ``layout="transposed"``,
+        ``up_pad="top_left"`` (its own function on the grid (0, 0)), sharing its parameter
+        objects (an optimizer keeps working, the ``state_dict`` keeps its keys)."""
+        options = {"up_pad": "top_left", "layout": "transposed", **options}
+        new = cls(
+            m.in_channels, m.out_channels, bias=m.bias is not None, groups=m.groups, device="meta", **options
+        )
+        new.weight, new.bias = m.weight, m.bias  # type: ignore[assignment]
+        return new.train(m.training)
+
     def reset_parameters(self) -> None:
         """``nn.Conv2d``'s / ``nn.ConvTranspose2d``'s initialisation (fan-in from dim 1)."""
         if self.weight.is_meta:

@@ -85,18 +85,9 @@ class EquivariantFastMRIUnet(nn.Module):
             for _ in range(num_pool_layers)
         )
         for block in self.up_transpose_conv:
-            old = block.layers[0]
-            up = PolyphaseUp(
-                old.in_channels,
-                old.out_channels,
-                filter_size,
-                up_pad="top_left",
-                layout="transposed",
-                padding_mode=mode,
-                device="meta",
+            block.layers[0] = PolyphaseUp.from_transposed(
+                block.layers[0], filter_size=filter_size, padding_mode=mode
             )
-            up.weight, up.bias = old.weight, old.bias
-            block.layers[0] = up
         if mode == "circular":
             _circular_convs(self)
         elif mode != "zeros":

@@ -121,7 +121,9 @@ def make_equivariant(
             if isinstance(old, nn.ConvTranspose2d) and id(old) not in converted:
                 converted[id(old)] = (
                     old,
-                    PhaseConvTranspose2d.from_module(old, label=label, filter_size=filter_size, stack=stack),
+                    PhaseConvTranspose2d.from_transposed(
+                        old, label=label, filter_size=filter_size, stack=stack
+                    ),
                 )
             elif isinstance(old, _POOLS) and id(old) not in converted:
                 mode = "max" if isinstance(old, nn.MaxPool2d) else "avg"

@@ -129,20 +129,11 @@ class PhaseConvTranspose2d(PolyphaseUp):
         label: str = "PhaseConvTranspose2d",
         **kwargs,
     ):
-        """``kwargs``: ``bias``, ``groups``, ``device``, ``dtype`` (as ``nn.ConvTranspose2d``)."""
-        super().__init__(
-            in_channels, out_channels, filter_size, up_pad="top_left", layout="transposed", **kwargs
-        )
+        """``kwargs``: ``bias``, ``groups``, ``device``, ``dtype`` (as ``nn.ConvTranspose2d``);
+        :meth:`~apslib.layers.PolyphaseUp.from_transposed` converts an existing module."""
+        kwargs = {"up_pad": "top_left", "layout": "transposed", **kwargs}
+        super().__init__(in_channels, out_channels, filter_size, **kwargs)
         self.stack, self.label = stack or PhaseStack(), label
-
-    @classmethod
-    def from_module(cls, m: nn.ConvTranspose2d, **options) -> PhaseConvTranspose2d:
-        """The converted ``m``, sharing its parameter objects (an optimizer keeps working)."""
-        new = cls(
-            m.in_channels, m.out_channels, bias=m.bias is not None, groups=m.groups, device="meta", **options
-        )
-        new.weight, new.bias = m.weight, m.bias  # type: ignore[assignment]
-        return new.train(m.training)
 
     def forward(self, y: torch.Tensor, output_size=None) -> torch.Tensor:
         if output_size is not None:
