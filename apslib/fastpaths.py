@@ -20,6 +20,10 @@ The forms, by kind:
   chosen component of the already computed average map is kept (:class:`_ChosenAverage`).
 * ``"up"``: APS-U followed by the k=2 conv is a transposed convolution at low resolution
   followed by a per-sample circular shift (4x fewer multiply-adds, no scatter).
+* The ideal low-pass (``lowpass="ideal"``): on the grid (0, 0) without a pool the down layer
+  is :func:`~apslib.fourier.fourier_down` (the spectrum cropped: half-size inverse FFT, no
+  full-size one); the up layer's low-pass and its k=2 conv commute, so it is the transposed
+  conv of the ``"up"`` form followed by the low-pass (one full-size FFT pair).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .filters import blur, circular_pad
+from .fourier import fourier_down, half_band
 from .polyphase import phase_shift, select_phase
 
 __all__ = ["SCRATCH_BYTES", "disabled", "dispatch", "enabled"]
@@ -115,9 +120,13 @@ class _ChosenAverage(torch.autograd.Function):
 
 def _down(layer, x: torch.Tensor):
     """``(y, idx)`` of a :class:`~apslib.layers.PolyphaseDown`, or ``None``."""
+    selection = layer.selection
+    if layer.lowpass == "ideal":
+        if layer.pool is None and not selection.adaptive and getattr(selection, "phase", None) == 0:
+            return fourier_down(x), None
+        return None
     if layer.filter_size != 1 or layer.pool is None:
         return None
-    selection = layer.selection
     if not selection.adaptive and getattr(selection, "phase", None) == 0:  # the stride-2 pool
         y = F.max_pool2d(x, 2) if layer.pool == "max" else F.avg_pool2d(x, 2)
         return y, None
@@ -154,6 +163,8 @@ def _up(layer, y: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor | None
         u = phase_shift(u, idx, offset=offset)
     elif offset:
         u = torch.roll(u, (offset, offset), dims=(-2, -1))
+    if layer.lowpass == "ideal":
+        return half_band(u) * layer.blur_gain
     return blur(u, layer.filter_size, gain=layer.blur_gain)
 
 

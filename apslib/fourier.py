@@ -11,6 +11,11 @@ therefore leaves the Nyquist bins out (zero), and then commutes exactly with Fou
   ``|k| < H/4`` (``W/4``), then every other pixel; equivalently the spectrum cropped to
   the half-size grid without its Nyquist bins. ``fourier_down(fourier_shift(x, d)) ==
   fourier_shift(fourier_down(x), d / 2)``.
+* :func:`half_band` ``(H, W) -> (H, W)``: the ideal low-pass to the bins ``|k| < H/4``
+  (``W/4``) at full size; its every other pixel is :func:`fourier_down`'s result, and any of
+  its four polyphase components is a (sub-pixel shifted) ideal downsampling. The low-pass
+  of the ``"ideal"`` strategy of :class:`~apslib.layers.PolyphaseDown` /
+  :class:`~apslib.layers.PolyphaseUp`.
 * :func:`fourier_up` ``(h, w) -> (2h, 2w)``: the band-limited (periodic sinc)
   interpolation: the spectrum zero-padded, the input's Nyquist bins left out.
   ``fourier_up(y)[..., ::2, ::2] == y`` and ``fourier_down(fourier_up(y)) == y`` for ``y``
@@ -31,7 +36,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["AliasFreeActivation", "fourier_down", "fourier_up", "remove_nyquist"]
+__all__ = ["POLY_INIT", "AliasFreeActivation", "fourier_down", "fourier_up", "half_band", "remove_nyquist"]
+
+POLY_INIT = (0.0, 0.5, 0.1)  # the polynomial activation's initial (a0, a1, a2)
 
 
 def _check(x: torch.Tensor, what: str) -> None:
@@ -75,6 +82,20 @@ def remove_nyquist(x: torch.Tensor) -> torch.Tensor:
     return _resample(x, *x.shape[-2:])
 
 
+def half_band(x: torch.Tensor) -> torch.Tensor:
+    """The ideal low-pass of ``x`` (``(..., H, W)``, sides multiples of 4) to the bins
+    ``|k| < H/4`` and ``|k| < W/4``, at full size: ``half_band(x)[..., ::2, ::2] ==
+    fourier_down(x)``, and ``4 * half_band(zero-inserted y) == fourier_up(y)``."""
+    _check(x, "the input of half_band")
+    h, w = x.shape[-2:]
+    if h % 4 or w % 4:
+        raise ValueError(f"half_band needs sides that are multiples of 4, got {h}x{w}")
+    spec = torch.fft.rfft2(x, norm="forward")
+    ky = torch.fft.fftfreq(h, 1 / h, device=x.device).abs() < h / 4
+    kx = torch.arange(w // 2 + 1, device=x.device) < w / 4
+    return torch.fft.irfft2(spec * (ky[:, None] & kx[None, :]), s=(h, w), norm="forward")
+
+
 def fourier_down(x: torch.Tensor) -> torch.Tensor:
     """Ideal downsampling by 2: ``(..., H, W) -> (..., H/2, W/2)``, the bins ``|k| < H/4``
     (and ``< W/4``) kept, every other bin dropped (no aliasing)."""
@@ -99,14 +120,15 @@ class AliasFreeActivation(nn.Module):
     no content at or above the input's Nyquist frequency.
 
     ``kind="poly"``: ``f(u) = a0 + a1 u + a2 u**2`` with learnable coefficients per channel
-    (``(C,)`` each; ``channels`` required), initialised to ``(0, 1/2, 1/4)``: a smooth
-    stand-in for ReLU near ``[-1, 1]`` (``(u + 1)**2 / 4 - 1/4``). Exactly alias-free.
+    (``(C,)`` each; ``channels`` required), initialised to ``init`` (default
+    :data:`POLY_INIT` ``= (0, 1/2, 1/10)``: a gently curved half of ReLU's slope; a larger
+    ``a2`` trained worse here, see the README). Exactly alias-free.
     ``kind="relu"``: ``f = relu`` (approximately alias-free: ReLU's spectrum is not band
     limited, so a little of it aliases back). Inputs are ``(B, C, H, W)`` with sides that
     are multiples of 2 (the 2x grid is cropped back to them).
     """
 
-    def __init__(self, channels: int | None = None, kind: str = "poly"):
+    def __init__(self, channels: int | None = None, kind: str = "poly", init: tuple = POLY_INIT):
         super().__init__()
         if kind not in ("poly", "relu"):
             raise ValueError(f"kind must be 'poly' or 'relu', got {kind!r}")
@@ -114,7 +136,9 @@ class AliasFreeActivation(nn.Module):
         if kind == "poly":
             if channels is None or channels < 1:
                 raise ValueError("kind='poly' needs channels >= 1 (one polynomial per channel)")
-            self.coefficients = nn.Parameter(torch.tensor([0.0, 0.5, 0.25]).repeat(channels, 1))
+            if len(init) != 3:
+                raise ValueError(f"init must be the three coefficients (a0, a1, a2), got {init!r}")
+            self.coefficients = nn.Parameter(torch.tensor([float(a) for a in init]).repeat(channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check(x, "the input of AliasFreeActivation")

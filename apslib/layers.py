@@ -3,13 +3,20 @@
 One sampling-layer family serves every model, native (:mod:`apslib.unet`) and converted
 (:mod:`apslib.convert`):
 
-* :class:`PolyphaseDown` — a 2x2 pool at stride 1 (max, average, or none), a binomial blur
-  of size ``filter_size`` (1: none), then one polyphase component per sample, picked by a
-  *selection rule*. ``forward(x) -> (y, idx)``; ``phase_norms(x)`` gives the norms of the
-  four candidates.
+* :class:`PolyphaseDown` — a 2x2 pool at stride 1 (max, average, or none), a low-pass,
+  then one polyphase component per sample, picked by a *selection rule*.
+  ``forward(x) -> (y, idx)``; ``phase_norms(x)`` gives the norms of the four candidates.
 * :class:`PolyphaseUp` — the low-resolution map back on the grid its encoder level chose
-  (zeros elsewhere: APS-U, or zero insertion on (0, 0)), a blur, then a k=2 convolution
-  padded by one pixel on the bottom/right or the top/left. ``forward(y, idx) -> u``.
+  (zeros elsewhere: APS-U, or zero insertion on (0, 0)), the low-pass, then a k=2
+  convolution padded by one pixel on the bottom/right or the top/left.
+  ``forward(y, idx) -> u``.
+
+Low-pass strategies (``lowpass``): ``"binomial"``, a binomial blur of size ``filter_size``
+(1: none; the paper's LPF-j and APS-j), and ``"ideal"``, the ideal low-pass to half the band
+computed in the Fourier domain (:func:`~apslib.fourier.half_band`; the alias-free U-Net):
+on the grid (0, 0) the down layer is then :func:`~apslib.fourier.fourier_down` and the up
+layer :func:`~apslib.fourier.fourier_up` followed by the k=2 conv, and both commute with
+sub-pixel (Fourier) shifts, not only integer ones.
 
 Selection rules (strategies, :class:`Selection`): :class:`NormSelection` (APS: the
 component of largest norm) and :class:`FixedGrid` (the Baseline's and LPF-j's grid (0, 0);
@@ -35,14 +42,20 @@ from torch import nn
 
 from . import fastpaths
 from .filters import blur, check_filter_size, check_padding_mode, circular_pad, zero_insert
+from .fourier import AliasFreeActivation, half_band
 from .polyphase import PHASES, aps_up, check_criterion, check_even_4d, polyphase_norms, select_phase
 
 __all__ = [
     "POOLS",
     "UP_PADS",
     "Conv2d",
+    "ACTIVATIONS",
     "DoubleConv",
+    "NORMS",
+    "activation_layer",
+    "norm_layer",
     "FixedGrid",
+    "LOWPASSES",
     "NormSelection",
     "PolyphaseDown",
     "PolyphaseUp",
@@ -53,6 +66,9 @@ __all__ = [
 ]
 
 POOLS = ("max", "avg", None)
+LOWPASSES = ("binomial", "ideal")
+ACTIVATIONS = ("relu", "af-relu", "af-poly")
+NORMS = ("batch", "instance", "layer")
 UP_PADS = ("bottom_right", "top_left")
 
 
@@ -71,17 +87,55 @@ class Conv2d(nn.Conv2d):
         return F.conv2d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
-class DoubleConv(nn.Sequential):
-    """(3x3 conv, BatchNorm, ReLU) twice; the convs have no bias (BatchNorm has one)."""
+def _check_choice(value, allowed: tuple, what: str):
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
+    return value
 
-    def __init__(self, in_channels: int, out_channels: int, padding_mode: str = "circular"):
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """``"batch"``: BatchNorm2d; ``"instance"``: per sample and channel over (H, W) (affine);
+    ``"layer"``: per sample over (C, H, W) (GroupNorm with one group, a scale and bias per
+    channel). All three commute with circular and Fourier shifts: their statistics are
+    spatial means, the mean is the DC bin and the variance the spectrum's energy (Parseval),
+    which a shift leaves unchanged (for a map without Nyquist content, when it is sub-pixel)."""
+    _check_choice(kind, NORMS, "norm")
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.GroupNorm(1, channels)
+
+
+def activation_layer(kind: str, channels: int) -> nn.Module:
+    """``"relu"``; ``"af-poly"`` / ``"af-relu"``: :class:`~apslib.fourier.AliasFreeActivation`
+    (a learnable degree-2 polynomial per channel, or ReLU, applied at twice the resolution)."""
+    _check_choice(kind, ACTIVATIONS, "activation")
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    return AliasFreeActivation(channels, kind="poly" if kind == "af-poly" else "relu")
+
+
+class DoubleConv(nn.Sequential):
+    """(3x3 conv, norm, activation) twice; the convs have no bias (the norm has one).
+    Default: BatchNorm and ReLU (the paper's); see :func:`norm_layer`, :func:`activation_layer`."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        padding_mode: str = "circular",
+        *,
+        norm: str = "batch",
+        activation: str = "relu",
+    ):
         mode: Any = check_padding_mode(padding_mode)  # nn.Conv2d types it as a Literal
         layers: list[nn.Module] = []
         for cin in (in_channels, out_channels):
             layers += [
                 Conv2d(cin, out_channels, 3, padding=1, bias=False, padding_mode=mode),
-                nn.BatchNorm2d(out_channels),
-                nn.ReLU(inplace=True),
+                norm_layer(norm, out_channels),
+                activation_layer(activation, out_channels),
             ]
         super().__init__(*layers)
 
@@ -189,13 +243,15 @@ def check_aps_criterion(criterion: str, filter_size: int) -> None:
 
 
 class PolyphaseDown(nn.Module):
-    """Pool at stride 1, blur, keep the polyphase component the selection rule picks.
+    """Pool at stride 1, low-pass, keep the polyphase component the selection rule picks.
 
     Args:
         filter_size: binomial blur size 1..7 after the pool (1: none).
         selection: a :class:`Selection` (default :class:`FixedGrid`, the grid (0, 0)).
         pool: ``"max"``, ``"avg"`` or ``None`` (no pool: APS-D or BlurPool of ``x``).
         padding_mode: of the pool and the blur; ``"circular"`` for exact equivariance.
+        lowpass: ``"binomial"`` (the blur of ``filter_size``) or ``"ideal"`` (half the band,
+            in the Fourier domain; ``filter_size`` must be 1, sides multiples of 4).
 
     ``forward(x) -> (y, idx)``: ``y`` of half the size, ``idx`` the ``(B,)`` phases (or
     ``None`` for the grid (0, 0)). No parameters (a learned rule brings its own).
@@ -208,20 +264,32 @@ class PolyphaseDown(nn.Module):
         *,
         pool: str | None = "max",
         padding_mode: str = "circular",
+        lowpass: str = "binomial",
     ):
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         self.filter_size = check_filter_size(filter_size)
+        self.lowpass = _check_lowpass(lowpass, self.filter_size, padding_mode)
         self.selection = FixedGrid() if selection is None else selection
         self.pool = pool
         self.padding_mode = check_padding_mode(padding_mode)
         if pool == "max" and isinstance(self.selection, NormSelection):
             check_aps_criterion(self.selection.criterion, self.filter_size)
+        if self.lowpass == "ideal" and isinstance(self.selection, NormSelection):
+            raise ValueError(
+                "an APS choice after the ideal low-pass is ill-posed: every polyphase component of "
+                "a map low-passed to half the band is the same band-limited signal sampled at another "
+                "offset, so the four components have equal norms (Parseval) and the grid would be "
+                "chosen by rounding. Keep the grid fixed (the alias-free U-Net is equivariant to "
+                "every shift without a choice), or use the binomial low-pass for APS."
+            )
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The map whose polyphase components are the candidates: pooled at stride 1, blurred."""
         z = x if self.pool is None else pool_stride1(x, self.pool, self.padding_mode)
+        if self.lowpass == "ideal":
+            return half_band(z)
         return blur(z, self.filter_size, padding_mode=self.padding_mode)
 
     def phase_norms(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,7 +306,22 @@ class PolyphaseDown(nn.Module):
         return (z[..., ::2, ::2] if idx is None else select_phase(z, idx)), idx
 
     def extra_repr(self) -> str:
-        return f"pool={self.pool!r}, filter_size={self.filter_size}, padding_mode={self.padding_mode!r}"
+        low = f"lowpass={self.lowpass!r}" if self.lowpass == "ideal" else f"filter_size={self.filter_size}"
+        return f"pool={self.pool!r}, {low}, padding_mode={self.padding_mode!r}"
+
+
+def _check_lowpass(lowpass: str, filter_size: int, padding_mode: str) -> str:
+    _check_choice(lowpass, LOWPASSES, "lowpass")
+    if lowpass == "ideal" and filter_size != 1:
+        raise ValueError(
+            f"lowpass='ideal' replaces the binomial blur: leave filter_size at 1, got {filter_size}"
+        )
+    if lowpass == "ideal" and padding_mode != "circular":
+        raise ValueError(
+            f"lowpass='ideal' is computed in the Fourier domain, which is periodic: it needs "
+            f"padding_mode='circular', got {padding_mode!r}"
+        )
+    return lowpass
 
 
 class PolyphaseUp(nn.Module):
@@ -246,7 +329,9 @@ class PolyphaseUp(nn.Module):
 
     The map ``y`` goes onto the grid ``idx`` (APS-U; ``None``: zero insertion on (0, 0)),
     is blurred (size ``filter_size``, gain ``blur_gain``: 1 lets the conv absorb the scale,
-    4 = stride**2 keeps the mean), then convolved with a 2x2 kernel padded by one pixel on
+    4 = stride**2 keeps the mean) or, with ``lowpass="ideal"``, low-passed to half the band
+    with gain 4 (the band-limited interpolation, :func:`~apslib.fourier.fourier_up`), then
+    convolved with a 2x2 kernel padded by one pixel on
     ``up_pad``: ``"bottom_right"`` (output pixel ``p`` combines ``p`` and ``p + 1``) or
     ``"top_left"`` (``p - 1`` and ``p``; with grid (0, 0) and no blur this is exactly
     ``nn.ConvTranspose2d(k=2, s=2)``). With the same weights the two sides differ by a
@@ -271,6 +356,7 @@ class PolyphaseUp(nn.Module):
         layout: str = "conv",
         bias: bool = True,
         groups: int = 1,
+        lowpass: str = "binomial",
         device=None,
         dtype=None,
     ):
@@ -283,7 +369,8 @@ class PolyphaseUp(nn.Module):
             raise ValueError("groups > 1 needs layout='transposed'")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.filter_size = check_filter_size(filter_size)
-        self.blur_gain = float(blur_gain) if self.filter_size > 1 else 1.0
+        self.lowpass = _check_lowpass(lowpass, self.filter_size, padding_mode)
+        self.blur_gain = 4.0 if lowpass == "ideal" else float(blur_gain) if self.filter_size > 1 else 1.0
         self.up_pad, self.layout = up_pad, layout
         self.padding_mode = check_padding_mode(padding_mode)
         shape = (out_channels, in_channels) if layout == "conv" else (in_channels, out_channels // groups)
@@ -332,14 +419,18 @@ class PolyphaseUp(nn.Module):
         if fast is not None:
             return fast
         z = zero_insert(y) if idx is None else aps_up(y, idx)
-        z = blur(z, self.filter_size, gain=self.blur_gain, padding_mode=self.padding_mode)
+        if self.lowpass == "ideal":
+            z = half_band(z) * self.blur_gain
+        else:
+            z = blur(z, self.filter_size, gain=self.blur_gain, padding_mode=self.padding_mode)
         mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
         pad = (0, 1, 0, 1) if self.up_pad == "bottom_right" else (1, 0, 1, 0)
         return F.conv2d(F.pad(z, pad, mode=mode), self.conv_weight(), self.bias, groups=self.groups)
 
     def extra_repr(self) -> str:
+        low = f"lowpass={self.lowpass!r}" if self.lowpass == "ideal" else f"filter_size={self.filter_size}"
         return (
-            f"{self.in_channels}, {self.out_channels}, filter_size={self.filter_size}, "
+            f"{self.in_channels}, {self.out_channels}, {low}, "
             f"up_pad={self.up_pad!r}, blur_gain={self.blur_gain:g}, layout={self.layout!r}, "
             f"padding_mode={self.padding_mode!r}"
         )

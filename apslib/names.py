@@ -18,10 +18,11 @@ __all__ = ["PAPER_MODELS", "FASTMRI_PREFIX", "model_name", "parse_model_name", "
 PAPER_MODELS = ("Baseline", "LPF-2", "LPF-3", "Baseline + DA", "APS", "APS-2", "APS-3")
 _MAX_FILTER = 7  # filters.MAX_FILTER_SIZE; names outside 1..7 are rejected here already
 
-_BASES = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS"}
+_BASES = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS", "af": "AF"}
 FASTMRI_PREFIX = "fastMRI U-Net"  # the name of fastmri.models.Unet trained here
 _NAME_RE = re.compile(
-    r"^(fastmri[\s-]*u[\s-]*net)?[\s-]*(baseline|lpf|aps)?(?:\s*-?\s*(\d+))?(\s*[-+]\s*da)?(\s*[-+]\s*sda)?$",
+    r"^(fastmri[\s-]*u[\s-]*net)?[\s-]*(baseline|lpf|aps|af)?(?:\s*-?\s*(\d+|relu))?"
+    r"(\s*[-+]\s*da)?(\s*[-+]\s*sda)?$",
     re.IGNORECASE,
 )
 
@@ -32,9 +33,12 @@ def model_name(
     shift_augment: bool = False,
     subpixel_augment: bool = False,
     architecture: str = "apslib",
+    activation: str | None = None,
 ) -> str:
     """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-2``, ``Baseline + DA``, and
-    ``APS-3 + SDA`` (trained with sub-pixel shift augmentation; beyond the paper).
+    ``APS-3 + SDA`` (trained with sub-pixel shift augmentation; beyond the paper). The
+    alias-free U-Net (``variant="af"``) is ``AF`` (``activation`` ``"af-poly"`` or ``None``)
+    or ``AF-ReLU`` (``"af-relu"``).
 
     ``LPF`` always carries its blur size (``LPF-1`` is the unblurred LPF U-Net); ``APS``
     only from 2 on. ``architecture="fastmri"`` (``fastmri.models.Unet``'s layers) prefixes
@@ -47,6 +51,12 @@ def model_name(
         raise ValueError(f"unknown architecture {architecture!r}: use 'apslib' or 'fastmri'")
     base = _BASES[variant]
     name = f"{base}-{int(filter_size)}" if filter_size > 1 or variant == "lpf" else base
+    if variant == "af":
+        if architecture != "apslib" or filter_size != 1:
+            raise ValueError("the alias-free U-Net (AF) has apslib's layers and no blur size")
+        if activation not in (None, "af-poly", "af-relu"):
+            raise ValueError(f"AF's activation is 'af-poly' or 'af-relu', got {activation!r}")
+        name = "AF-ReLU" if activation == "af-relu" else "AF"
     if architecture == "fastmri":
         name = FASTMRI_PREFIX if variant == "baseline" else f"{FASTMRI_PREFIX} {name}"
     name = f"{name} + DA" if shift_augment else name
@@ -55,23 +65,32 @@ def model_name(
 
 def parse_model_name(name: str) -> dict:
     """``"APS-3"`` -> ``{"variant": "aps", "filter_size": 3, "shift_augment": False,
-    "subpixel_augment": False, "architecture": "apslib"}``.
+    "subpixel_augment": False, "architecture": "apslib", "activation": None}``.
 
     Accepts the paper's names (``Baseline``, ``LPF-j``, ``Baseline + DA``, ``APS``,
     ``APS-j``, and ``+ DA`` after any of them), then ``+ SDA`` (sub-pixel shift
     augmentation), each optionally after ``fastMRI U-Net`` (``fastmri.models.Unet``'s
     layers; alone: its own sampling), case-insensitively, and their slugs
     (``baseline-da``, ``aps-3-sda``, ``fastmri-u-net-aps``); ``j`` is the blur size, 1..7.
+    ``AF`` and ``AF-ReLU`` are the alias-free U-Nets (``activation`` ``"af-poly"`` /
+    ``"af-relu"``; ``None`` for every other name: the variant's ReLU).
     """
     m = _NAME_RE.match(str(name).strip())
     if not m or not (m.group(1) or m.group(2)):
         raise ValueError(
             f"unknown model name {name!r}: use Baseline, LPF-<j>, APS, APS-<j> (j = blur "
-            f"size 1..{_MAX_FILTER}), optionally after '{FASTMRI_PREFIX} ' and followed by ' + DA' "
-            f"and/or ' + SDA'; the paper's models are {list(PAPER_MODELS)}"
+            f"size 1..{_MAX_FILTER}), AF or AF-ReLU, optionally after '{FASTMRI_PREFIX} ' and "
+            f"followed by ' + DA' and/or ' + SDA'; the paper's models are {list(PAPER_MODELS)}"
         )
     fastmri, variant, size = bool(m.group(1)), (m.group(2) or "baseline").lower(), m.group(3)
-    filter_size = int(size) if size else 1
+    relu = bool(size) and size.lower() == "relu"
+    if variant == "af" and fastmri:
+        raise ValueError(f"{name!r}: the alias-free U-Net is built from apslib's layers; use AF or AF-ReLU")
+    if variant == "af" and size and not relu:
+        raise ValueError(f"{name!r}: the alias-free U-Net has no blur size; use AF or AF-ReLU")
+    if relu and variant != "af":
+        raise ValueError(f"{name!r}: '-ReLU' names the alias-free U-Net's ReLU form; use AF-ReLU")
+    filter_size = int(size) if size and not relu else 1
     if variant == "baseline" and size:
         raise ValueError(f"{name!r}: the Baseline has no blur; use LPF-{size}")
     if variant == "lpf" and not size:
@@ -84,6 +103,7 @@ def parse_model_name(name: str) -> dict:
         "shift_augment": bool(m.group(4)),
         "subpixel_augment": bool(m.group(5)),
         "architecture": "fastmri" if fastmri else "apslib",
+        "activation": ("af-relu" if relu else "af-poly") if variant == "af" else None,
     }
 
 

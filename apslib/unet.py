@@ -6,7 +6,21 @@ variant   downsampling (per level)                   upsampling (per level)
 baseline  max-pool 2x2, stride 2                     transposed conv k=2, s=2
 lpf       max-pool 2x2 stride 1, blur j, keep (0,0)  zero insertion on (0,0), blur j, conv k=2 (top/left)
 aps       max-pool 2x2 stride 1, blur j, APS-D       APS-U on encoder's grid, blur j, conv k=2 (bot./right)
+af        ideal low-pass to half the band, keep      ideal (band-limited) upsampling, conv k=2 (top/left)
+          (0, 0) (Fourier-domain, no pool)
 ========  =========================================  ====================================================
+
+``af`` is the alias-free U-Net: every sampling step is ideal (:mod:`apslib.fourier`), the
+input's Nyquist row and column are removed first, and the activations are
+:class:`~apslib.fourier.AliasFreeActivation` (``activation="af-poly"``: a learnable
+degree-2 polynomial at twice the resolution, exactly alias-free, the model "AF";
+``"af-relu"``: ReLU at twice the resolution, nearly so, "AF-ReLU"). Every normalisation
+of :func:`~apslib.layers.norm_layer` commutes with Fourier shifts (its statistics are the
+DC bin and the spectrum's energy); "AF" normalises per sample over (C, H, W)
+(``norm="layer"``: with BatchNorm its eval-mode statistics differ from the batch's, and the
+polynomials amplify the difference layer by layer), "AF-ReLU" with BatchNorm. The whole
+model then commutes with every real (sub-pixel) Fourier shift, not only integer ones, up to
+float rounding for "AF".
 
 Every level is a :class:`~apslib.layers.PolyphaseDown` / :class:`~apslib.layers.PolyphaseUp`
 pair; the variants differ in the selection rule (a fixed grid, or the largest norm) and
@@ -33,7 +47,10 @@ import torch
 from torch import nn
 
 from .filters import check_filter_size, check_padding_mode
+from .fourier import remove_nyquist
 from .layers import (
+    ACTIVATIONS,
+    NORMS,
     UP_PADS,
     DoubleConv,
     FixedGrid,
@@ -56,7 +73,7 @@ __all__ = [
     "check_size",
 ]
 
-VARIANTS = ("baseline", "lpf", "aps")
+VARIANTS = ("baseline", "lpf", "aps", "af")
 ARCHITECTURES = ("apslib", "fastmri")  # this family's layers, or fastmri.models.Unet's
 PAPER_CHANNELS = (64, 128, 256, 512, 1024)
 
@@ -125,6 +142,8 @@ class UNetConfig:
     up_pad: str | None = None
     up_blur_gain: float = 1.0
     architecture: str = "apslib"
+    activation: str | None = None
+    norm: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
@@ -144,7 +163,10 @@ class UNetConfig:
         own = fastmri and self.variant == "baseline"  # fastMRI's own U-Net pads zeros
         padding = self.padding_mode or ("zeros" if own else "circular")
         up_pad = self.up_pad or ("bottom_right" if self.variant == "aps" and not fastmri else "top_left")
-        return replace(self, padding_mode=padding, up_pad=up_pad)
+        af = self.variant == "af"
+        activation = self.activation or ("af-poly" if af else "relu")
+        norm = self.norm or ("layer" if activation == "af-poly" else "batch")
+        return replace(self, padding_mode=padding, up_pad=up_pad, activation=activation, norm=norm)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -188,11 +210,44 @@ class UNetConfig:
             )
         if self.variant == "baseline" and (self.up_pad or "top_left") != "top_left":
             raise ValueError("the baseline's decoder is the transposed conv (top_left): leave up_pad unset")
+        self._check_layers()
         # normalise the types (a list of widths, an integer gain), so that equal configs compare equal
         object.__setattr__(self, "channels", channels)
         object.__setattr__(self, "up_blur_gain", float(self.up_blur_gain))
         if fastmri:
             self._check_fastmri()
+
+    def _check_layers(self) -> None:
+        """The activation and norm, and what the alias-free variant needs."""
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.norm is not None and self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        af = self.variant == "af"
+        if not af and self.activation not in (None, "relu"):
+            raise ValueError(
+                f"activation={self.activation!r} is the alias-free U-Net's: use variant='af' "
+                "(the models 'AF' and 'AF-ReLU')"
+            )
+        if not af:
+            return
+        if self.activation not in (None, "af-poly", "af-relu"):
+            raise ValueError(
+                f"the alias-free U-Net applies its activation at twice the resolution: "
+                f"activation must be 'af-poly' or 'af-relu', got {self.activation!r}"
+            )
+        if self.architecture != "apslib":
+            raise ValueError("variant='af' is built from apslib's layers: use architecture='apslib'")
+        if self.filter_size != 1:
+            raise ValueError(
+                f"variant='af' low-passes ideally (in the Fourier domain): it has no binomial blur, "
+                f"leave filter_size at 1 (got {self.filter_size})"
+            )
+        if self.padding_mode not in (None, "circular"):
+            raise ValueError(
+                f"variant='af' computes in the Fourier domain, which is periodic: it pads circularly, "
+                f"got padding_mode={self.padding_mode!r}"
+            )
 
     def _check_fastmri(self) -> None:
         c = self.channels
@@ -214,18 +269,24 @@ class UNetConfig:
 
     @property
     def multiple(self) -> int:
-        """Input height and width must be multiples of this (``2 ** depth``)."""
-        return 2**self.depth
+        """Input height and width must be multiples of this: ``2 ** depth``, or
+        ``2 ** (depth + 1)`` for ``af`` (its Fourier-domain layers need even sides down to
+        the bottleneck)."""
+        return 2 ** (self.depth + (self.variant == "af"))
 
     @property
     def min_size(self) -> int:
-        """Smallest input side: ``2 ** depth`` (baseline), twice that with stride-1 pooling."""
-        return self.multiple if self.variant == "baseline" else 2 * self.multiple
+        """Smallest input side: ``2 ** depth`` (baseline), twice that with stride-1 pooling
+        (and for ``af``): a bottleneck of 2x2 pixels."""
+        return 2 ** (self.depth + (self.variant != "baseline"))
 
     @property
     def name(self) -> str:
-        """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-3``, ``fastMRI U-Net``."""
-        return model_name(self.variant, self.filter_size, architecture=self.architecture)
+        """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-3``, ``AF``, ``AF-ReLU``,
+        ``fastMRI U-Net``."""
+        return model_name(
+            self.variant, self.filter_size, architecture=self.architecture, activation=self.activation
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -249,15 +310,25 @@ class UNet(nn.Module):
             )
         self.config = config = config.resolve()
         c, mode, up_pad = config.channels, str(config.padding_mode), str(config.up_pad)
-        self.inc = DoubleConv(config.in_channels, c[0], mode)
+        af = config.variant == "af"
+        layer = {"norm": str(config.norm), "activation": str(config.activation)}
+        self.inc = DoubleConv(config.in_channels, c[0], mode, **layer)
         self.downs = nn.ModuleList()
         self.encoders = nn.ModuleList()
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in range(config.depth):
             selection = NormSelection(config.criterion) if config.variant == "aps" else FixedGrid()
-            self.downs.append(PolyphaseDown(config.filter_size, selection, pool="max", padding_mode=mode))
-            self.encoders.append(DoubleConv(c[level], c[level + 1], mode))
+            self.downs.append(
+                PolyphaseDown(
+                    config.filter_size,
+                    selection,
+                    pool=None if af else "max",
+                    padding_mode=mode,
+                    lowpass="ideal" if af else "binomial",
+                )
+            )
+            self.encoders.append(DoubleConv(c[level], c[level + 1], mode, **layer))
             self.ups.append(
                 PolyphaseUp(
                     c[level + 1],
@@ -267,9 +338,10 @@ class UNet(nn.Module):
                     blur_gain=config.up_blur_gain,
                     padding_mode=mode,
                     layout="transposed" if config.variant == "baseline" else "conv",
+                    lowpass="ideal" if af else "binomial",
                 )
             )
-            self.decoders.append(DoubleConv(2 * c[level], c[level], mode))
+            self.decoders.append(DoubleConv(2 * c[level], c[level], mode, **layer))
         self.outc = nn.Conv2d(c[0], config.out_channels, kernel_size=1)
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -284,6 +356,8 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, return_phases: bool = False):
         self.check_input(x)
+        if self.config.variant == "af":  # what a real sub-pixel shift cannot move consistently
+            x = remove_nyquist(x)
         x = self.inc(x)
         skips, phases = [], []
         for down, enc in zip(self.downs, self.encoders):
@@ -310,11 +384,13 @@ def build_unet(
     padding_mode: str | None = None,
     up_pad: str | None = None,
     up_blur_gain: float = 1.0,
+    activation: str | None = None,
+    norm: str | None = None,
 ) -> UNet:
     """Build a U-Net of the family (apslib's layers; the one builder from arguments).
 
     Args:
-        variant: ``"baseline"``, ``"lpf"`` or ``"aps"``.
+        variant: ``"baseline"``, ``"lpf"``, ``"aps"`` or ``"af"`` (alias-free).
         depth: number of stride-2 levels; inputs must be multiples of ``2 ** depth``.
         channels: ``depth + 1`` widths; default the paper's ``[64, 128, 256, 512, 1024]``
             cut to ``depth + 1`` entries (doubling on past 1024 if ``depth > 4``).
@@ -324,6 +400,9 @@ def build_unet(
             ``"reflect"`` or ``"replicate"``.
         up_pad, up_blur_gain: the decoder's k=2 conv padding side and blur gain (default:
             the authors' form of the variant; see :class:`~apslib.layers.PolyphaseUp`).
+        activation: ``"relu"`` (default), or for ``af`` ``"af-poly"`` (default) / ``"af-relu"``.
+        norm: ``"batch"`` (default; ``"layer"`` for ``af`` with ``"af-poly"``), ``"instance"``
+            or ``"layer"``.
     """
     if channels is None:
         if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1:
@@ -341,6 +420,8 @@ def build_unet(
         padding_mode=padding_mode,
         up_pad=up_pad,
         up_blur_gain=up_blur_gain,
+        activation=activation,
+        norm=norm,
     )
     return UNet(cfg)
 

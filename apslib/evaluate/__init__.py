@@ -22,7 +22,10 @@ lives here, one concern per module, each with its conventions in its docstring:
   ``python -m apslib.evaluate``;
 * :mod:`~apslib.evaluate.conversion`: fastMRI's U-Net trained, converted to APS without
   retraining, fine-tuned and trained as APS from scratch (notebook 07,
-  :func:`evaluate_conversion`, :func:`conversion_table`).
+  :func:`evaluate_conversion`, :func:`conversion_table`);
+* :mod:`~apslib.evaluate.alias_free`: the alias-free U-Net's study (notebook 08): aliasing
+  of activations and low-passes on synthetic maps, the output clamp's activity and the
+  targets checked against notebook 06's tables (imported from the module).
 
 The metrics themselves are :mod:`apslib.metrics` (:func:`~apslib.metrics.image_metrics`,
 :func:`~apslib.metrics.volume_metrics`); the figures are :mod:`apslib.plots`. This package

@@ -13,12 +13,14 @@
 :mod:`~apslib.plots.paper`             this run next to the paper (notebook 05)
 :mod:`~apslib.plots.beyond`            shifts beyond integer ones (notebook 06)
 :mod:`~apslib.plots.conversion`        fastMRI's U-Net converted to APS (notebook 07)
+:mod:`~apslib.plots.alias_free`        aliasing of activations and low-passes (notebook 08)
 =====================================  ==================================================
 
 Every figure function returns the matplotlib figure; matplotlib is imported only when a
 figure is drawn.
 """
 
+from .alias_free import plot_aliasing_spectra, plot_downsampler_errors, plot_lowpass_responses
 from .beyond import plot_frontier, plot_grid_choice, plot_subpixel_curves
 from .conversion import plot_conversion, plot_stage_differences
 from .data import plot_kspace_mask, plot_targets, plot_zero_filled
@@ -38,6 +40,9 @@ from .style import (
 from .training import plot_equivariance_curves, plot_training_curves
 
 __all__ = [
+    "plot_aliasing_spectra",
+    "plot_downsampler_errors",
+    "plot_lowpass_responses",
     "COLUMN_WIDTH",
     "TEXT_WIDTH",
     "EXACT_ZERO_FLOOR",

@@ -24,7 +24,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..layers import UP_PADS
+from ..layers import ACTIVATIONS, NORMS, UP_PADS
 from ..names import PAPER_MODELS, model_name, parse_model_name, run_slug, slugify
 from ..unet import ARCHITECTURES, VARIANTS, UNetConfig
 
@@ -50,7 +50,7 @@ MAX_LR = 10.0  # Adam with a larger step only diverges; a typo (1e38) fails at o
 RUNTIME_FIELDS = ("name", "epochs", "data_root", "run_dir", "device", "workers", "channels_last")
 
 # the fields a paper-style model name sets (:func:`apslib.names.parse_model_name`'s keys)
-NAME_FIELDS = ("variant", "filter_size", "shift_augment", "subpixel_augment", "architecture")
+NAME_FIELDS = ("variant", "filter_size", "shift_augment", "subpixel_augment", "architecture", "activation")
 
 
 def _opt(default, help: str, **cli):
@@ -66,8 +66,9 @@ class TrainConfig:
     (``"mse"``, the paper's, or ``"l1"``). ``channels=None`` means the paper's widths
     ``64 * 2**k`` for ``k = 0..depth``; ``padding_mode=None`` / ``up_pad=None`` the
     architecture's and variant's forms (:meth:`resolve` fills all three in).
-    ``clamp``/``grad_clip`` ``None`` (or 0) switch the output clamp / gradient clipping
-    off. ``batch_size`` is per process under DDP.
+    ``clamp=None`` is the variant's output clamp (6, the paper's; off for ``af``), resolved
+    to a number (0.0: off); ``grad_clip`` ``None`` (or 0) switches gradient clipping off.
+    ``batch_size`` is per process under DDP.
     ``sample_fraction``/``volume_fraction``/``acquisition`` select a deterministic subset
     of both splits (see :func:`apslib.data.make_dataset`).
     """
@@ -94,6 +95,14 @@ class TrainConfig:
     up_blur_gain: float = _opt(
         1.0, "gain of the decoder's blur after zero insertion (lpf/aps): 1 (the authors') or 4"
     )
+    activation: str | None = _opt(
+        None,
+        "the activation (default: relu; af-poly for variant af, whose af-relu is 'AF-ReLU')",
+        choices=ACTIVATIONS,
+    )
+    norm: str | None = _opt(
+        None, "the normalisation (default: batch; layer for 'AF', variant af with af-poly)", choices=NORMS
+    )
     loss: str = _opt("mse", "training loss", choices=LOSSES)
     lr: float = _opt(1e-3, f"Adam learning rate, in (0, {MAX_LR:g}]")
     epochs: int = _opt(50, "epochs (more than a finished run's continue it)")
@@ -105,7 +114,11 @@ class TrainConfig:
         False, "random sub-pixel Fourier shifts in [0, 1) per axis of input and target (SDA)"
     )
     max_shift: int = _opt(16, "shifts in [-M, M-1] (DA and the validation equivariance loss)")
-    clamp: float | None = _opt(6.0, "output clamp to [-C, C] (0: off)")
+    clamp: float | None = _opt(
+        None,
+        "output clamp to [-C, C] (0: off; default: 6, the paper's, and off for variant af, "
+        "whose sub-pixel equivariance a pointwise clamp would break)",
+    )
     grad_clip: float | None = _opt(1.0, "gradient-norm clip (0: off)")
     seed: int = _opt(0, "seed of weights, shuffling, masks and shifts")
     init_from: str | None = _opt(
@@ -142,8 +155,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, str(value))
-        if not self.clamp:
-            self.clamp = None
+        if self.clamp is not None:
+            self.clamp = float(self.clamp)
         if not self.grad_clip:
             self.grad_clip = None
         self.unet_config()  # validates variant, depth, channels, filter size, criterion, forms
@@ -163,8 +176,8 @@ class TrainConfig:
             raise ValueError(f"max_shift must be >= 1, got {self.max_shift!r}")
         for name in ("clamp", "grad_clip"):
             value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be positive and finite (0 or None: off), got {value!r}")
+            if value and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be positive and finite (0: off), got {value!r}")
         if int(self.seed) < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         if int(self.workers) < 0:
@@ -188,21 +201,38 @@ class TrainConfig:
             up_pad=self.up_pad,
             up_blur_gain=self.up_blur_gain,
             architecture=self.architecture,
+            activation=self.activation,
+            norm=self.norm,
         ).resolve()
 
     def resolve(self) -> TrainConfig:
         """A copy with every value that depends on other fields filled in: ``channels``
-        (the paper's widths for ``depth``), ``padding_mode`` and ``up_pad`` (the forms of
-        the architecture and variant, :meth:`apslib.unet.UNetConfig.resolve`). Values given
-        explicitly are kept; resolving twice changes nothing."""
+        (the paper's widths for ``depth``), ``padding_mode``, ``up_pad``, ``activation`` and
+        ``norm`` (the forms of the architecture and variant,
+        :meth:`apslib.unet.UNetConfig.resolve`) and ``clamp`` (6.0, or 0.0 (off) for ``af``).
+        Values given explicitly are kept; resolving twice changes nothing."""
         unet = self.unet_config()
-        return replace(self, channels=unet.channels, padding_mode=unet.padding_mode, up_pad=unet.up_pad)
+        clamp = self.clamp if self.clamp is not None else (0.0 if self.variant == "af" else 6.0)
+        return replace(
+            self,
+            channels=unet.channels,
+            padding_mode=unet.padding_mode,
+            up_pad=unet.up_pad,
+            activation=unet.activation,
+            norm=unet.norm,
+            clamp=clamp,
+        )
 
     @property
     def display_name(self) -> str:
         """``name``, or the paper-style name of the variant, blur and augmentation."""
         return self.name or model_name(
-            self.variant, self.filter_size, self.shift_augment, self.subpixel_augment, self.architecture
+            self.variant,
+            self.filter_size,
+            self.shift_augment,
+            self.subpixel_augment,
+            self.architecture,
+            self.activation,
         )
 
     @property
@@ -232,6 +262,8 @@ class TrainConfig:
                 f"unknown training config field(s) {unknown}: written by another version of "
                 "apslib? Upgrade apslib, or retrain the run"
             )
+        if "clamp" in d and d["clamp"] is None:  # stored configs are resolved: None was "off"
+            d = {**d, "clamp": 0.0}
         return cls(**d)
 
     def identity(self) -> dict:
@@ -247,10 +279,12 @@ class TrainConfig:
         padding or decoder form that is only its architecture's default (given or resolved)
         takes the new one's."""
         keep = {k: v for k, v in self.to_dict().items() if k not in (*NAME_FIELDS, "name")}
-        own = replace(self, padding_mode=None, up_pad=None).unet_config()
-        for key in ("padding_mode", "up_pad"):
+        own = replace(self, padding_mode=None, up_pad=None, norm=None).unet_config()
+        for key in ("padding_mode", "up_pad", "norm"):
             if keep[key] == getattr(own, key):
                 keep[key] = None
+        if keep["clamp"] == replace(self, clamp=None).resolve().clamp:
+            keep["clamp"] = None
         return config_for(model, **{**keep, **changes})
 
 
