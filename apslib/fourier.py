@@ -122,7 +122,7 @@ class AliasFreeActivation(nn.Module):
     ``kind="poly"``: ``f(u) = a0 + a1 u + a2 u**2`` with learnable coefficients per channel
     (``(C,)`` each; ``channels`` required), initialised to ``init`` (default
     :data:`POLY_INIT` ``= (0, 1/2, 1/10)``: a gently curved half of ReLU's slope; a larger
-    ``a2`` trained worse here, see the README). Exactly alias-free.
+    ``a2`` trained worse here, see docs/results.md). Exactly alias-free.
     ``kind="relu"``: ``f = relu`` (approximately alias-free: ReLU's spectrum is not band
     limited, so a little of it aliases back). Inputs are ``(B, C, H, W)`` with sides that
     are multiples of 2 (the 2x grid is cropped back to them).

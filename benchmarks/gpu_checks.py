@@ -12,7 +12,13 @@
    largest output difference, and whether every level chose the same grids.
 3. bench_unet at the paper's size (forward and train-step ratio APS/Baseline, bf16,
    channels_last) and bench_train throughput of the paper's config.
+4. The alias-free U-Nets (AF, AF-ReLU) on CUDA at the paper's size, float32: the largest
+   relative equivariance error under sub-pixel and integer Fourier shifts (random weights,
+   BatchNorm calibrated), and bench_alias_free (forward and train-step ratios against the
+   Baseline and APS-3).
 Record the output in benchmarks/RESULTS.md with the card's name.
+
+    python benchmarks/gpu_checks.py --only alias_free   # section 4 alone
 """
 
 from __future__ import annotations
@@ -111,15 +117,47 @@ def training_throughput() -> None:
     )
 
 
+def alias_free_on_cuda(device: torch.device) -> None:
+    import bench_alias_free
+
+    from apslib.subpixel import fourier_shift
+
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    shifts = [(0.5, 0.0), (0.25, 0.75), (-1.3, 2.6), (1.0, 0.0), (3.0, -5.0)]
+    for activation in ("af-poly", "af-relu"):
+        torch.manual_seed(0)
+        model = build_unet("af", depth=4, activation=activation).to(device)
+        x = torch.randn(2, 1, 320, 320, device=device)
+        calibrate_batchnorm(model, x)
+        with torch.no_grad():
+            y = model(x)
+            errs = []
+            for d in shifts:
+                ref = fourier_shift(y, d)
+                errs.append(float((model(fourier_shift(x, d)) - ref).abs().max() / ref.abs().max()))
+        print(
+            f"{model.config.name:8} float32 cuda: rel. error per shift "
+            + ", ".join(f"{d}: {e:.1e}" for d, e in zip(shifts, errs)),
+            flush=True,
+        )
+    args = ["--device", "cuda", "--channels", *PAPER, "--size", "320", "--batch", "8", "--rounds", "5"]
+    bench_alias_free.main(args)
+
+
 def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: these checks are for a lent GPU")
     device = torch.device("cuda")
     print("device:", torch.cuda.get_device_name(device), "torch", torch.__version__, flush=True)
+    if "--only" in sys.argv and sys.argv[sys.argv.index("--only") + 1] == "alias_free":
+        section(alias_free_on_cuda, device)
+        return
     section(equivariance_on_cuda, device)
     section(fast_vs_literal_on_cuda, device)
     section(benchmarks)
     section(training_throughput)
+    section(alias_free_on_cuda, device)
 
 
 if __name__ == "__main__":

@@ -142,8 +142,7 @@ def test_names_and_training_configs():
     assert (aps.activation, aps.norm, aps.clamp) == ("relu", "batch", 6.0)
     assert aps.like("AF").resolve().clamp == 0.0  # the clamp is the variant's, not copied
     assert c.like("APS-3").resolve().norm == "batch"
-    assert config_for("AF", data_root="d", run_dir="r").resolve().norm == "layer"
-    assert c.like("AF").resolve().norm == "layer"  # the variant's, not copied
+    assert c.replace(norm="layer").like("AF").resolve().norm == "layer"  # an explicit norm is kept
 
 
 # --- the whole model -----------------------------------------------------------------------

@@ -35,13 +35,14 @@ def tiny(tiny_data, run_dir, name="APS", **kw):
 def test_defaults_are_the_papers_protocol():
     c = TrainConfig()
     assert (c.lr, c.lr_step, c.lr_gamma, c.loss) == (1e-3, 5, 0.5, "mse")
-    assert (c.clamp, c.grad_clip, c.batch_size, c.epochs) == (6.0, 1.0, 16, 50)
+    assert (c.grad_clip, c.batch_size, c.epochs) == (1.0, 16, 50)
     assert (c.max_shift, c.shift_augment, c.seed, c.device, c.amp) == (16, False, 0, "auto", False)
     assert (c.depth, c.criterion, c.up_blur_gain) == (4, "l2", 1.0)
     # the values that depend on others are filled in by resolve()
-    assert (c.channels, c.padding_mode, c.up_pad) == (None, None, None)
+    assert (c.channels, c.padding_mode, c.up_pad, c.clamp, c.activation, c.norm) == (None,) * 6
     r = c.resolve()
     assert (r.channels, r.padding_mode, r.up_pad) == (PAPER_CHANNELS, "circular", "bottom_right")
+    assert (r.clamp, r.activation, r.norm) == (6.0, "relu", "batch")  # the paper's output clamp
     assert TrainConfig(depth=2).resolve().channels == (64, 128, 256)
     with pytest.raises(ValueError, match="channels"):
         TrainConfig(depth=2, channels=(4, 8))
@@ -74,7 +75,7 @@ def test_resolve_fills_in_what_depends_on_other_fields(model, padding, up_pad):
         architecture=r.architecture,
         padding_mode=padding,
         up_pad=up_pad,
-    )
+    ).resolve()
     assert c.identity() == r.identity()  # a run is the same run, resolved or not
     assert c.display_name == r.display_name
 
@@ -82,7 +83,10 @@ def test_resolve_fills_in_what_depends_on_other_fields(model, padding, up_pad):
 def test_resolve_keeps_explicit_values():
     c = config_for("APS", depth=2, channels=[4, 8, 16], padding_mode="reflect", up_pad="top_left")
     r = c.resolve()
-    assert (r.channels, r.padding_mode, r.up_pad) == ((4, 8, 16), "reflect", "top_left") and r == c
+    assert (r.channels, r.padding_mode, r.up_pad) == ((4, 8, 16), "reflect", "top_left")
+    assert r == c.replace(clamp=6.0, activation="relu", norm="batch")  # only the unset ones filled
+    assert config_for("APS", clamp=0).resolve().clamp == 0.0
+    assert config_for("AF", clamp=3).resolve().clamp == 3.0
     assert config_for("LPF-2", up_pad="bottom_right").resolve().up_pad == "bottom_right"
     with pytest.raises(ValueError, match="up_pad"):
         TrainConfig(up_pad="left")
@@ -454,7 +458,7 @@ def test_cli_has_an_option_per_config_field_and_keeps_the_old_flags():
                 "6",
             ],
             lambda **p: config_for(
-                "LPF-3", depth=2, channels=[4, 8, 16], lr=3e-3, clamp=None, amp=True, epochs=6, **p
+                "LPF-3", depth=2, channels=[4, 8, 16], lr=3e-3, clamp=0.0, amp=True, epochs=6, **p
             ),
         ),
         (

@@ -101,7 +101,7 @@ class TrainConfig:
         choices=ACTIVATIONS,
     )
     norm: str | None = _opt(
-        None, "the normalisation (default: batch; layer for 'AF', variant af with af-poly)", choices=NORMS
+        None, "the normalisation (default: batch)", choices=NORMS
     )
     loss: str = _opt("mse", "training loss", choices=LOSSES)
     lr: float = _opt(1e-3, f"Adam learning rate, in (0, {MAX_LR:g}]")
@@ -262,9 +262,16 @@ class TrainConfig:
                 f"unknown training config field(s) {unknown}: written by another version of "
                 "apslib? Upgrade apslib, or retrain the run"
             )
-        if "clamp" in d and d["clamp"] is None:  # stored configs are resolved: None was "off"
-            d = {**d, "clamp": 0.0}
         return cls(**d)
+
+    @classmethod
+    def from_stored(cls, d: dict) -> TrainConfig:
+        """The resolved configuration a run folder stored (:meth:`from_dict`), read the same
+        way by every version since: a field added later takes its resolved default, and a
+        ``clamp`` of ``None`` (stored resolved, so: off) is 0.0."""
+        if d.get("clamp", 0.0) is None:
+            d = {**d, "clamp": 0.0}
+        return cls.from_dict(d).resolve()
 
     def identity(self) -> dict:
         """The fields that define the run (everything but :data:`RUNTIME_FIELDS`), resolved."""

@@ -40,7 +40,7 @@ from ..device import resolve_device
 from ..io import atomic_torch_save, atomic_write_json
 from ..models import unet_from_config
 from ..unet import UNetConfig
-from .config import RUNTIME_FIELDS, TrainConfig
+from .config import TrainConfig
 from .errors import CheckpointError, RunConflictError, RunVersionError, TrainingError
 from .folder import check_run_folder, writing
 
@@ -257,7 +257,7 @@ def read_run(path) -> dict:
     hist = read_history(path)
     return {
         "path": path,
-        "config": TrainConfig.from_dict(cfg["config"]),
+        "config": TrainConfig.from_stored(cfg["config"]),
         "history": hist.get("history", []),
         "done": bool(hist.get("done", False)),
         "name": cfg.get("name", path.name),
@@ -327,7 +327,7 @@ def plan_run(config: TrainConfig, path: Path, retrain: bool, *, quiet: bool = Fa
     if completed == 0 and not ckpt_file.exists():
         return "fresh"  # nothing to lose: a run that failed before its first epoch
     _check_format(cfg, path / CONFIG_FILE)
-    old = {k: v for k, v in cfg.get("config", {}).items() if k not in RUNTIME_FIELDS}
+    old = _normalise(TrainConfig.from_stored(cfg.get("config", {})).identity())
     diff = _diff(old, _normalise(config.identity()))
     if diff:
         raise RunConflictError(
