@@ -67,15 +67,18 @@ def test_resolve_fills_in_what_depends_on_other_fields(model, padding, up_pad):
     assert (c.channels, c.padding_mode, c.up_pad) == (None, None, None)  # a copy; c is unchanged
     assert r.resolve() == r and r != c
     assert c.unet_config() == r.unet_config() == UNetConfig.from_dict(r.unet_config().to_dict())
-    assert c.unet_config() == UNetConfig(
-        variant=r.variant,
-        filter_size=r.filter_size,
-        depth=2,
-        channels=(64, 128, 256),
-        architecture=r.architecture,
-        padding_mode=padding,
-        up_pad=up_pad,
-    ).resolve()
+    assert (
+        c.unet_config()
+        == UNetConfig(
+            variant=r.variant,
+            filter_size=r.filter_size,
+            depth=2,
+            channels=(64, 128, 256),
+            architecture=r.architecture,
+            padding_mode=padding,
+            up_pad=up_pad,
+        ).resolve()
+    )
     assert c.identity() == r.identity()  # a run is the same run, resolved or not
     assert c.display_name == r.display_name
 
