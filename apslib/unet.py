@@ -14,11 +14,14 @@ af        ideal low-pass to half the band, keep      ideal (band-limited) upsamp
 input's Nyquist row and column are removed first, and the activations are
 :class:`~apslib.fourier.AliasFreeActivation` (``activation="af-poly"``: a learnable
 degree-2 polynomial at twice the resolution, exactly alias-free, the model "AF";
-``"af-relu"``: ReLU at twice the resolution, nearly so, "AF-ReLU"). Both keep BatchNorm:
-every normalisation of :func:`~apslib.layers.norm_layer` commutes with Fourier shifts (its
-statistics are spatial means: the mean is the DC bin, the variance the spectrum's energy,
-which a shift leaves unchanged), and BatchNorm trained best here (``norm="layer"`` and
-``"instance"`` are the per-sample alternatives). The whole model then commutes with every
+``"af-relu"``: ReLU at twice the resolution, nearly so, "AF-ReLU"). Every normalisation of
+:func:`~apslib.layers.norm_layer` commutes with Fourier shifts (its statistics are spatial
+means: the mean is the DC bin, the variance the spectrum's energy, which a shift leaves
+unchanged). "AF" normalises per sample over (C, H, W) (``norm="layer"``): with BatchNorm's
+fixed eval-mode statistics an input of larger amplitude than the training data's is
+squared again at every polynomial layer and overflows (NaN on every out-of-distribution
+set here), while the per-sample norm makes the model invariant to the input's scale.
+"AF-ReLU" keeps BatchNorm. The whole model then commutes with every
 real (sub-pixel) Fourier shift, not only integer ones, up to float rounding for "AF".
 
 Every level is a :class:`~apslib.layers.PolyphaseDown` / :class:`~apslib.layers.PolyphaseUp`
@@ -164,7 +167,7 @@ class UNetConfig:
         up_pad = self.up_pad or ("bottom_right" if self.variant == "aps" and not fastmri else "top_left")
         af = self.variant == "af"
         activation = self.activation or ("af-poly" if af else "relu")
-        norm = self.norm or "batch"
+        norm = self.norm or ("layer" if activation == "af-poly" else "batch")
         return replace(self, padding_mode=padding, up_pad=up_pad, activation=activation, norm=norm)
 
     def __post_init__(self):
@@ -400,7 +403,8 @@ def build_unet(
         up_pad, up_blur_gain: the decoder's k=2 conv padding side and blur gain (default:
             the authors' form of the variant; see :class:`~apslib.layers.PolyphaseUp`).
         activation: ``"relu"`` (default), or for ``af`` ``"af-poly"`` (default) / ``"af-relu"``.
-        norm: ``"batch"`` (default), ``"instance"`` or ``"layer"``.
+        norm: ``"batch"`` (default; ``"layer"`` for ``af`` with ``"af-poly"``), ``"instance"``
+            or ``"layer"``.
     """
     if channels is None:
         if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1:

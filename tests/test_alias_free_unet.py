@@ -142,7 +142,9 @@ def test_names_and_training_configs():
     assert (aps.activation, aps.norm, aps.clamp) == ("relu", "batch", 6.0)
     assert aps.like("AF").resolve().clamp == 0.0  # the clamp is the variant's, not copied
     assert c.like("APS-3").resolve().norm == "batch"
-    assert c.replace(norm="layer").like("AF").resolve().norm == "layer"  # an explicit norm is kept
+    assert c.replace(norm="instance").like("AF").resolve().norm == "instance"  # an explicit norm is kept
+    assert c.like("AF").resolve().norm == "layer"  # the variant's, not copied
+    assert config_for("AF", data_root="d", run_dir="r").resolve().norm == "layer"
 
 
 # --- the whole model -----------------------------------------------------------------------
@@ -207,3 +209,19 @@ def test_the_model_has_no_nyquist_content_in_or_out():
     assert torch.allclose(model(x + 5 * nyquist), model(x), atol=1e-12)
     y = model(x)
     assert torch.allclose(remove_nyquist(y), y, atol=1e-12)
+
+
+def test_the_per_sample_norm_makes_the_polynomial_model_scale_invariant():
+    """With BatchNorm's fixed eval statistics an input larger than the training data's is
+    squared at every polynomial layer and overflows; AF's per-sample norm removes the
+    input's scale at the first layer (its convs have no bias), so no amplitude overflows."""
+    torch.manual_seed(0)
+    af = build_unet("af", depth=2, channels=[4, 6, 8]).eval()
+    assert af.config.norm == "layer"
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        y, big = af(x), af(1e4 * x)
+    assert torch.isfinite(big).all() and torch.allclose(big, y, rtol=1e-3, atol=1e-4)
+    bn = build_unet("af", depth=2, channels=[4, 6, 8], norm="batch").eval()
+    with torch.no_grad():
+        assert not torch.isfinite(bn(1e4 * x)).all()  # the failure the default avoids

@@ -48,3 +48,15 @@ def test_notebook_01_records_its_checks(smoke_run):
         pytest.fail("notebook 01 failed; see its own test")
     checks = json.loads((out / "artifacts" / "01_checks.json").read_text())
     assert checks
+
+
+@pytest.mark.notebook
+def test_notebook_08_records_the_alias_free_targets(smoke_run):
+    out, results, _ = smoke_run
+    if results.get("08_alias_free.ipynb") is not None:
+        pytest.fail("notebook 08 failed; see its own test")
+    record = json.loads((out / "artifacts" / "08_alias_free.json").read_text())
+    assert set(record["targets"]) == {"AF", "AF-ReLU"}
+    af = record["targets"]["AF"]
+    assert af["eq NMSE at 0.5 px"] < 1e-9 and af["max eq NMSE, integer offsets"] < 1e-9
+    assert set(record["clamp_activity"]) == set(record["models"])

@@ -100,7 +100,7 @@ class TrainConfig:
         "the activation (default: relu; af-poly for variant af, whose af-relu is 'AF-ReLU')",
         choices=ACTIVATIONS,
     )
-    norm: str | None = _opt(None, "the normalisation (default: batch)", choices=NORMS)
+    norm: str | None = _opt(None, "the normalisation (default: batch; layer for AF)", choices=NORMS)
     loss: str = _opt("mse", "training loss", choices=LOSSES)
     lr: float = _opt(1e-3, f"Adam learning rate, in (0, {MAX_LR:g}]")
     epochs: int = _opt(50, "epochs (more than a finished run's continue it)")
