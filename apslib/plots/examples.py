@@ -79,12 +79,16 @@ def plot_examples(
         im_gray = ax.imshow(image, **gray)
         ax.set_title(label)
     rows = [("F(x)", ex.out), ("F(T_k x)", ex.out_shifted), ("T_k F(x)", ex.ref)]
+    errors = {i: f"max {_fmt(float(diff[i].max()))}\nNMSE {_fmt(float(nmse[i]))}" for i in idx}
+    widest = max((len(line) for t in errors.values() for line in t.splitlines()), default=1)
+    # the error titles at most one panel wide (about 0.6 em per character), so neighbours never overlap
+    error_size = min(float(plt.rcParams["axes.titlesize"]), 0.85 * panel * 72 / (0.6 * widest))
     for c, (name, i) in enumerate(zip(names, idx), start=1):
         for r, (label, stack) in enumerate(rows):
             axes[r, c].imshow(stack[i], **gray)
             axes[r, c].set_title(f"{wrap_label(name, panel)}\n{label}" if r == 0 else label)
         im_diff = axes[3, c].imshow(diff[i], cmap="magma", vmin=0.0, vmax=dmax)
-        axes[3, c].set_title(f"max {_fmt(float(diff[i].max()))}\nNMSE {_fmt(float(nmse[i]))}")
+        axes[3, c].set_title(errors[i], fontsize=error_size)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
