@@ -19,7 +19,8 @@ The forms, by kind:
   runs on the input shifted by the chosen phase (max: a plain pool's backward), or the
   chosen component of the already computed average map is kept (:class:`_ChosenAverage`).
 * ``"up"``: APS-U followed by the k=2 conv is a transposed convolution at low resolution
-  followed by a per-sample circular shift (4x fewer multiply-adds, no scatter).
+  followed by a per-sample circular shift (4x fewer multiply-adds, no scatter); a soft
+  choice (a learned rule training) is the weighted sum of the four shifts.
 * The ideal low-pass (``lowpass="ideal"``): on the grid (0, 0) without a pool the down layer
   is :func:`~apslib.fourier.fourier_down` (the spectrum cropped: half-size inverse FFT, no
   full-size one); the up layer's low-pass and its k=2 conv commute, so it is the transposed
@@ -41,7 +42,7 @@ from torch.autograd.function import once_differentiable
 
 from .filters import blur, circular_pad
 from .fourier import fourier_down, half_band
-from .polyphase import phase_shift, select_phase
+from .polyphase import PHASES, phase_shift, select_phase
 
 __all__ = ["SCRATCH_BYTES", "disabled", "dispatch", "enabled"]
 
@@ -157,9 +158,15 @@ def _up(layer, y: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor | None
         return None
     w = layer.transposed_weight()
     bias = None if layer.bias is None else layer.bias / layer.blur_gain
-    u = F.conv_transpose2d(y, w, bias, stride=2, groups=layer.groups)
     offset = -1 if layer.up_pad == "bottom_right" else 0
-    if idx is not None:
+    soft = idx is not None and idx.is_floating_point()
+    u = F.conv_transpose2d(y, w, None if soft else bias, stride=2, groups=layer.groups)
+    if soft:  # a soft choice: every grid, weighted; the bias once, after the sum
+        assert idx is not None
+        rolled = [torch.roll(u, (i + offset, j + offset), dims=(-2, -1)) for i, j in PHASES]
+        u = torch.einsum("bp,bpchw->bchw", idx.to(u.dtype), torch.stack(rolled, 1))
+        u = u if bias is None else u + bias.view(1, -1, 1, 1)
+    elif idx is not None:
         u = phase_shift(u, idx, offset=offset)
     elif offset:
         u = torch.roll(u, (offset, offset), dims=(-2, -1))

@@ -19,9 +19,13 @@ layer :func:`~apslib.fourier.fourier_up` followed by the k=2 conv, and both comm
 sub-pixel (Fourier) shifts, not only integer ones.
 
 Selection rules (strategies, :class:`Selection`): :class:`NormSelection` (APS: the
-component of largest norm) and :class:`FixedGrid` (the Baseline's and LPF-j's grid (0, 0);
-another grid to force a choice). ``idx`` is a ``(B,)`` int64 tensor of phase indices
-(:data:`apslib.polyphase.PHASES`) or ``None`` for the grid (0, 0).
+component of largest norm), :class:`FixedGrid` (the Baseline's and LPF-j's grid (0, 0);
+another grid to force a choice) and :class:`apslib.learned.LearnedSelection` (LPS: the
+component of largest learned score). ``idx`` is a ``(B,)`` int64 tensor of phase indices
+(:data:`apslib.polyphase.PHASES`), ``None`` for the grid (0, 0), or, while a learned rule
+trains, a ``(B, 4)`` float tensor of weights (a soft choice: the down layer keeps the
+weighted sum of the components, the up layer spreads its input over the grids with the same
+weights).
 
 With the pool and no blur, the grid (0, 0) is the plain stride-2 pool (the Baseline);
 without a pool, :class:`PolyphaseDown` is APS-D (:func:`~apslib.polyphase.aps_down`) or
@@ -43,7 +47,16 @@ from torch import nn
 from . import fastpaths
 from .filters import blur, check_filter_size, check_padding_mode, circular_pad, zero_insert
 from .fourier import AliasFreeActivation, half_band
-from .polyphase import PHASES, aps_up, check_criterion, check_even_4d, polyphase_norms, select_phase
+from .polyphase import (
+    PHASES,
+    aps_up,
+    check_criterion,
+    check_even_4d,
+    mix_phases,
+    polyphase_norms,
+    select_phase,
+    spread_phases,
+)
 
 __all__ = [
     "POOLS",
@@ -164,10 +177,12 @@ class Selection(nn.Module):
     """A selection rule: which polyphase component of a map each sample keeps.
 
     ``choose(z)`` takes the ``(B, C, H, W)`` map whose components are the candidates and
-    returns ``(B,)`` int64 phase indices, or ``None`` for the grid (0, 0). ``adaptive``:
-    the choice depends on the signal (then it must move with a shift of the input);
-    ``differentiable``: the choice needs gradients (a learned rule). A subclass is a module,
-    so a learned rule's parameters live in the model's state dict.
+    returns ``(B,)`` int64 phase indices, or ``None`` for the grid (0, 0); a learned rule
+    in training mode returns ``(B, 4)`` float weights instead (a soft choice).
+    ``scores(z)``: the ``(B, 4)`` float64 values an adaptive rule takes the argmax of.
+    ``adaptive``: the choice depends on the signal (then it must move with a shift of the
+    input); ``differentiable``: the choice needs gradients (a learned rule). A subclass is a
+    module, so a learned rule's parameters live in the model's state dict.
     """
 
     adaptive = False
@@ -176,6 +191,9 @@ class Selection(nn.Module):
 
     def choose(self, z: torch.Tensor) -> torch.Tensor | None:
         raise NotImplementedError
+
+    def scores(self, z: torch.Tensor) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} does not score the components: its grid is fixed")
 
 
 class NormSelection(Selection):
@@ -188,8 +206,11 @@ class NormSelection(Selection):
         super().__init__()
         self.criterion = check_criterion(criterion)
 
+    def scores(self, z: torch.Tensor) -> torch.Tensor:
+        return polyphase_norms(z, self.criterion)
+
     def choose(self, z: torch.Tensor) -> torch.Tensor:
-        return polyphase_norms(z, self.criterion).argmax(dim=1)
+        return self.scores(z).argmax(dim=1)
 
     def extra_repr(self) -> str:
         return f"criterion={self.criterion!r}"
@@ -296,6 +317,11 @@ class PolyphaseDown(nn.Module):
         """``(B, 4)`` float64 norms (the rule's criterion, else l2) of the four candidates."""
         return polyphase_norms(self.pooled(x), self.selection.criterion)
 
+    def phase_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 4)`` float64 scores the adaptive rule takes the argmax of (APS: the norms,
+        LPS: the learned logits)."""
+        return self.selection.scores(self.pooled(x))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         check_even_4d(x, "the input of PolyphaseDown")
         fast = fastpaths.dispatch("down", self, x)
@@ -303,7 +329,9 @@ class PolyphaseDown(nn.Module):
             return fast
         z = self.pooled(x)
         idx = self.selection.choose(z)
-        return (z[..., ::2, ::2] if idx is None else select_phase(z, idx)), idx
+        if idx is None:
+            return z[..., ::2, ::2], idx
+        return (mix_phases(z, idx) if idx.is_floating_point() else select_phase(z, idx)), idx
 
     def extra_repr(self) -> str:
         low = f"lowpass={self.lowpass!r}" if self.lowpass == "ideal" else f"filter_size={self.filter_size}"
@@ -418,7 +446,10 @@ class PolyphaseUp(nn.Module):
         fast = fastpaths.dispatch("up", self, y, idx)
         if fast is not None:
             return fast
-        z = zero_insert(y) if idx is None else aps_up(y, idx)
+        if idx is None:
+            z = zero_insert(y)
+        else:
+            z = spread_phases(y, idx) if idx.is_floating_point() else aps_up(y, idx)
         if self.lowpass == "ideal":
             z = half_band(z) * self.blur_gain
         else:

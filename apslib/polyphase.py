@@ -49,6 +49,8 @@ __all__ = [
     "aps_down",
     "select_phase",
     "aps_up",
+    "mix_phases",
+    "spread_phases",
     "phase_shift",
     "predicted_phases",
 ]
@@ -177,6 +179,37 @@ def aps_up(y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     b, c, h, w = y.shape
     mask = idx.view(b, 1) == torch.arange(4, device=y.device)  # one-hot, built on device
     z = torch.where(mask.view(b, 1, 1, 2, 1, 2), y[:, :, :, None, :, None], y.new_zeros(()))
+    return z.reshape(b, c, 2 * h, 2 * w)
+
+
+def _check_weights(w: torch.Tensor, batch: int) -> None:
+    if not isinstance(w, torch.Tensor) or not w.is_floating_point() or w.shape != (batch, 4):
+        raise ValueError(
+            f"weights must be a ({batch}, 4) float tensor, one weight per phase and sample; "
+            f"got {getattr(w, 'shape', w)!r}"
+        )
+
+
+def mix_phases(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The soft form of :func:`select_phase`: per sample ``b`` the weighted sum
+    ``sum_p weights[b, p] * x[b, :, i_p::2, j_p::2]`` of the four components (phase order).
+    With one-hot weights it is the chosen component, exactly (``1 * v + 0 * u == v``).
+    ``(B, C, H, W), (B, 4) -> (B, C, H/2, W/2)``; differentiable in both."""
+    check_even_4d(x)
+    _check_weights(weights, x.shape[0])
+    w = weights.to(x.dtype)
+    return torch.einsum("bp,bpchw->bchw", w, polyphase_components(x))
+
+
+def spread_phases(y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The soft form of :func:`aps_up`: ``y`` placed on every grid ``p`` with the weight
+    ``weights[b, p]`` (``z[b, :, i_p::2, j_p::2] = weights[b, p] * y[b]``). One-hot weights
+    give :func:`aps_up` exactly. ``(B, C, h, w), (B, 4) -> (B, C, 2h, 2w)``."""
+    if not isinstance(y, torch.Tensor) or y.dim() != 4:
+        raise ValueError(f"y must have shape (B, C, h, w), got {getattr(y, 'shape', y)!r}")
+    _check_weights(weights, y.shape[0])
+    b, c, h, w = y.shape
+    z = weights.to(y.dtype).view(b, 1, 1, 2, 1, 2) * y[:, :, :, None, :, None]
     return z.reshape(b, c, 2 * h, 2 * w)
 
 
