@@ -192,10 +192,12 @@ def equivariance_error_map(
 
 @torch.no_grad()
 def phase_margins(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Per adaptive level, the relative gap between the two largest polyphase norms, per sample.
+    """Per adaptive level, the relative gap between the two largest polyphase scores, per sample.
 
-    ``(n1 - n2) / n1`` of the map each adaptive :class:`~apslib.layers.PolyphaseDown`
-    (native or converted) chooses on (its :meth:`~apslib.layers.PolyphaseDown.phase_norms`),
+    ``(s1 - s2) / max(|s1|, |s2|)`` of the scores each adaptive
+    :class:`~apslib.layers.PolyphaseDown` (native or converted) chooses by (its
+    :meth:`~apslib.layers.PolyphaseDown.phase_scores`: APS's norms, where this is
+    ``(n1 - n2) / n1``, or LPS's learned logits),
     as a list of ``(B,)`` float64 tensors (one per level, encoder order). A margin of 0 is an
     exact tie: the choice then follows the tie rule, not the signal, and equivariance is
     lost for that sample. Besides constant or 2-periodic inputs, ties arise when the map
@@ -206,8 +208,9 @@ def phase_margins(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]
     margins: list[torch.Tensor] = []
 
     def hook(module, inputs, _output):
-        top = module.phase_norms(inputs[0]).topk(2, dim=1).values
-        margins.append(((top[:, 0] - top[:, 1]) / top[:, 0].clamp_min(1e-300)).cpu())
+        top = module.phase_scores(inputs[0]).topk(2, dim=1).values
+        scale = torch.maximum(top[:, 0].abs(), top[:, 1].abs()).clamp_min(1e-300)
+        margins.append(((top[:, 0] - top[:, 1]) / scale).cpu())
 
     downs = [m for m in model.modules() if isinstance(m, PolyphaseDown) and m.selection.adaptive]
     handles = [m.register_forward_hook(hook) for m in downs]

@@ -18,10 +18,10 @@ __all__ = ["PAPER_MODELS", "FASTMRI_PREFIX", "model_name", "parse_model_name", "
 PAPER_MODELS = ("Baseline", "LPF-2", "LPF-3", "Baseline + DA", "APS", "APS-2", "APS-3")
 _MAX_FILTER = 7  # filters.MAX_FILTER_SIZE; names outside 1..7 are rejected here already
 
-_BASES = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS", "af": "AF"}
+_BASES = {"baseline": "Baseline", "lpf": "LPF", "aps": "APS", "af": "AF", "lps": "LPS"}
 FASTMRI_PREFIX = "fastMRI U-Net"  # the name of fastmri.models.Unet trained here
 _NAME_RE = re.compile(
-    r"^(fastmri[\s-]*u[\s-]*net)?[\s-]*(baseline|lpf|aps|af)?(?:\s*-?\s*(\d+|relu))?"
+    r"^(fastmri[\s-]*u[\s-]*net)?[\s-]*(baseline|lpf|aps|af|lps)?(?:\s*-?\s*(\d+|relu))?"
     r"(\s*[-+]\s*da)?(\s*[-+]\s*sda)?$",
     re.IGNORECASE,
 )
@@ -38,10 +38,11 @@ def model_name(
     """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-2``, ``Baseline + DA``, and
     ``APS-3 + SDA`` (trained with sub-pixel shift augmentation; beyond the paper). The
     alias-free U-Net (``variant="af"``) is ``AF`` (``activation`` ``"af-poly"`` or ``None``)
-    or ``AF-ReLU`` (``"af-relu"``).
+    or ``AF-ReLU`` (``"af-relu"``); learnable polyphase sampling (``"lps"``) is ``LPS``,
+    ``LPS-3``.
 
     ``LPF`` always carries its blur size (``LPF-1`` is the unblurred LPF U-Net); ``APS``
-    only from 2 on. ``architecture="fastmri"`` (``fastmri.models.Unet``'s layers) prefixes
+    and ``LPS`` only from 2 on. ``architecture="fastmri"`` (``fastmri.models.Unet``'s layers) prefixes
     ``fastMRI U-Net``, and its baseline is that alone: ``fastMRI U-Net``, ``fastMRI U-Net
     APS``, ``fastMRI U-Net LPF-3 + DA``. :func:`parse_model_name` reads every name back.
     """
@@ -57,6 +58,8 @@ def model_name(
         if activation not in (None, "af-poly", "af-relu"):
             raise ValueError(f"AF's activation is 'af-poly' or 'af-relu', got {activation!r}")
         name = "AF-ReLU" if activation == "af-relu" else "AF"
+    if variant == "lps" and architecture != "apslib":
+        raise ValueError("LPS (learnable polyphase sampling) has apslib's layers")
     if architecture == "fastmri":
         name = FASTMRI_PREFIX if variant == "baseline" else f"{FASTMRI_PREFIX} {name}"
     name = f"{name} + DA" if shift_augment else name
@@ -72,18 +75,21 @@ def parse_model_name(name: str) -> dict:
     augmentation), each optionally after ``fastMRI U-Net`` (``fastmri.models.Unet``'s
     layers; alone: its own sampling), case-insensitively, and their slugs
     (``baseline-da``, ``aps-3-sda``, ``fastmri-u-net-aps``); ``j`` is the blur size, 1..7.
-    ``AF`` and ``AF-ReLU`` are the alias-free U-Nets (``activation`` ``"af-poly"`` /
+    ``LPS`` and ``LPS-j`` are learnable polyphase sampling. ``AF`` and ``AF-ReLU`` are the
+    alias-free U-Nets (``activation`` ``"af-poly"`` /
     ``"af-relu"``; ``None`` for every other name: the variant's ReLU).
     """
     m = _NAME_RE.match(str(name).strip())
     if not m or not (m.group(1) or m.group(2)):
         raise ValueError(
             f"unknown model name {name!r}: use Baseline, LPF-<j>, APS, APS-<j> (j = blur "
-            f"size 1..{_MAX_FILTER}), AF or AF-ReLU, optionally after '{FASTMRI_PREFIX} ' and "
+            f"size 1..{_MAX_FILTER}), LPS, LPS-<j>, AF or AF-ReLU, optionally after '{FASTMRI_PREFIX} ' and "
             f"followed by ' + DA' and/or ' + SDA'; the paper's models are {list(PAPER_MODELS)}"
         )
     fastmri, variant, size = bool(m.group(1)), (m.group(2) or "baseline").lower(), m.group(3)
     relu = bool(size) and size.lower() == "relu"
+    if variant == "lps" and fastmri:
+        raise ValueError(f"{name!r}: LPS is built from apslib's layers; use LPS or LPS-<j>")
     if variant == "af" and fastmri:
         raise ValueError(f"{name!r}: the alias-free U-Net is built from apslib's layers; use AF or AF-ReLU")
     if variant == "af" and size and not relu:

@@ -6,6 +6,7 @@ variant   downsampling (per level)                   upsampling (per level)
 baseline  max-pool 2x2, stride 2                     transposed conv k=2, s=2
 lpf       max-pool 2x2 stride 1, blur j, keep (0,0)  zero insertion on (0,0), blur j, conv k=2 (top/left)
 aps       max-pool 2x2 stride 1, blur j, APS-D       APS-U on encoder's grid, blur j, conv k=2 (bot./right)
+lps       max-pool 2x2 stride 1, blur j, LPD         LPU on encoder's grid, blur j, conv k=2 (bot./right)
 af        ideal low-pass to half the band, keep      ideal (band-limited) upsampling, conv k=2 (top/left)
           (0, 0) (Fourier-domain, no pool)
 ========  =========================================  ====================================================
@@ -24,9 +25,15 @@ set here), while the per-sample norm makes the model invariant to the input's sc
 "AF-ReLU" keeps BatchNorm. The whole model then commutes with every
 real (sub-pixel) Fourier shift, not only integer ones, up to float rounding for "AF".
 
+``lps`` is learnable polyphase sampling (Rojas-Gomez et al. 2022): the ``aps`` U-Net with
+the grid chosen by a learned score instead of the largest norm
+(:class:`~apslib.learned.LearnedSelection`, one small scoring network per level; Gumbel-softmax
+while training, the argmax in eval mode). In eval mode it is exactly equivariant to every
+circular shift, like ``aps``, for any scorer weights.
+
 Every level is a :class:`~apslib.layers.PolyphaseDown` / :class:`~apslib.layers.PolyphaseUp`
-pair; the variants differ in the selection rule (a fixed grid, or the largest norm) and
-the decoder's form. ``aps`` differs from ``lpf`` only in choosing the grid adaptively: with
+pair; the variants differ in the selection rule (a fixed grid, the largest norm, or a learned
+score) and the decoder's form. ``aps`` differs from ``lpf`` only in choosing the grid adaptively: with
 circular padding (the default) the ``aps`` U-Net is equivariant to every circular shift
 (Proposition 2 of Chaman & Dokmanic 2021).
 
@@ -59,8 +66,10 @@ from .layers import (
     NormSelection,
     PolyphaseDown,
     PolyphaseUp,
+    Selection,
     check_aps_criterion,
 )
+from .learned import LearnedSelection
 from .names import model_name
 from .polyphase import check_criterion
 
@@ -75,7 +84,7 @@ __all__ = [
     "check_size",
 ]
 
-VARIANTS = ("baseline", "lpf", "aps", "af")
+VARIANTS = ("baseline", "lpf", "aps", "af", "lps")
 ARCHITECTURES = ("apslib", "fastmri")  # this family's layers, or fastmri.models.Unet's
 PAPER_CHANNELS = (64, 128, 256, 512, 1024)
 
@@ -164,7 +173,8 @@ class UNetConfig:
         fastmri = self.architecture == "fastmri"
         own = fastmri and self.variant == "baseline"  # fastMRI's own U-Net pads zeros
         padding = self.padding_mode or ("zeros" if own else "circular")
-        up_pad = self.up_pad or ("bottom_right" if self.variant == "aps" and not fastmri else "top_left")
+        adaptive = self.variant in ("aps", "lps")
+        up_pad = self.up_pad or ("bottom_right" if adaptive and not fastmri else "top_left")
         af = self.variant == "af"
         activation = self.activation or ("af-poly" if af else "relu")
         norm = self.norm or ("layer" if activation == "af-poly" else "batch")
@@ -225,6 +235,16 @@ class UNetConfig:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.norm is not None and self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.variant == "lps" and self.architecture != "apslib":
+            raise ValueError(
+                "variant='lps' (learnable polyphase sampling) is built from apslib's layers: use "
+                "architecture='apslib' (a converted fastMRI U-Net would need new, trained scorers)"
+            )
+        if self.variant == "lps" and self.criterion != "l2":
+            raise ValueError(
+                f"criterion is APS's norm; LPS learns its score instead: leave criterion at 'l2', "
+                f"got {self.criterion!r}"
+            )
         af = self.variant == "af"
         if not af and self.activation not in (None, "relu"):
             raise ValueError(
@@ -285,7 +305,7 @@ class UNetConfig:
     @property
     def name(self) -> str:
         """Paper-style name: ``Baseline``, ``LPF-3``, ``APS``, ``APS-3``, ``AF``, ``AF-ReLU``,
-        ``fastMRI U-Net``."""
+        ``LPS``, ``LPS-3``, ``fastMRI U-Net``."""
         return model_name(
             self.variant, self.filter_size, architecture=self.architecture, activation=self.activation
         )
@@ -320,7 +340,12 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in range(config.depth):
-            selection = NormSelection(config.criterion) if config.variant == "aps" else FixedGrid()
+            if config.variant == "aps":
+                selection: Selection = NormSelection(config.criterion)
+            elif config.variant == "lps":
+                selection = LearnedSelection(c[level])
+            else:
+                selection = FixedGrid()
             self.downs.append(
                 PolyphaseDown(
                     config.filter_size,
@@ -392,11 +417,12 @@ def build_unet(
     """Build a U-Net of the family (apslib's layers; the one builder from arguments).
 
     Args:
-        variant: ``"baseline"``, ``"lpf"``, ``"aps"`` or ``"af"`` (alias-free).
+        variant: ``"baseline"``, ``"lpf"``, ``"aps"``, ``"af"`` (alias-free) or ``"lps"``
+            (learnable polyphase sampling).
         depth: number of stride-2 levels; inputs must be multiples of ``2 ** depth``.
         channels: ``depth + 1`` widths; default the paper's ``[64, 128, 256, 512, 1024]``
             cut to ``depth + 1`` entries (doubling on past 1024 if ``depth > 4``).
-        filter_size: binomial blur size 1..7 (1 = no blur). Needs ``lpf`` or ``aps``.
+        filter_size: binomial blur size 1..7 (1 = no blur). Needs ``lpf``, ``aps`` or ``lps``.
         criterion: APS norm, ``"l2"`` (default), ``"l1"`` or ``"linf"``.
         padding_mode: ``"circular"`` (default; needed for exact equivariance), ``"zeros"``,
             ``"reflect"`` or ``"replicate"``.

@@ -25,6 +25,7 @@ CORE = (
     "apslib.filters",
     "apslib.layers",
     "apslib.fastpaths",
+    "apslib.learned",
     "apslib.fourier",
     "apslib.unet",
     "apslib.models",

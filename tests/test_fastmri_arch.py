@@ -171,7 +171,7 @@ def test_train_load_and_fine_tune_fastmris_unet(study):
     )
 
     loaded = ev.load_runs(source.run_dir, ["fastMRI U-Net", "fastMRI U-Net → APS, fine-tuned"])
-    assert loaded["fastMRI U-Net → APS, fine-tuned"].is_aps and not loaded["fastMRI U-Net"].is_aps
+    assert loaded["fastMRI U-Net → APS, fine-tuned"].is_adaptive and not loaded["fastMRI U-Net"].is_adaptive
     val = ev.load_val(source.data_root)
     out, phases = ev.predict(loaded["fastMRI U-Net → APS, fine-tuned"], val.image, return_phases=True)
     assert out.shape == val.image.shape and len(phases) == 2 and phases[0].shape == (len(val),)

@@ -46,8 +46,9 @@ class ModelRun:
         return int(self.model.config.depth)
 
     @property
-    def is_aps(self) -> bool:
-        return self.model.config.variant == "aps"
+    def is_adaptive(self) -> bool:
+        """Whether the model chooses its grids (APS, LPS): its grid flips are counted."""
+        return self.model.config.variant in ("aps", "lps")
 
 
 def load_runs(

@@ -199,7 +199,7 @@ def evaluate_in_distribution(
                     )
                 )
         recon_rows(name, val.denorm(out), val.denorm(out_s))
-        if run.is_aps:
+        if run.is_adaptive:
             rows.extend(
                 flip_rows(
                     count_flips(ph, ph_s, shifts),
@@ -259,7 +259,7 @@ def exhaustive_shifts(
             eq = image_metrics(out_s, ref)
             first = (
                 count_flips([p[0].expand(len(grid)) for p in ph_s], ph_s, grid)
-                if run.is_aps
+                if run.is_adaptive
                 else torch.zeros(len(grid), dtype=torch.long)
             )
             per.append(
@@ -292,7 +292,7 @@ def exhaustive_shifts(
                         metric=metric,
                     )
                 )
-        if run.is_aps:
+        if run.is_adaptive:
             rows.extend(
                 flip_rows(
                     torch.tensor(frame.flip_level.to_numpy(dtype=np.int64)),
@@ -345,7 +345,7 @@ def evaluate_ood(
                         metric=metric,
                     )
                 )
-            if run.is_aps:
+            if run.is_adaptive:
                 rows.extend(
                     flip_rows(
                         count_flips(ph, ph_s, shifts),

@@ -101,6 +101,12 @@ class TrainConfig:
         choices=ACTIVATIONS,
     )
     norm: str | None = _opt(None, "the normalisation (default: batch; layer for AF)", choices=NORMS)
+    temperature: float = _opt(1.0, "LPS: the Gumbel-softmax temperature of the first epoch")
+    temperature_min: float = _opt(0.1, "LPS: the temperature's floor")
+    temperature_decay: float = _opt(0.8, "LPS: the temperature's factor per epoch, in (0, 1]")
+    straight_through: bool = _opt(
+        False, "LPS: one-hot choices forward, the Gumbel-softmax weights' gradient backward"
+    )
     loss: str = _opt("mse", "training loss", choices=LOSSES)
     lr: float = _opt(1e-3, f"Adam learning rate, in (0, {MAX_LR:g}]")
     epochs: int = _opt(50, "epochs (more than a finished run's continue it)")
@@ -176,6 +182,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value and not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be positive and finite (0: off), got {value!r}")
+        self._check_lps()
         if int(self.seed) < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         if int(self.workers) < 0:
@@ -183,6 +190,34 @@ class TrainConfig:
         self.max_shift, self.seed, self.workers = int(self.max_shift), int(self.seed), int(self.workers)
         if self.name is not None:
             slugify(self.name)
+
+    def _check_lps(self) -> None:
+        """The Gumbel-softmax schedule (epoch ``e``: ``max(temperature_min, temperature *
+        temperature_decay**e)``, :func:`apslib.learned.temperature_at`); LPS's only."""
+        for name in ("temperature", "temperature_min"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not (isinstance(self.temperature_decay, (int, float)) and 0 < self.temperature_decay <= 1):
+            raise ValueError(f"temperature_decay must be in (0, 1], got {self.temperature_decay!r}")
+        if self.temperature_min > self.temperature:
+            raise ValueError(
+                f"temperature_min ({self.temperature_min:g}) must not exceed temperature "
+                f"({self.temperature:g}): the temperature falls from the one to the other"
+            )
+        self.temperature, self.temperature_min = float(self.temperature), float(self.temperature_min)
+        self.temperature_decay = float(self.temperature_decay)
+        defaults = {f.name: f.default for f in fields(self)}
+        changed = [
+            k
+            for k in ("temperature", "temperature_min", "temperature_decay", "straight_through")
+            if getattr(self, k) != defaults[k]
+        ]
+        if changed and self.variant != "lps":
+            raise ValueError(
+                f"{', '.join(changed)} set the Gumbel-softmax of learnable polyphase sampling: they "
+                f"apply to variant 'lps' (LPS, LPS-<j>) only, not to {self.variant!r}; leave them out"
+            )
 
     def unet_config(self) -> UNetConfig:
         """The resolved :class:`~apslib.unet.UNetConfig` of this run's model."""

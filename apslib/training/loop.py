@@ -6,12 +6,15 @@ clamped to [-6, 6], gradient-norm clip 1, batch 16, 50 epochs; ``shift_augment``
 same random circular shift in ``[-max_shift, max_shift - 1]`` on input and target. Each
 epoch records training and validation loss, the validation equivariance MSE and NMSE of
 ``F(T_k x)`` and ``T_k F(x)`` (one informative shift per slice, the same every epoch), PSNR.
+LPS levels sample their grids with a Gumbel-softmax whose temperature falls per epoch
+(``temperature * temperature_decay**epoch``, floored at ``temperature_min``); validation
+(eval mode) takes the argmax.
 
 **Exact resume.** Every random stream of an epoch (shuffling, training masks, shift
-augmentation) is re-derived from ``(seed, epoch)``; the checkpoint holds the model,
-optimizer, scheduler and RNG states: on CPU a run stopped after any epoch and resumed
-ends with exactly the weights of an uninterrupted run. **Failure.** A NaN/inf loss raises
-:class:`NonFiniteLossError` (the last good checkpoint stays); Ctrl-C raises
+augmentation, the Gumbel noise of LPS levels) is re-derived from ``(seed, epoch)``; the
+checkpoint holds the model, optimizer, scheduler and RNG states: on CPU a run stopped after
+any epoch and resumed ends with exactly the weights of an uninterrupted run.
+**Failure.** A NaN/inf loss raises :class:`NonFiniteLossError` (the last good checkpoint stays); Ctrl-C raises
 :class:`TrainingInterrupted` (lock released; the same call resumes); the CLI prints each
 expected error as one line.
 
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..learned import set_sampling, temperature_at
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
 from .errors import NonFiniteLossError, TrainingError, TrainingInterrupted
@@ -67,7 +71,7 @@ __all__ = ["train"]
 
 
 # Purposes of the derived seeds (second entry of the seed sequence).
-_SHUFFLE, _MASK, _AUGMENT, _VAL_SHIFT, _LOADER = 1, 2, 3, 4, 5
+_SHUFFLE, _MASK, _AUGMENT, _VAL_SHIFT, _LOADER, _GUMBEL = 1, 2, 3, 4, 5, 6
 
 
 def _derive_seed(*parts: int) -> int:
@@ -164,6 +168,15 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+def _set_learned_sampling(run: _Run, epoch: int) -> None:
+    """LPS levels: this epoch's temperature, and their Gumbel noise from (seed, epoch, rank)."""
+    c = run.config
+    gumbel = torch.Generator(device=run.device)
+    gumbel.manual_seed(_derive_seed(c.seed, _GUMBEL, epoch, run.dist.rank))
+    tau = temperature_at(epoch, c.temperature, c.temperature_min, c.temperature_decay)
+    set_sampling(run.model, temperature=tau, straight_through=c.straight_through, generator=gumbel)
+
+
 def _train_epoch(run: _Run, epoch: int, bar) -> float:
     """One pass over the training set; returns the mean training loss (all ranks)."""
     c, dist = run.config, run.dist
@@ -175,6 +188,7 @@ def _train_epoch(run: _Run, epoch: int, bar) -> float:
         mask_func.rng.seed(_derive_seed(c.seed, _MASK, epoch, dist.rank))
     if run.sampler is not None:
         run.sampler.set_epoch(epoch)
+    _set_learned_sampling(run, epoch)
     loader = torch.utils.data.DataLoader(
         run.train_ds, sampler=run.sampler, generator=gen, shuffle=run.sampler is None, **run.loader_args()
     )
