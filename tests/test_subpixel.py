@@ -144,9 +144,62 @@ def test_subpixel_protocol_exact_at_integers_not_between():
     assert (aps[aps.dy == 0.5].eq_nmse > 1e-6).all()  # ... and ends at sub-pixel shifts
     base = f[f.model == "Baseline"]
     assert (base[base.dy == 1.0].eq_nmse > 1e-6).all()
+    assert base.grid_flip.isna().all()  # no grid choice, no flip recorded
+    assert set(aps.grid_flip) <= {0.0, 1.0}
+    assert (aps[aps.dy.isin([1.0, 3.0]) & (aps.dx != 0.5)].grid_flip == 0).all()
     s = beyond.shift_summary(f)
-    assert {"eq_nmse@0.5,0.5", "eq_nmse@1,0"} <= set(s.metric)
+    assert {"eq_nmse@0.5,0.5", "eq_nmse@1,0", "grid_flip@0.5,0.5"} <= set(s.metric)
     assert not s.metric.str.startswith("psnr_decline").any()  # nothing measured, no rows
+    t = beyond.beyond_table(f, "subpixel", ["Baseline", "APS"])
+    assert t.loc["APS", "grid_flip rate (integer)"] == 0 and np.isnan(
+        t.loc["Baseline", "grid_flip rate (integer)"]
+    )
+    assert 0 <= t.loc["APS", "grid_flip rate (sub-pixel)"] <= 1
+
+
+def test_neighbour_flips_by_hand():
+    # one level; x chose (0, 0). Between the shifts 0 and 1 along y, (0, 0) and (1, 0) follow
+    # a neighbour; (0, 1) and (1, 1) follow neither
+    x = [torch.zeros(4, dtype=torch.long)]
+    got = beyond.neighbour_flips(x, [torch.tensor([0, 2, 1, 3])], (0.5, 0.0))
+    assert got.tolist() == [0.0, 0.0, 1.0, 1.0]
+    # on both axes every grid of one level is some neighbour's
+    assert beyond.neighbour_flips(x, [torch.tensor([0, 1, 2, 3])], (0.5, -0.5)).tolist() == [0.0] * 4
+    # at an integer shift the only neighbour is the shift itself: an integer grid flip
+    assert beyond.neighbour_flips(x, [torch.tensor([2, 0, 1, 3])], (1.0, 0.0)).tolist() == [0.0, 1, 1, 1]
+    # two levels: the second must follow the same neighbour as the first
+    x2 = [torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)]
+    # shift 1 along y: level 1 goes to (1, 0) and level 2 sees shift 0 (stays 0); shift 0: both 0
+    follows_one = [torch.tensor([2, 0]), torch.tensor([0, 2])]
+    assert beyond.neighbour_flips(x2, follows_one, (0.5, 0.0)).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="adaptive level"):
+        beyond.neighbour_flips([], [], (0.5, 0.0))
+
+
+@pytest.mark.parametrize("variant", ["aps", "lps"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_neighbour_flips_are_periodic_in_whole_pixels(variant, seed):
+    """An exactly equivariant choice follows neighbour n of d for S_d x exactly when it
+    follows n + k of d + k for S_(d+k) x: the flip indicator repeats with whole-pixel
+    steps of the offset, and is 0 at every integer offset (where the margins are not
+    ties)."""
+    torch.manual_seed(seed)
+    model = build_unet(variant, depth=2, channels=[4, 6, 8], filter_size=3)
+    x = torch.randn(4, 1, 24, 20, generator=torch.Generator().manual_seed(seed))
+    model = calibrate_batchnorm(model, x)
+    run = ev.ModelRun("m", model, None, None, None)
+    _, ph0 = ev.predict(run, x, return_phases=True)
+    rng = np.random.default_rng(seed)
+    for _ in range(4):
+        d = tuple(float(v) for v in rng.uniform(-1, 1, 2).round(2))
+        k = tuple(int(v) for v in rng.integers(-5, 6, 2))
+        dk = (d[0] + k[0], d[1] + k[1])
+        _, ph_d = ev.predict(run, fourier_shift(x, d), return_phases=True)
+        _, ph_dk = ev.predict(run, fourier_shift(x, dk), return_phases=True)
+        a, b = beyond.neighbour_flips(ph0, ph_d, d), beyond.neighbour_flips(ph0, ph_dk, dk)
+        assert (a == b).all(), (d, k)
+        _, ph_k = ev.predict(run, fourier_shift(x, k), return_phases=True)
+        assert (beyond.neighbour_flips(ph0, ph_k, k) == 0).all()
 
 
 def test_fov_protocol_identity_is_exact_at_integers():

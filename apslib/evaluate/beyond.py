@@ -10,7 +10,10 @@ protocol returns a per-pair frame (one row per model, image and shift) with the 
 
 * ``subpixel``: ``x`` is the network's (normalised) input; compare ``F(S_d x)`` with
   ``S_d F(x)``, ``S_d`` = :func:`~apslib.subpixel.fourier_shift` (circular, band-limited:
-  at integer ``d`` the integer protocol exactly). Whole image.
+  at integer ``d`` the integer protocol exactly). Whole image. For adaptive models (APS,
+  LPS) also ``grid_flip`` (:func:`neighbour_flips`): 1 where the grids chosen for ``S_d x``
+  are those of no integer neighbour of ``d`` (the choice jumped to a grid of its own), else
+  0; NaN for the other models and protocols.
 * ``physical``: a validation slice's full-field-of-view k-space gets the ramp of
   :func:`~apslib.subpixel.kspace_shift`, then the data pipeline of training runs on it
   unchanged (fastmri's ``UnetDataTransform``: the same seeded mask, zero-filled inverse FFT,
@@ -31,6 +34,7 @@ protocol returns a per-pair frame (one row per model, image and shift) with the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +44,7 @@ import pandas as pd
 import torch
 
 from ..metrics import nmse_from_sums
+from ..polyphase import predicted_phases
 from ..subpixel import fourier_shift, kspace_shift, overlap_mask
 from .models import ModelRun, predict
 from .tables import stat_rows, summarise
@@ -47,6 +52,7 @@ from .tables import stat_rows, summarise
 __all__ = [
     "PAIR_COLUMNS",
     "subpixel_protocol",
+    "neighbour_flips",
     "physical_protocol",
     "fov_protocol",
     "read_kspace_slices",
@@ -57,7 +63,7 @@ __all__ = [
     "target_check",
 ]
 
-PAIR_COLUMNS = ["model", "dataset", "protocol", "image", "dy", "dx", "eq_nmse", "psnr_decline"]
+PAIR_COLUMNS = ["model", "dataset", "protocol", "image", "dy", "dx", "eq_nmse", "psnr_decline", "grid_flip"]
 REFERENCES = ("Target", "Zero-filled")
 
 
@@ -76,17 +82,44 @@ def _psnr(pred: torch.Tensor, ref: torch.Tensor, peak: torch.Tensor) -> np.ndarr
         return (10 * torch.log10(peak.double() ** 2 / mse)).numpy()
 
 
-def _rows(model, dataset, protocol, ids, shift, nmse, decline=None) -> list[dict]:
+def _rows(model, dataset, protocol, ids, shift, nmse, decline=None, flips=None) -> list[dict]:
     decline = [np.nan] * len(ids) if decline is None else decline
+    flips = [np.nan] * len(ids) if flips is None else flips
     return [
         dict(
             zip(
                 PAIR_COLUMNS,
-                (model, dataset, protocol, i, float(shift[0]), float(shift[1]), float(e), float(p)),
+                (model, dataset, protocol, i, float(shift[0]), float(shift[1]), float(e), float(p), float(f)),
             )
         )
-        for i, e, p in zip(ids, nmse, decline)
+        for i, e, p, f in zip(ids, nmse, decline, flips)
     ]
+
+
+def neighbour_flips(
+    phases_x: Sequence[torch.Tensor], phases_shifted: Sequence[torch.Tensor], shift: tuple[float, float]
+) -> np.ndarray:
+    """Per image, 1.0 where the grids chosen for ``S_d x`` (``phases_shifted``, level by
+    level) are not those that an integer neighbour ``k`` of ``d`` (``floor`` or ``ceil`` on
+    each axis) predicts from ``x``'s choice (:func:`apslib.polyphase.predicted_phases`),
+    else 0.0. At an integer ``d`` the only neighbour is ``d``: an integer grid flip.
+
+    A sub-pixel shift moves the content between its integer neighbours; a choice that
+    follows one of them keeps the kept components shifted copies of that neighbour's, one
+    that follows none has jumped to a grid of its own (more aliasing to expose)."""
+    if not len(phases_x):
+        raise ValueError("neighbour_flips needs the phases of at least one adaptive level")
+    dy, dx = (float(v) for v in shift)
+    near = {(a, b) for a in {math.floor(dy), math.ceil(dy)} for b in {math.floor(dx), math.ceil(dx)}}
+    chosen = [p.long().cpu() for p in phases_shifted]
+    follows = torch.zeros(len(chosen[0]), dtype=torch.bool)
+    for k in sorted(near):
+        predicted, _ = predicted_phases(phases_x, k)
+        same = torch.ones_like(follows)
+        for expected, c in zip(predicted, chosen):
+            same &= c == expected
+        follows |= same
+    return (~follows).double().numpy()
 
 
 @torch.no_grad()
@@ -100,14 +133,17 @@ def subpixel_protocol(
     batch_size: int = 32,
 ) -> pd.DataFrame:
     """Sub-pixel circular shifts of the network input ``x`` (``(N, 1, H, W)``, normalised):
-    per model, image and shift the NMSE between ``F(S_d x)`` and ``S_d F(x)``."""
+    per model, image and shift the NMSE between ``F(S_d x)`` and ``S_d F(x)``, and for
+    adaptive models whether the grid choice followed an integer neighbour of ``d``
+    (:func:`neighbour_flips`)."""
     ids = list(image_ids) if image_ids is not None else [str(i) for i in range(len(x))]
     rows = []
     for name, run in runs.items():
-        y0 = predict(run, x, batch_size=batch_size)
+        y0, ph0 = predict(run, x, batch_size=batch_size, return_phases=True)
         for d in shifts:
-            ys = predict(run, fourier_shift(x, d), batch_size=batch_size)
-            rows += _rows(name, dataset, "subpixel", ids, d, _nmse(ys, fourier_shift(y0, d)))
+            ys, ph = predict(run, fourier_shift(x, d), batch_size=batch_size, return_phases=True)
+            flips = neighbour_flips(ph0, ph, d) if run.is_adaptive else None
+            rows += _rows(name, dataset, "subpixel", ids, d, _nmse(ys, fourier_shift(y0, d)), flips=flips)
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
@@ -278,13 +314,13 @@ def fov_protocol(
 
 def shift_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Tidy rows of a per-pair frame: per model, dataset, protocol and shift, the mean,
-    median, max and min over images of ``eq_nmse`` (and ``psnr_decline`` where measured);
-    the shift is written into ``metric`` as ``eq_nmse@dy,dx``."""
+    median, max and min over images of ``eq_nmse`` (and ``psnr_decline`` and ``grid_flip``
+    where measured); the shift is written into ``metric`` as ``eq_nmse@dy,dx``."""
     rows = []
     keys = ["model", "dataset", "protocol", "dy", "dx"]
     for (model, dataset, protocol, dy, dx), d in frame.groupby(keys, sort=False):
-        for metric in ("eq_nmse", "psnr_decline"):
-            v = d[metric].dropna().to_numpy()
+        for metric in ("eq_nmse", "psnr_decline", "grid_flip"):
+            v = d[metric].dropna().to_numpy() if metric in d else np.zeros(0)
             rows += stat_rows(
                 v,
                 model=model,
@@ -306,21 +342,24 @@ def _kind(dy, dx) -> str:
 def beyond_table(frame: pd.DataFrame, protocol: str, models: Sequence[str] | None = None) -> pd.DataFrame:
     """Per model (and reference) of one ``protocol`` of a per-pair frame: the mean and max
     equivariance NMSE over integer and over sub-pixel shifts (the zero shift left out),
-    and the mean decline in PSNR where measured; with several seeds the mean over seeds of
-    each, and ``... sd`` columns with the spread over seeds."""
+    and the mean decline in PSNR and the grid-flip rate where measured; with several seeds
+    the mean over seeds of each, and ``... sd`` columns with the spread over seeds."""
     f = frame[frame.protocol == protocol]
+    if "grid_flip" not in f:  # a frame written before grid flips were recorded
+        f = f.assign(grid_flip=np.nan)
     if f.empty:
         raise ValueError(f"no {protocol!r} rows in the frame (it has {sorted(set(frame.protocol))})")
     f = f.assign(kind=[_kind(a, b) for a, b in zip(f.dy, f.dx)], seed=f["seed"] if "seed" in f else 0)
     f = f[f.kind != "none"]
     per_seed = f.groupby(["model", "seed", "kind"]).agg(
-        mean=("eq_nmse", "mean"), max=("eq_nmse", "max"), decline=("psnr_decline", "mean")
+        mean=("eq_nmse", "mean"),
+        max=("eq_nmse", "max"),
+        decline=("psnr_decline", "mean"),
+        flip=("grid_flip", "mean"),
     )
     wide = per_seed.unstack("kind")
-    wide.columns = [
-        f"eq_nmse {stat} ({kind})" if stat != "decline" else f"psnr_decline mean ({kind})"
-        for stat, kind in wide.columns
-    ]
+    names = {"decline": "psnr_decline mean", "flip": "grid_flip rate"}
+    wide.columns = [f"{names.get(stat, f'eq_nmse {stat}')} ({kind})" for stat, kind in wide.columns]
     wide = wide.dropna(axis=1, how="all")
     g = wide.groupby(level="model", sort=False)
     out = g.mean()

@@ -4,7 +4,8 @@ half-pixel error against reconstruction quality.
 Conventions
 -----------
 The inputs are the per-pair frames of :mod:`apslib.evaluate.beyond` (columns ``model``,
-``dataset``, ``protocol``, ``image``, ``dy``, ``dx``, ``eq_nmse``, ``psnr_decline``, and
+``dataset``, ``protocol``, ``image``, ``dy``, ``dx``, ``eq_nmse``, ``psnr_decline``,
+``grid_flip``, and
 ``seed`` when several training seeds were evaluated). Errors are drawn on log axes; an
 exact 0 (APS at an integer shift) is left out, or drawn at ``floor`` when one is given.
 With several seeds a curve is the mean over seeds of the per-seed mean over images, with a
@@ -19,7 +20,7 @@ import numpy as np
 
 from .style import COLUMN_WIDTH
 
-__all__ = ["DIRECTIONS", "plot_subpixel_curves", "plot_frontier", "plot_grid_choice"]
+__all__ = ["DIRECTIONS", "plot_subpixel_curves", "plot_flip_rates", "plot_frontier", "plot_grid_choice"]
 
 # the three directions of a grid of offsets: (title, selector of the frame's rows, x value)
 DIRECTIONS = {
@@ -100,6 +101,53 @@ def plot_subpixel_curves(
         else ""
     )
     fig.suptitle((title or "Equivariance error against the sub-pixel offset") + note)
+    return fig
+
+
+def plot_flip_rates(
+    frame, models: Sequence[str], *, directions: Sequence[str] = ("y", "x", "diagonal"), title=""
+):
+    """One panel per direction: the fraction of images whose adaptive grid choice for
+    ``S_d x`` follows no integer neighbour of ``d`` (the sub-pixel protocol's
+    ``grid_flip``) against the offset ``d``, one line per model of ``models`` that has
+    grid choices (the others are skipped), mean over seeds with a band from the lowest to
+    the highest seed."""
+    import matplotlib.pyplot as plt
+
+    frame = _per_seed(frame)
+    if "grid_flip" not in frame:
+        raise ValueError("the frame has no grid_flip column: rerun the sub-pixel protocol to record it")
+    frame = frame[(frame.protocol == "subpixel") & frame.grid_flip.notna()]
+    fig, axes = plt.subplots(
+        1,
+        len(directions),
+        figsize=(COLUMN_WIDTH * len(directions), 2.5),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    for ax, direction in zip(axes[0], directions):
+        label, pick, xcol = DIRECTIONS[direction]
+        sub = frame[pick(frame)]
+        for n, m in enumerate(models):
+            d = sub[sub.model == m]
+            if d.empty:
+                continue
+            per_seed = d.groupby(["seed", xcol]).grid_flip.mean().unstack(0)
+            x = per_seed.index.to_numpy(float)
+            (line,) = ax.plot(x, per_seed.mean(axis=1), marker=MARKERS[n % len(MARKERS)], ms=3, lw=1, label=m)
+            if per_seed.shape[1] > 1:
+                ax.fill_between(
+                    x, per_seed.min(axis=1), per_seed.max(axis=1), color=line.get_color(), alpha=0.15, lw=0
+                )
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel("offset d (pixels)")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("grid-flip rate (fraction of images)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=6, loc="outside right upper")
+    fig.suptitle(title or "Grid choices that follow neither integer neighbour of the offset")
     return fig
 
 
