@@ -44,10 +44,11 @@ import torch
 from torch import nn
 
 from .layers import Conv2d, PolyphaseDown, Selection
-from .polyphase import polyphase_components
+from .polyphase import polyphase_components, polyphase_norms
 
 __all__ = [
     "LearnedSelection",
+    "choice_rules",
     "scorer_parameters",
     "scorer_width",
     "set_sampling",
@@ -174,3 +175,38 @@ def set_sampling(
             rule.straight_through = bool(straight_through)
         rule.generator = generator
     return len(rules)
+
+
+@torch.no_grad()
+def choice_rules(model: nn.Module, x: torch.Tensor, *, level: int = 0, temperatures=(1.0, 0.1)) -> dict:
+    """APS's rule and the learned rule side by side on one feature map: the map the learned
+    :class:`~apslib.layers.PolyphaseDown` at ``level`` (encoder order) of ``model`` chooses
+    a grid of (after its max-pool and blur) for the first image of ``x``, and per rule its four scores (in
+    :data:`~apslib.polyphase.PHASES` order): ``"APS: squared l2 norm"`` (APS-D's criterion on
+    the same map), ``"LPS: learned score"`` (the logits; evaluation takes their argmax) and
+    ``"LPS training, tau=t"`` (the probabilities Gumbel-softmax sampling draws each grid
+    with at temperature ``t``). Returns ``{"map": (C, H, W), "scores": {rule: (4,)}}``,
+    float64 on the CPU; ``model`` is left in the mode it was in."""
+    downs = [
+        m
+        for m in model.modules()
+        if isinstance(m, PolyphaseDown) and isinstance(m.selection, LearnedSelection)
+    ]
+    if not 0 <= level < len(downs):
+        raise ValueError(f"level {level} is not one of the model's {len(downs)} learned sampling levels")
+    seen: list[torch.Tensor] = []
+    handle = downs[level].register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0][:1]))
+    was_training = model.training
+    try:
+        model.eval()
+        model(x[:1])
+    finally:
+        handle.remove()
+        model.train(was_training)
+    z = downs[level].pooled(seen[0])  # what the rule sees: after the max-pool (and blur)
+    logits = downs[level].selection.scores(z)[0].double().cpu()
+    norms = polyphase_norms(z, "l2")[0].double().cpu()
+    scores = {"APS: squared l2 norm": norms, "LPS: learned score": logits}
+    for t in temperatures:
+        scores[f"LPS training, tau={_check_temperature(t):g}"] = torch.softmax(logits / t, 0)
+    return {"map": z[0].double().cpu(), "scores": scores}

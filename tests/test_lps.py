@@ -416,3 +416,45 @@ def test_trained_lps_is_exact_at_every_shift_and_resumes_bit_identically(tiny_da
     assert untied(model, x)
     assert equivariance_error_map(model, x, 4).max() <= 1e-6  # float32 (batch-size rounding)
     assert all(r["val_equiv_nmse"] == 0.0 for r in whole.history)
+
+
+# --- the two rules on one feature map (notebook 06) ------------------------------------------
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_choice_rules_are_the_model_s_own_choice_and_aps_s_on_the_same_map(level):
+    from apslib.learned import choice_rules
+
+    model, x = make(depth=2, filter_size=3, seed=level)
+    model.train()
+    r = choice_rules(model, x, level=level, temperatures=(1.0, 0.25))
+    assert model.training  # the mode is restored
+    model.eval()
+    _, phases = model(x[:1], return_phases=True)
+    s = r["scores"]
+    assert int(s["LPS: learned score"].argmax()) == int(phases[level][0])  # eval's argmax
+    assert torch.allclose(s["APS: squared l2 norm"], polyphase_norms(r["map"][None])[0])
+    for t in (1.0, 0.25):
+        p = s[f"LPS training, tau={t:g}"]
+        assert torch.allclose(p.sum(), torch.tensor(1.0, dtype=p.dtype))
+        assert torch.allclose(p, torch.softmax(s["LPS: learned score"] / t, 0))
+    # a colder temperature puts more mass on the argmax
+    assert s["LPS training, tau=0.25"].max() >= s["LPS training, tau=1"].max()
+    with pytest.raises(ValueError, match="learned sampling levels"):
+        choice_rules(model, x, level=2)
+    with pytest.raises(ValueError, match="learned sampling levels"):
+        choice_rules(build_unet("aps", depth=2, channels=[4, 6, 8]), x)
+
+
+@pytest.mark.parametrize("chans,pools", [(32, 4), (8, 3), (4, 1)])
+def test_the_scorer_table_counts_what_an_lps_unet_adds(chans, pools):
+    from apslib.evaluate import lps_scorer_table
+
+    t = lps_scorer_table(chans, pools)
+    widths = [chans * 2**k for k in range(pools + 1)]
+    count = lambda v: sum(p.numel() for p in build_unet(v, depth=pools, channels=widths).parameters())  # noqa: E731
+    added = count("lps") - count("aps")
+    assert t.loc["total", "scorer parameters"] == added == t["scorer parameters"].iloc[:-1].sum()
+    assert list(t.index) == [str(k) for k in range(1, pools + 1)] + ["total"]
+    with pytest.raises(ValueError, match=">= 1"):
+        lps_scorer_table(0, 4)

@@ -244,3 +244,36 @@ def test_distribution_figure_is_reproducible_and_floors_zeros(tmp_path):
         plt.close(fig)
     assert saved[0] == saved[1]  # seeded jitter: the same tables give the same figure
     assert all(np.array_equal(a, b) for a, b in zip(state[1:2], np.random.get_state()[1:2]))
+
+
+def test_flip_rate_and_choice_rule_figures():
+    import pandas as pd
+    import torch
+
+    from apslib import build_unet, calibrate_batchnorm
+    from apslib.learned import choice_rules
+
+    rows = [
+        dict(model=m, protocol="subpixel", dy=0.0, dx=d, grid_flip=f, eq_nmse=1e-3, seed=s)
+        for s in (0, 1)
+        for m, f in (("APS", 0.5), ("LPS", 0.25 * (1 + s)))
+        for d in (0.0, 0.5, 1.0)
+    ] + [dict(model="Baseline", protocol="subpixel", dy=0.0, dx=0.5, grid_flip=np.nan, eq_nmse=1e-3, seed=0)]
+    fig = plots.plot_flip_rates(pd.DataFrame(rows), ["Baseline", "APS", "LPS"], directions=("x",))
+    ax = fig.axes[0]
+    assert [ln.get_label() for ln in ax.lines] == ["APS", "LPS"]  # no grid choice, no line
+    assert np.allclose(ax.lines[1].get_ydata(), 0.375) and len(ax.collections) == 2  # seed bands
+    plt.close(fig)
+    with pytest.raises(ValueError, match="grid_flip"):
+        plots.plot_flip_rates(pd.DataFrame(rows).drop(columns="grid_flip"), ["APS"])
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 16, 16)
+    model = calibrate_batchnorm(build_unet("lps", depth=2, channels=[4, 6, 8]), x)
+    r = choice_rules(model, x)
+    fig = plots.plot_choice_rules(r)
+    bars = [a for a in fig.axes if a.patches]
+    assert len(bars) == 4 and all(len(a.patches) == 4 for a in bars)
+    for a, v in zip(bars, r["scores"].values()):  # the picked component is the dark bar
+        dark = [p.get_facecolor()[0] < 0.5 for p in a.patches]
+        assert dark.index(True) == int(v.argmax()) and sum(dark) == 1
+    plt.close(fig)

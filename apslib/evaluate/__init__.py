@@ -52,6 +52,7 @@ from .conversion import (
     converted_runs,
     evaluate_conversion,
     finetune_config,
+    lps_scorer_table,
     scratch_config,
 )
 from .examples import Examples, compute_examples, read_examples, val_example, write_examples
@@ -131,6 +132,7 @@ __all__ = [
     "scratch_config",
     "evaluate_conversion",
     "conversion_table",
+    "lps_scorer_table",
     "stat_rows",
     "flip_rows",
     "summarise",

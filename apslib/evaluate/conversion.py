@@ -13,7 +13,9 @@ conversion further from the source's weights (``init_from``), at the learning ra
 source ended with; :func:`scratch_config` trains ``"fastMRI U-Net APS"`` from a random start
 with the source's schedule. :func:`evaluate_conversion` evaluates all five with notebook
 03's protocols (:func:`apslib.evaluate.pipeline.evaluate_loaded`) and
-:func:`conversion_table` puts them in one table.
+:func:`conversion_table` puts them in one table. :func:`lps_scorer_table` answers the
+question for learnable polyphase sampling: what a fastMRI U-Net would have to add (scorers
+with no counterpart in its checkpoint, so no conversion without training).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "scratch_config",
     "evaluate_conversion",
     "conversion_table",
+    "lps_scorer_table",
 ]
 
 
@@ -160,3 +163,38 @@ def conversion_table(
         out["flips"] = flips.reindex(out.index)
     out.index.name = "model"
     return out
+
+
+def lps_scorer_table(chans: int = 32, num_pool_layers: int = 4) -> pd.DataFrame:
+    """Per encoder level of ``fastmri.models.Unet(1, 1, chans, num_pool_layers)``: the
+    channels its pooling sees (``chans * 2**level``), the width of the learned scorer LPS
+    would put there (:func:`apslib.learned.scorer_width`) and the parameters it adds
+    (:func:`apslib.learned.scorer_parameters`), with a ``total`` row that also gives the
+    fastMRI U-Net's own parameter count and the share the scorers add. None of these
+    parameters is in a fastMRI checkpoint: they need training."""
+    from fastmri.models import Unet
+
+    from ..learned import scorer_parameters, scorer_width
+
+    if chans < 1 or num_pool_layers < 1:
+        raise ValueError(f"chans and num_pool_layers must be >= 1, got {chans}, {num_pool_layers}")
+    base = sum(p.numel() for p in Unet(1, 1, chans, num_pool_layers).parameters())
+    rows = [
+        {
+            "level": str(k + 1),
+            "channels": chans * 2**k,
+            "scorer width": scorer_width(chans * 2**k),
+            "scorer parameters": scorer_parameters(chans * 2**k),
+        }
+        for k in range(num_pool_layers)
+    ]
+    added = sum(r["scorer parameters"] for r in rows)
+    rows.append(
+        {
+            "level": "total",
+            "scorer parameters": added,
+            "U-Net parameters": base,
+            "added (%)": 100 * added / base,
+        }
+    )
+    return pd.DataFrame(rows).set_index("level")

@@ -21,7 +21,7 @@ figure is drawn.
 """
 
 from .alias_free import plot_aliasing_spectra, plot_downsampler_errors, plot_lowpass_responses
-from .beyond import plot_flip_rates, plot_frontier, plot_grid_choice, plot_subpixel_curves
+from .beyond import plot_choice_rules, plot_flip_rates, plot_frontier, plot_grid_choice, plot_subpixel_curves
 from .conversion import plot_conversion, plot_stage_differences
 from .data import plot_kspace_mask, plot_targets, plot_zero_filled
 from .evaluation import plot_shift_heatmaps
@@ -63,6 +63,7 @@ __all__ = [
     "plot_distribution",
     "plot_subpixel_curves",
     "plot_flip_rates",
+    "plot_choice_rules",
     "plot_frontier",
     "plot_grid_choice",
     "plot_conversion",

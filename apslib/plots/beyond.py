@@ -20,7 +20,14 @@ import numpy as np
 
 from .style import COLUMN_WIDTH
 
-__all__ = ["DIRECTIONS", "plot_subpixel_curves", "plot_flip_rates", "plot_frontier", "plot_grid_choice"]
+__all__ = [
+    "DIRECTIONS",
+    "plot_subpixel_curves",
+    "plot_flip_rates",
+    "plot_frontier",
+    "plot_grid_choice",
+    "plot_choice_rules",
+]
 
 # the three directions of a grid of offsets: (title, selector of the frame's rows, x value)
 DIRECTIONS = {
@@ -210,5 +217,40 @@ def plot_grid_choice(offsets, norms, *, title: str = ""):
     ax.legend(fontsize=6, loc="lower left")
     ax.set_title(
         title or "APS-D's grid choice under a sub-pixel shift\n(the chosen component, written ij, on top)"
+    )
+    return fig
+
+
+def plot_choice_rules(rules: dict, *, title: str = ""):
+    """APS's rule and the learned rule on one feature map (:func:`apslib.learned.choice_rules`):
+    the map (mean over channels, one panel per polyphase component), then one bar panel per
+    rule over the four components, the component each rule picks (its largest score) in
+    dark."""
+    import matplotlib.pyplot as plt
+
+    from ..polyphase import PHASES, polyphase_components
+
+    comps = polyphase_components(rules["map"][None])[0].mean(1).numpy()  # (4, h, w)
+    scores = rules["scores"]
+    fig = plt.figure(figsize=(COLUMN_WIDTH * 3, 2.3), layout="constrained")
+    grid = fig.add_gridspec(2, 2 + len(scores), width_ratios=[1, 1] + [1.6] * len(scores))
+    lo, hi = float(comps.min()), float(comps.max())
+    labels = ["".join(map(str, p)) for p in PHASES]
+    for k in range(4):
+        ax = fig.add_subplot(grid[k // 2, k % 2])
+        ax.imshow(comps[k], cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(f"component {labels[k]}", fontsize=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for n, (name, v) in enumerate(scores.items()):
+        ax = fig.add_subplot(grid[:, 2 + n])
+        v = np.asarray(v, dtype=np.float64)
+        colors = ["0.25" if j == int(v.argmax()) else "0.75" for j in range(4)]
+        ax.bar(labels, v, color=colors)
+        ax.set_title(name, fontsize=7)
+        ax.set_xlabel("component ij")
+        ax.axhline(0, color="0.5", lw=0.5)
+    fig.suptitle(
+        title or "One feature map, two rules: the grid APS keeps and the grid the learned scorer keeps"
     )
     return fig
