@@ -40,6 +40,8 @@ of the sampling-layer family (:class:`~apslib.layers.Selection`):
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -137,6 +139,15 @@ class LearnedSelection(Selection):
         return f"temperature={self.temperature:g}, straight_through={self.straight_through}"
 
 
+def _learned_levels(model: nn.Module) -> list[PolyphaseDown]:
+    """The down layers of ``model`` whose rule is a :class:`LearnedSelection`, encoder order."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, PolyphaseDown) and isinstance(m.selection, LearnedSelection)
+    ]
+
+
 def _check_temperature(t) -> float:
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not (0 < t < float("inf")):
         raise ValueError(f"the Gumbel-softmax temperature must be a positive finite number, got {t!r}")
@@ -163,11 +174,7 @@ def set_sampling(
     many there are (0 for a model without LPS levels: nothing to do)."""
     if temperature is not None:
         temperature = _check_temperature(temperature)
-    rules = [
-        m.selection
-        for m in model.modules()
-        if isinstance(m, PolyphaseDown) and isinstance(m.selection, LearnedSelection)
-    ]
+    rules = [cast(LearnedSelection, m.selection) for m in _learned_levels(model)]
     for rule in rules:
         if temperature is not None:
             rule.temperature = temperature
@@ -187,11 +194,7 @@ def choice_rules(model: nn.Module, x: torch.Tensor, *, level: int = 0, temperatu
     ``"LPS training, tau=t"`` (the probabilities Gumbel-softmax sampling draws each grid
     with at temperature ``t``). Returns ``{"map": (C, H, W), "scores": {rule: (4,)}}``,
     float64 on the CPU; ``model`` is left in the mode it was in."""
-    downs = [
-        m
-        for m in model.modules()
-        if isinstance(m, PolyphaseDown) and isinstance(m.selection, LearnedSelection)
-    ]
+    downs = _learned_levels(model)
     if not 0 <= level < len(downs):
         raise ValueError(f"level {level} is not one of the model's {len(downs)} learned sampling levels")
     seen: list[torch.Tensor] = []

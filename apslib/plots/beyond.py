@@ -38,6 +38,18 @@ DIRECTIONS = {
 MARKERS = "osD^vP*Xh<>"
 
 
+def _direction_panels(plt, directions, height: float):
+    """One row of panels sharing y, one per direction."""
+    return plt.subplots(
+        1,
+        len(directions),
+        figsize=(COLUMN_WIDTH * len(directions), height),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+
+
 def _per_seed(frame):
     return frame.assign(seed=frame["seed"] if "seed" in frame else 0)
 
@@ -59,14 +71,7 @@ def plot_subpixel_curves(
     import matplotlib.pyplot as plt
 
     frame = _per_seed(frame)
-    fig, axes = plt.subplots(
-        1,
-        len(directions),
-        figsize=(COLUMN_WIDTH * len(directions), 2.7),
-        squeeze=False,
-        sharey=True,
-        layout="constrained",
-    )
+    fig, axes = _direction_panels(plt, directions, 2.7)
     floored = False
     for ax, direction in zip(axes[0], directions):
         label, pick, xcol = DIRECTIONS[direction]
@@ -125,14 +130,7 @@ def plot_flip_rates(
     if "grid_flip" not in frame:
         raise ValueError("the frame has no grid_flip column: rerun the sub-pixel protocol to record it")
     frame = frame[(frame.protocol == "subpixel") & frame.grid_flip.notna()]
-    fig, axes = plt.subplots(
-        1,
-        len(directions),
-        figsize=(COLUMN_WIDTH * len(directions), 2.5),
-        squeeze=False,
-        sharey=True,
-        layout="constrained",
-    )
+    fig, axes = _direction_panels(plt, directions, 2.5)
     for ax, direction in zip(axes[0], directions):
         label, pick, xcol = DIRECTIONS[direction]
         sub = frame[pick(frame)]
