@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import sys
@@ -255,7 +256,10 @@ def check_type(nb_name: str, name: str, value, info: dict):
         if _fits(kind, value):
             return value
         expected = _TYPE_WORDS[kind]
-    raise TypeError(f"{nb_name} expects {expected} (default {info.get('default')}), got {_type_name(value)}")
+    shown = info.get("default")
+    if isinstance(default, (list, tuple, dict)):  # one line, however the cell wraps it
+        shown = json.dumps(default)
+    raise TypeError(f"{nb_name} expects {expected} (default {shown}), got {_type_name(value)}")
 
 
 def resolve_parameters(

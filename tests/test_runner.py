@@ -149,7 +149,8 @@ NB02 = runner.NOTEBOOK_DIR / "02_train.ipynb"
             "models",
             "APS",
             "-p models 'APS': 02_train.ipynb expects a list (default "
-            '["Baseline", "LPF-2", "LPF-3", "Baseline + DA", "APS", "APS-2", "APS-3", "AF", "AF-ReLU"]), '
+            '["Baseline", "LPF-2", "LPF-3", "Baseline + DA", "APS", "APS-2", "APS-3", "LPS", "LPS-3", "AF", '
+            '"AF-ReLU"]), '
             "got a str",
         ),
         (
@@ -340,7 +341,7 @@ def test_every_profile_gives_all_notebooks_the_same_runs(profile, tmp_path):
                 assert seen.setdefault(key, params[key]) == params[key], (nb.name, key)
     assert set(seen) == {"models", "seeds", "run_dir", "results_dir"}
     if profile == "long":
-        assert len(seen["seeds"]) >= 3 and len(seen["models"]) == 9  # the paper's seven, AF, AF-ReLU
+        assert len(seen["seeds"]) >= 3 and len(seen["models"]) == 11  # the paper's seven, LPS x2, AF x2
 
 
 def test_setup_resolves_paths_creates_output_folders_and_sets_threads(tmp_path):
