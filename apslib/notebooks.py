@@ -40,10 +40,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -131,6 +133,10 @@ KERNEL = "python3"
 
 class RunnerError(RuntimeError):
     """A problem the user can fix; the message says how."""
+
+
+class RunnerInterrupted(RunnerError):
+    """Ctrl-C during a notebook: the message names it and how to rerun it."""
 
 
 def discover(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -379,30 +385,41 @@ def run(
     for nb in notebooks:
         params = resolved[nb]
         executed = out / nb.name
-        print(f"[{profile_name}] {nb.name} ...", flush=True)
+        # One line per notebook: its name now, its verdict and time when it ends.
+        print(f"[{profile_name}] {nb.name} ...", end="\n" if log_output else " ", flush=True)
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(nb),
-                str(executed),
-                parameters=params,
-                kernel_name=KERNEL,
-                cwd=str(NOTEBOOK_DIR),
-                progress_bar=False,
-                log_output=log_output,
-            )
-        except Exception as err:  # papermill wraps the cell's exception
+            with _local_kernel_sockets() as manager:
+                papermill.execute_notebook(
+                    str(nb),
+                    str(executed),
+                    parameters=params,
+                    kernel_name=KERNEL,
+                    cwd=str(NOTEBOOK_DIR),
+                    progress_bar=False,
+                    log_output=log_output,
+                    kernel_manager_class=manager,
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                )
+        except (Exception, KeyboardInterrupt) as err:  # papermill wraps the cell's exception
             seconds = time.perf_counter() - start
+            interrupted = isinstance(err, KeyboardInterrupt)
+            print("interrupted" if interrupted else "failed", flush=True)
             records.append({"notebook": nb.name, "ok": False, "seconds": round(seconds, 1)})
             _write_summary(out, profile_name, records)
-            last = str(err).strip().splitlines()
-            detail = "\n".join(last[-12:])
-            raise RunnerError(
-                f"notebook {nb.name} failed after {seconds:.1f} s (profile {profile_name}).\n"
-                f"Executed copy, with the failing cell: {executed}\n{detail}"
-            ) from err
+            if interrupted:
+                raise RunnerInterrupted(
+                    f"interrupted during {nb.name} after {seconds:.1f} s (profile {profile_name}); "
+                    f"the notebooks before it finished (executed copies in {out}); rerun it with "
+                    f"--only {_prefix(nb)}"
+                ) from None
+            raise RunnerError(_failure_message(nb.name, executed, seconds, profile_name, err)) from err
         seconds = time.perf_counter() - start
-        print(f"[{profile_name}] {nb.name} ok in {seconds:.1f} s", flush=True)
+        print(
+            f"ok in {seconds:.1f} s"
+            if not log_output
+            else f"[{profile_name}] {nb.name} ok in {seconds:.1f} s"
+        )
         records.append({"notebook": nb.name, "ok": True, "seconds": round(seconds, 1), "parameters": params})
         _write_summary(out, profile_name, records)
     print(
@@ -410,6 +427,44 @@ def run(
         f"executed copies in {out}"
     )
     return records
+
+
+def _failure_message(name: str, executed: Path, seconds: float, profile: str, err: BaseException) -> str:
+    """The failed notebook, its executed copy, the failing cell's source and its error, once."""
+    head = f"notebook {name} failed after {seconds:.1f} s (profile {profile}); executed copy: {executed}"
+    ename = getattr(err, "ename", None)
+    if ename is None:  # not a cell's error: the kernel died, a timeout, a file error
+        lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+        return f"{head}\n{type(err).__name__}: {lines[-1] if lines else ''}"
+    source = str(getattr(err, "source", "")).rstrip().splitlines()
+    if len(source) > _SOURCE_LINES:
+        source = source[:_SOURCE_LINES] + [f"... ({len(source) - _SOURCE_LINES} more lines)"]
+    cell = getattr(err, "exec_count", None)
+    body = "\n".join("    " + line for line in source)
+    return f"{head}\nfailing cell [{cell}]:\n{body}\n{ename}: {getattr(err, 'evalue', '')}"
+
+
+_SOURCE_LINES = 20
+
+
+@contextlib.contextmanager
+def _local_kernel_sockets():
+    """A kernel manager class whose kernel talks over Unix sockets in a private temporary
+    folder (IPC transport) instead of TCP on localhost: no other user of the machine can
+    connect to the kernel, and the kernel prints no unencrypted-TCP warning into the
+    runner's output. The folder and its sockets are removed afterwards."""
+    from jupyter_client import AsyncKernelManager
+
+    with tempfile.TemporaryDirectory(prefix="apslib-kernel-") as folder:
+        os.chmod(folder, 0o700)
+
+        class LocalKernelManager(AsyncKernelManager):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.transport = "ipc"
+                self.ip = os.path.join(folder, "kernel")
+
+        yield LocalKernelManager
 
 
 def _write_summary(out: Path, profile: str, records: list[dict]) -> None:
@@ -421,7 +476,13 @@ def _parse_overrides(pairs) -> dict:
     for name, value in pairs or []:
         if not re.fullmatch(r"[A-Za-z_]\w*", name):
             raise RunnerError(f"-p {name!r}: not a parameter name")
-        out[name] = yaml.safe_load(value)
+        try:
+            out[name] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise RunnerError(
+                f"-p {name} {value!r}: not a YAML value ({where}); quote lists whole, e.g. -p {name} '[4, 8]'"
+            ) from None
     return out
 
 
@@ -450,9 +511,15 @@ def main(argv=None) -> int:
             print("profiles:", ", ".join(profiles()))
             return 0
         run(args.profile, args.only, args.out, _parse_overrides(args.parameter), args.log_output)
+    except RunnerInterrupted as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 130
     except RunnerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before any notebook started
+        print("error: interrupted before any notebook ran", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,6 +1,7 @@
 """Every notebook, in order, through papermill at the smoke profile (as run_notebooks.sh does)."""
 
 import json
+import re
 import time
 
 import pytest
@@ -60,3 +61,34 @@ def test_notebook_08_records_the_alias_free_targets(smoke_run):
     af = record["targets"]["AF"]
     assert af["eq NMSE at 0.5 px"] < 1e-9 and af["max eq NMSE, integer offsets"] < 1e-9
     assert set(record["clamp_activity"]) == set(record["models"])
+
+
+def _runner(tmp_path, *args):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "apslib.notebooks", "--profile", "smoke", "--out", str(tmp_path), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.notebook
+def test_runner_output_is_one_line_per_notebook(tmp_path):
+    """No kernel transport warning or kernel log in the terminal: one line per notebook
+    with its time, then the total."""
+    proc = _runner(tmp_path, "--only", "01")
+    assert proc.returncode == 0, proc.stderr
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r"\[smoke\] 01_theory_propositions\.ipynb \.\.\. ok in \d+\.\d s", lines[0]), lines
+    assert lines[1].startswith("[smoke] 1 notebook(s) in "), lines
+
+
+@pytest.mark.notebook
+def test_runner_failure_shows_the_failing_cell_and_error_once(tmp_path):
+    proc = _runner(tmp_path, "--only", "01", "-p", "depth", "9")
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert "IPKernelApp" not in out and "Traceback" not in out, out
+    assert out.count("check_size((size, size)") == 1, out  # the failing cell's source, once
+    assert out.count("ValueError: channels needs depth + 1 = 10 entries") == 1, out
+    assert f"executed copy: {tmp_path / '01_theory_propositions.ipynb'}" in out

@@ -1,5 +1,6 @@
 """apslib.notebooks: profiles, parameter resolution and error messages (no kernel needed)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -366,3 +367,45 @@ def test_setup_resolves_paths_creates_output_folders_and_sets_threads(tmp_path):
     assert figures.is_dir() and results.is_dir()  # output folders are
     (only,) = setup(output_dir=tmp_path / "o")
     assert only.is_dir() and torch.get_num_threads() == threads
+
+
+def test_a_broken_yaml_value_is_one_line(capsys):
+    assert runner.main(["--profile", "smoke", "--only", "01", "-p", "channels", "[4, 8"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: -p channels '[4, 8': not a YAML value"), err
+    assert "-p channels '[4, 8]'" in err
+
+
+def test_ctrl_c_during_a_notebook_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "check_kernel", lambda: None)
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    assert runner.main(["--profile", "smoke", "--only", "01", "--out", str(tmp_path)]) == 130
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "[smoke] 01_theory_propositions.ipynb ... interrupted"
+    err = captured.err.strip()
+    assert "\n" not in err and "interrupted during 01_theory_propositions.ipynb" in err and "--only 01" in err
+    summary = json.loads((tmp_path / "run_summary.json").read_text())
+    assert summary["notebooks"][0]["ok"] is False
+
+
+def test_a_failed_cell_is_reported_with_its_source_and_error_once(tmp_path, monkeypatch):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    def fails(*args, **kwargs):
+        raise PapermillExecutionError(
+            3, 7, "x = 1\nraise ValueError('bad')", "ValueError", "bad", ["tb1", "tb2"]
+        )
+
+    monkeypatch.setattr(runner, "check_kernel", lambda: None)
+    monkeypatch.setattr(papermill, "execute_notebook", fails)
+    with pytest.raises(runner.RunnerError) as err:
+        runner.run("smoke", only=["01"], out=tmp_path)
+    text = str(err.value)
+    assert "failing cell [7]:\n    x = 1\n    raise ValueError('bad')\nValueError: bad" in text
+    assert "tb1" not in text and text.count("ValueError: bad") == 1
