@@ -36,7 +36,9 @@ Modules: :mod:`~apslib.convert.layers` (the stack and its two layers),
 :mod:`~apslib.convert.fastmri` (fastMRI's U-Net; ``variant="baseline"`` is its own function,
 which the training stack trains as ``"fastMRI U-Net"``), :mod:`~apslib.convert.generic`
 (``make_equivariant``), :mod:`~apslib.convert.varnet` (:func:`aps_varnet_from_fastmri`:
-E2E-VarNet with converted U-Nets, exactly equivariant on the full field of view).
+E2E-VarNet with converted U-Nets, exactly equivariant on the full field of view),
+:mod:`~apslib.convert.published` (:func:`load_fastmri_unet`: fastMRI's published U-Net
+weights, a state-dict file checked key by key, as fastMRI's function or converted).
 fastmri itself is imported only when a fastMRI model is built.
 """
 
@@ -49,6 +51,13 @@ from .layers import (
     PhasePool2d,
     PhaseStack,
     sampling_layers,
+)
+from .published import (
+    PUBLISHED_UNET,
+    StateDictError,
+    check_fastmri_state_dict,
+    load_fastmri_unet,
+    read_fastmri_state_dict,
 )
 from .varnet import aps_varnet_from_fastmri
 
@@ -64,4 +73,9 @@ __all__ = [
     "aps_varnet_from_fastmri",
     "make_equivariant",
     "sampling_layers",
+    "PUBLISHED_UNET",
+    "StateDictError",
+    "check_fastmri_state_dict",
+    "read_fastmri_state_dict",
+    "load_fastmri_unet",
 ]
