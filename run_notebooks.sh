@@ -7,13 +7,18 @@
 #   ./run_notebooks.sh --profile smoke      ... at another profile (smoke | default | long | paper)
 #   ./run_notebooks.sh --only 01 --out DIR -p depth 3
 #   ./run_notebooks.sh test [PYTEST ARGS]   the whole test suite, the papermill smoke run of
-#                                           every notebook included (what CI runs)
+#                                           every notebook and the JupyterLab browser test
+#                                           included (what CI runs; installs Debian's
+#                                           chromium for it when missing)
+#   ./run_notebooks.sh browser              only the browser test: notebooks run in JupyterLab
+#                                           in headless Chromium
 #   ./run_notebooks.sh quick [PYTEST ARGS]  the quick run: every test but the notebooks'
 #                                           (pytest -m "not notebook")
 #   ./run_notebooks.sh lint                 ruff check + ruff format --check
 #   ./run_notebooks.sh typecheck            mypy on the core (settings in pyproject.toml)
 #
-# Environment: APSLIB_VENV (default ./.venv), PYTHON (interpreter used to create the venv).
+# Environment: APSLIB_VENV (default ./.venv), PYTHON (interpreter used to create the venv),
+# APSLIB_CHROMIUM (the browser test's Chromium, default /usr/bin/chromium).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -67,6 +72,25 @@ setup() {
     || die "could not register the Jupyter kernel of $VENV"
 }
 
+browser_setup() {
+  # The JupyterLab test drives Debian's chromium through Playwright (the dev extra); it never
+  # downloads a browser of its own.
+  local chromium="${APSLIB_CHROMIUM:-/usr/bin/chromium}"
+  [ -x "$chromium" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's chromium for the JupyterLab browser test (apt-get install chromium) ..."
+    local t0=$SECONDS log="$VENV/chromium-install.log"
+    if ! { apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; } >"$log" 2>&1; then
+      tail -n 20 "$log" >&2
+      die "installing chromium failed (log: $log); install it yourself, or set APSLIB_CHROMIUM"
+    fi
+    echo "Installed chromium in $((SECONDS - t0)) s."
+  else
+    die "the JupyterLab browser test needs Chromium at $chromium: install it (Debian: sudo apt-get \
+install chromium) or set APSLIB_CHROMIUM; without it run ./run_notebooks.sh test -m 'not browser'"
+  fi
+}
+
 cd "$ROOT"
 export JUPYTER_PREFER_ENV_PATH=1
 export PYTHONDONTWRITEBYTECODE=1
@@ -74,7 +98,11 @@ export PYTHONDONTWRITEBYTECODE=1
 case "${1:-}" in
   test)
     shift; setup
+    case " $* " in *"not browser"*) ;; *) browser_setup ;; esac
     exec "$VENV/bin/python" -m pytest "$@" ;;
+  browser)
+    shift; setup; browser_setup
+    exec "$VENV/bin/python" -m pytest -m browser "$@" ;;
   quick)
     shift; setup
     exec "$VENV/bin/python" -m pytest -m "not notebook" "$@" ;;
@@ -86,7 +114,7 @@ case "${1:-}" in
     setup
     exec "$VENV/bin/mypy" ;;
   -h|--help)
-    sed -n '2,16p' "$0"
+    sed -n '2,21p' "$0"
     [ -x "$VENV/bin/python" ] && exec "$VENV/bin/python" -m apslib.notebooks --help
     exit 0 ;;
 esac

@@ -16,8 +16,9 @@ repository root and passed to the notebook as absolute paths. ``-p NAME VALUE`` 
 (the value is read as YAML, so ``-p depth 3`` is an int) and applies to every selected
 notebook that declares ``NAME``; naming a parameter no selected notebook has is an error.
 Every value (profile or ``-p``) is checked against the type of the notebook's default
-before any kernel starts (:func:`check_type`): ``-p depth notanumber`` stops with one line
-that names the notebook, the parameter and the type it expects. Executed copies go to
+before any kernel starts (:func:`apslib.notebook_params.check_type`): ``-p depth
+notanumber`` stops with one line that names the notebook, the parameter and the type it
+expects. Executed copies go to
 ``--out`` (default ``outputs/<profile>``), one per notebook, with a ``run_summary.json`` of
 timings.
 
@@ -39,9 +40,7 @@ values are not type-checked: that is what the runner adds.)
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
-import json
 import os
 import re
 import sys
@@ -52,6 +51,7 @@ from pathlib import Path
 import yaml
 
 from .io import atomic_write_json
+from .notebook_params import check_type, is_path_param, show
 
 __all__ = [
     "repo_root",
@@ -59,7 +59,6 @@ __all__ = [
     "setup",
     "discover",
     "load_profile",
-    "check_type",
     "resolve_parameters",
     "check_kernel",
     "run",
@@ -127,7 +126,6 @@ def setup(threads: int = 0, **paths) -> tuple[Path | None, ...]:
 REPO = repo_root()
 NOTEBOOK_DIR = REPO / "notebooks"
 PROFILE_DIR = NOTEBOOK_DIR / "profiles"
-PATH_SUFFIXES = ("_dir", "_root", "_path")
 KERNEL = "python3"
 
 
@@ -164,14 +162,10 @@ def _prefix(nb: Path) -> str:
     return nb.name[:2]
 
 
-def _is_path_param(name: str) -> bool:
-    return name.endswith(PATH_SUFFIXES)
-
-
 def _expand(name: str, value, out: Path):
     if isinstance(value, str):
         value = value.replace("{out}", str(out)).replace("{repo}", str(REPO))
-        if _is_path_param(name) and value:
+        if is_path_param(name) and value:
             value = resolve_path(value)
     return value
 
@@ -180,92 +174,6 @@ def declared_parameters(nb: Path) -> dict:
     import papermill
 
     return papermill.inspect_notebook(str(nb))
-
-
-# The types a parameter's default can have, with the words the error messages use.
-_TYPE_WORDS = {
-    bool: "a bool",
-    int: "an int",
-    float: "a float",
-    str: "a str",
-    list: "a list",
-    tuple: "a list",
-    dict: "a mapping",
-}
-_ANNOTATIONS = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "dict": dict}
-_NOTHING = object()
-
-
-def _default_value(info: dict):
-    """The default of a declared parameter as a Python value; ``_NOTHING`` when it is an
-    expression (``2 ** 3``, a call) whose value needs a kernel. (papermill's
-    ``inferred_type_name`` comes only from annotations, ``depth: int = 3``; the notebooks
-    have none, so the default's literal decides.)"""
-    try:
-        return ast.literal_eval(str(info.get("default")))
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return _NOTHING
-
-
-def _type_name(value) -> str:
-    if value is None:
-        return "null"
-    name = type(value).__name__
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
-
-
-def _show(value) -> str:
-    """A value as it would be written in YAML (``-p`` values and profiles are YAML)."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    return repr(value)
-
-
-def _fits(kind: type, value) -> bool:
-    if isinstance(value, bool):  # bool is an int subclass: only a bool default takes one
-        return kind is bool
-    if kind is float:
-        return isinstance(value, (int, float))
-    if kind is tuple:  # YAML has no tuples
-        return isinstance(value, (list, tuple))
-    return isinstance(value, kind)
-
-
-def check_type(nb_name: str, name: str, value, info: dict):
-    """``value`` for parameter ``name`` of notebook ``nb_name``, checked against the type of
-    its default (``info``: :func:`declared_parameters`' entry); returns the value to pass.
-
-    An int default takes an int (not a bool); a float takes an int or a float (a string
-    such as ``1e-3``, which YAML 1.1 reads as text, becomes that float); a str, bool, list
-    or mapping default takes the same type; a ``None`` default (or one the notebook
-    computes) takes anything. Path parameters (``*_dir``, ``*_root``, ``*_path``) take a
-    str, and ``None`` where the default is ``None``. Raises ``TypeError`` with the end of
-    the message, ``<notebook> expects <type> (default <default>), got <type>``.
-    """
-    default = _default_value(info)
-    if default is _NOTHING:  # papermill's annotation, if any (``depth: int = 3``)
-        kind = _ANNOTATIONS.get(str(info.get("inferred_type_name")))
-    else:
-        kind = None if default is None else type(default)
-    if _is_path_param(name):
-        if isinstance(value, str) or (value is None and kind is None):
-            return value
-        expected = "a path (str)" + (" or null" if kind is None else "")
-    elif kind is None or kind not in _TYPE_WORDS:
-        return value
-    else:
-        if kind is float and isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if _fits(kind, value):
-            return value
-        expected = _TYPE_WORDS[kind]
-    shown = info.get("default")
-    if isinstance(default, (list, tuple, dict)):  # one line, however the cell wraps it
-        shown = json.dumps(default)
-    raise TypeError(f"{nb_name} expects {expected} (default {shown}), got {_type_name(value)}")
 
 
 def resolve_parameters(
@@ -298,7 +206,7 @@ def resolve_parameters(
             try:
                 value = check_type(nb.name, name, value, declared[name])
             except TypeError as err:
-                raise RunnerError(f"{where}{name} {_show(value)}: {err}") from None
+                raise RunnerError(f"{where}{name} {show(value)}: {err}") from None
             params[name] = _expand(name, value, out)
     return params
 

@@ -18,6 +18,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 import apslib
+from apslib import notebook_params
 from apslib import notebooks as runner
 
 REPO = Path(__file__).resolve().parent.parent
@@ -309,5 +310,5 @@ def test_profiles_only_set_declared_parameters(profile, tmp_path):
         declared = runner.declared_parameters(nb)
         params = runner.resolve_parameters(nb, prof, {}, tmp_path, declared)
         for name, value in params.items():
-            if name.endswith(runner.PATH_SUFFIXES) and isinstance(value, str):
+            if name.endswith(notebook_params.PATH_SUFFIXES) and isinstance(value, str):
                 assert Path(value).is_absolute(), (nb.name, name, value)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from apslib import notebook_params
 from apslib import notebooks as runner
 
 
@@ -111,10 +112,10 @@ def test_notebook_paths_are_repository_relative_and_resolved(nb):
     cells = json.loads(nb.read_text())["cells"]
     tagged = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
     later = "".join("".join(c["source"]) for c in cells[tagged + 1 :] if c["cell_type"] == "code")
-    paths = [name for name in declared if name.endswith(runner.PATH_SUFFIXES)]
+    paths = [name for name in declared if name.endswith(notebook_params.PATH_SUFFIXES)]
     assert paths
     for name in paths:
-        default = runner._default_value(declared[name])
+        default = notebook_params._default_value(declared[name])
         if isinstance(default, str):
             assert not default.startswith(("..", "/")), (
                 f"{nb.name}: {name} = {default!r}; write it repository-relative, e.g. 'outputs/data'"
@@ -237,10 +238,10 @@ def test_check_type_rules():
         ("annotated", "2"),
     ]
     for name, value in ok:
-        assert runner.check_type("nb", name, value, info[name]) == value
+        assert notebook_params.check_type("nb", name, value, info[name]) == value
     for name, value in bad:
         with pytest.raises(TypeError, match=r"^nb expects .* \(default .*\), got "):
-            runner.check_type("nb", name, value, info[name])
+            notebook_params.check_type("nb", name, value, info[name])
 
 
 @pytest.mark.parametrize("profile", runner.profiles())
