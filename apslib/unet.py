@@ -75,6 +75,7 @@ from .polyphase import check_criterion
 
 __all__ = [
     "ARCHITECTURES",
+    "EQUIVARIANT_VARIANTS",
     "PAPER_CHANNELS",
     "VARIANTS",
     "UNet",
@@ -85,6 +86,8 @@ __all__ = [
 ]
 
 VARIANTS = ("baseline", "lpf", "aps", "af", "lps")
+# the variants whose name promises shift-equivariance (circular padding, refused otherwise)
+EQUIVARIANT_VARIANTS = ("lpf", "aps", "lps", "af")
 ARCHITECTURES = ("apslib", "fastmri")  # this family's layers, or fastmri.models.Unet's
 PAPER_CHANNELS = (64, 128, 256, 512, 1024)
 
@@ -223,6 +226,7 @@ class UNetConfig:
         if self.variant == "baseline" and (self.up_pad or "top_left") != "top_left":
             raise ValueError("the baseline's decoder is the transposed conv (top_left): leave up_pad unset")
         self._check_layers()
+        self._check_padding()
         # normalise the types (a list of widths, an integer gain), so that equal configs compare equal
         object.__setattr__(self, "channels", channels)
         object.__setattr__(self, "up_blur_gain", float(self.up_blur_gain))
@@ -270,6 +274,23 @@ class UNetConfig:
                 f"variant='af' computes in the Fourier domain, which is periodic: it pads circularly, "
                 f"got padding_mode={self.padding_mode!r}"
             )
+
+    def _check_padding(self) -> None:
+        """The variants named for their shift-equivariance pad circularly: ``lpf`` (exact
+        for shifts by multiples of ``2 ** depth``), ``aps`` and ``lps`` (every shift,
+        Proposition 2); ``af`` and the fastMRI variants say so themselves. Another padding
+        would make a model that is not equivariant under a name that says it is."""
+        if self.architecture != "apslib" or self.variant not in EQUIVARIANT_VARIANTS:
+            return
+        if self.padding_mode in (None, "circular"):
+            return
+        name = model_name(self.variant, self.filter_size)
+        raise ValueError(
+            f"variant={self.variant!r} pads circularly: with padding_mode={self.padding_mode!r} "
+            f"the model would not be shift-equivariant, yet carry the {name} name; leave "
+            "padding_mode unset (circular). For a padding ablation build the model from the "
+            "layers, which take padding_mode (PolyphaseDown, PolyphaseUp, DoubleConv)"
+        )
 
     def _check_fastmri(self) -> None:
         c = self.channels
@@ -424,7 +445,9 @@ def build_unet(
             cut to ``depth + 1`` entries (doubling on past 1024 if ``depth > 4``).
         filter_size: binomial blur size 1..7 (1 = no blur). Needs ``lpf``, ``aps`` or ``lps``.
         criterion: APS norm, ``"l2"`` (default), ``"l1"`` or ``"linf"``.
-        padding_mode: ``"circular"`` (default; needed for exact equivariance), ``"zeros"``,
+        padding_mode: ``"circular"`` (the default, and the only one the equivariant
+            variants ``lpf``, ``aps``, ``lps``, ``af`` take: another would break the
+            equivariance their names promise); the ``baseline`` also takes ``"zeros"``,
             ``"reflect"`` or ``"replicate"``.
         up_pad, up_blur_gain: the decoder's k=2 conv padding side and blur gain (default:
             the authors' form of the variant; see :class:`~apslib.layers.PolyphaseUp`).

@@ -84,13 +84,14 @@ def test_resolve_fills_in_what_depends_on_other_fields(model, padding, up_pad):
 
 
 def test_resolve_keeps_explicit_values():
-    c = config_for("APS", depth=2, channels=[4, 8, 16], padding_mode="reflect", up_pad="top_left")
+    c = config_for("Baseline", depth=2, channels=[4, 8, 16], padding_mode="reflect", up_pad="top_left")
     r = c.resolve()
     assert (r.channels, r.padding_mode, r.up_pad) == ((4, 8, 16), "reflect", "top_left")
     assert r == c.replace(clamp=6.0, activation="relu", norm="batch")  # only the unset ones filled
     assert config_for("APS", clamp=0).resolve().clamp == 0.0
     assert config_for("AF", clamp=3).resolve().clamp == 3.0
     assert config_for("LPF-2", up_pad="bottom_right").resolve().up_pad == "bottom_right"
+    assert config_for("APS", up_pad="top_left").resolve().up_pad == "top_left"
     with pytest.raises(ValueError, match="up_pad"):
         TrainConfig(up_pad="left")
 
@@ -707,3 +708,12 @@ def test_nan_in_the_first_epoch_says_nothing_to_resume(tiny_data, tmp_path, monk
     assert "nothing to resume" in json.loads((cfg.run_path / "history.json").read_text())["error"]
     monkeypatch.undo()
     assert train(cfg.replace(lr=1e-4), progress=False).done  # the corrected run starts over
+
+
+@pytest.mark.parametrize("model", ["APS", "LPF-2", "LPS", "APS-3 + DA"])
+def test_cli_refuses_a_padding_that_breaks_the_models_equivariance(tiny_data, tmp_path, capsys, model):
+    assert main(_args(tiny_data, tmp_path, "--padding-mode", "zeros", model=model)) == 1
+    _one_line_error(capsys, "error: variant=", "pads circularly", "would not be shift-equivariant")
+    assert not tmp_path.joinpath(slugify(model)).exists()  # refused before any folder is made
+    config, _ = parse_cli(["--data", "D", "--run-dir", "R", "--model", "Baseline", "--padding-mode", "zeros"])
+    assert config.resolve().padding_mode == "zeros"  # the Baseline is not named for equivariance

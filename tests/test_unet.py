@@ -163,11 +163,31 @@ def test_state_dict_round_trip_and_no_filter_buffers():
         assert torch.equal(model(x), other(x))
 
 
-def test_zero_padding_mode_runs_and_breaks_equivariance():
+@pytest.mark.parametrize("variant", ["aps", "lpf", "lps"])
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate"])
+def test_equivariant_variants_refuse_another_padding(variant, mode):
+    """A model named APS/LPF/LPS pads circularly; the Baseline (not named for
+    equivariance) takes any padding."""
+    with pytest.raises(
+        ValueError, match=rf"variant='{variant}' pads circularly.*would not be shift-equivariant"
+    ):
+        build_unet(variant, depth=3, channels=SMALL[3], padding_mode=mode)
+    with pytest.raises(ValueError, match="ablation.*PolyphaseDown, PolyphaseUp, DoubleConv"):
+        UNetConfig(variant=variant, depth=3, channels=tuple(SMALL[3]), padding_mode=mode)
+    assert build_unet("baseline", depth=3, channels=SMALL[3], padding_mode=mode).config.padding_mode == mode
+
+
+def test_zero_padding_would_break_equivariance():
+    """Why it is refused: the same APS U-Net with its convs padding zeros (built as an
+    ablation, from the circular one) is far from equivariant."""
     torch.manual_seed(0)
-    model = build_unet("aps", depth=3, channels=SMALL[3], filter_size=3, padding_mode="zeros").double()
+    model = build_unet("aps", depth=3, channels=SMALL[3], filter_size=3).double()
     x = torch.randn(2, 1, 16, 24, dtype=torch.float64)
     calibrate_batchnorm(model, x)
+    assert equivariance_error_map(model, x, 8).max() < 1e-10
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d) and m.padding_mode == "circular":
+            m.padding_mode = "zeros"
     assert equivariance_error_map(model, x, 8).max() > 1e-3
 
 

@@ -84,7 +84,9 @@ class TrainConfig:
         choices=ARCHITECTURES,
     )
     padding_mode: str | None = _opt(
-        None, "padding of convolutions and blurs (default: circular; zeros for fastMRI's own U-Net)"
+        None,
+        "padding of convolutions and blurs (default: circular, the only one the equivariant "
+        "variants take; zeros for fastMRI's own U-Net)",
     )
     up_pad: str | None = _opt(
         None,
