@@ -275,12 +275,43 @@ def test_generic_converter_in_place_keeps_the_parameter_objects():
         (TinyUNet(shared_pool=True), r"unpaired levels: 1 pooling.*2 upsampling.*strict_pairs=False"),
         (nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.MaxPool2d(2)), r"0: Conv2d.*strided"),
         (nn.Sequential(nn.MaxPool2d(3, 2), nn.ConvTranspose2d(1, 1, 2, 2)), r"only 2x2 pools"),
-        (nn.Sequential(nn.Conv2d(1, 1, 3)), r"no nn\.MaxPool2d / nn\.AvgPool2d module"),
+        (nn.Sequential(nn.Conv2d(1, 1, 3, padding=1)), r"no nn\.MaxPool2d / nn\.AvgPool2d module"),
+        (nn.Sequential(nn.Conv2d(1, 1, 3)), r"0: Conv2d.*changes the map's size \(-2 x -2 pixels"),
     ],
 )
 def test_generic_converter_says_what_it_cannot_convert(model, match):
-    with pytest.raises(ConversionError, match=match):
+    with pytest.raises(ConversionError, match=match) as info:
         make_equivariant(model)
+    assert "\n" not in str(info.value)
+
+
+class ShrinkingUNet(TinyUNet):
+    """TinyUNet with one conv that shrinks the map (k=5, padding=1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc[0] = nn.Conv2d(4, 8, 5, padding=1)
+
+
+def test_generic_converter_refuses_convs_that_change_the_size():
+    """A stride-1 conv that does not keep the map's size cannot commute with shifts (its
+    output is not equivariant): refused in one line naming its path."""
+    with pytest.raises(ConversionError) as info:
+        make_equivariant(ShrinkingUNet())
+    msg = str(info.value)
+    assert "\n" not in msg and msg.count("Conv2d(") == 1, msg
+    assert "enc.0: Conv2d(4, 8, kernel_size=(5, 5)" in msg and "-2 x -2 pixels" in msg
+    assert "padding='same'" in msg
+    same = nn.Sequential(
+        nn.Conv2d(1, 2, 5, padding=2),
+        nn.Conv2d(2, 2, (3, 5), padding=(1, 2)),
+        nn.Conv2d(2, 2, 3, padding=2, dilation=2),
+        nn.Conv2d(2, 2, 4, padding="same"),
+        nn.Conv2d(2, 2, 1),
+        nn.MaxPool2d(2),
+        nn.ConvTranspose2d(2, 1, 2, 2),
+    )
+    make_equivariant(same)  # every size-keeping conv is accepted
 
 
 class Miswired(nn.Module):

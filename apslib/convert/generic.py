@@ -28,6 +28,11 @@ _DOWNSAMPLERS = (nn.FractionalMaxPool2d, nn.LPPool2d, nn.PixelUnshuffle)
 _ADAPTIVE = (nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)
 
 
+def _one_line(m: nn.Module) -> str:
+    """``repr(m)`` on one line (a container's repr spans several)."""
+    return " ".join(repr(m).split())
+
+
 def _why_not(m: nn.Module) -> str | None:
     """Why the module ``m`` keeps the model from being converted, or ``None``."""
     if isinstance(m, _POOLS):
@@ -47,7 +52,28 @@ def _why_not(m: nn.Module) -> str | None:
         return "this downsampler has no polyphase form here; use nn.MaxPool2d(2) or nn.AvgPool2d(2)"
     if isinstance(m, nn.Conv2d) and _pair(m.stride) != (1, 1):
         return "a strided conv samples a fixed grid; use a stride-1 conv followed by nn.MaxPool2d(2)"
+    if isinstance(m, nn.Conv2d):
+        return _size_change(m)
     return None
+
+
+def _size_change(m: nn.Conv2d) -> str | None:
+    """Why a stride-1 conv that does not keep its input's size cannot be converted: with
+    circular padding a conv commutes with shifts only if it maps an ``H x W`` map to
+    ``H x W`` (padding ``dilation * (kernel - 1) / 2`` per side, or ``padding="same"``)."""
+    if m.padding == "same":
+        return None
+    pad = (0, 0) if m.padding == "valid" else _pair(m.padding)
+    change = [2 * p - d * (k - 1) for p, d, k in zip(pad, _pair(m.dilation), _pair(m.kernel_size))]
+    if not any(change):
+        return None
+    what = " x ".join(f"{c:+d}" for c in change)
+    return (
+        f"it changes the map's size ({what} pixels: kernel {tuple(_pair(m.kernel_size))}, padding "
+        f"{tuple(pad)}), and a conv that shrinks or grows the map does not commute with shifts; "
+        "pad it to keep the size "
+        "(padding=(kernel_size - 1) // 2 for odd kernels, or padding='same')"
+    )
 
 
 def make_equivariant(
@@ -75,8 +101,10 @@ def make_equivariant(
             when a pool module is called at several levels (then checked at forward time).
 
     Raises:
-        ConversionError: naming each module that cannot be converted and what to use
-            instead, or saying that pooling is functional, or that the levels are unpaired.
+        ConversionError: in one line, naming each module that cannot be converted (by its
+            path in the model) and what to use instead (a strided conv, an upsampler with no
+            polyphase form, a stride-1 conv that changes the map's size), or saying that
+            pooling is functional, or that the levels are unpaired.
     """
     check_options(variant, filter_size, criterion)
     if _is_fastmri_unet(module):
@@ -91,9 +119,9 @@ def make_equivariant(
             "sampling layers (PolyphaseDown/PolyphaseUp)"
         )
     named = list(module.named_modules())
-    bad = [f"  {name or '<root>'}: {m!r}: {why}" for name, m in named if (why := _why_not(m))]
+    bad = [f"{name or '<root>'}: {_one_line(m)}: {why}" for name, m in named if (why := _why_not(m))]
     if bad:
-        raise ConversionError("cannot convert these modules to shift-equivariant ones:\n" + "\n".join(bad))
+        raise ConversionError("cannot convert these modules to shift-equivariant ones: " + "; ".join(bad))
     pools = [name for name, m in named if isinstance(m, _POOLS)]
     ups = [name for name, m in named if isinstance(m, nn.ConvTranspose2d)]
     if not pools:
