@@ -500,3 +500,91 @@ def test_cli_corrupt_checkpoint_is_one_error_line_naming_the_file(tiny_runs, tmp
     assert rc == 1 and out == ""
     assert err.startswith("error: ") and str(ckpt) in err and "--retrain" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+# -- what is evaluated: finished runs, and one evaluation per results folder -------------
+
+
+def test_unfinished_runs_are_evaluated_with_a_warning_naming_their_epochs(tiny_runs, tmp_path):
+    import shutil
+
+    from apslib.training import runs
+
+    root, run_dir = tiny_runs
+    copy = tmp_path / "runs"
+    shutil.copytree(run_dir, copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # finished runs: no warning
+        done = ev.load_runs(copy, ["Baseline", "APS"], "cpu")
+    assert (done["APS"].epochs_done, done["APS"].epochs_planned, done["APS"].finished) == (1, 1, True)
+    cfg = done["APS"].config.replace(run_dir=str(copy), data_root=str(root), epochs=3)
+
+    def killed_after_epoch_1(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(training.TrainingInterrupted):  # asked for 3, killed after 1
+        training.train(cfg, retrain=True, progress=False, callback=killed_after_epoch_1)
+    assert runs.read_run(cfg.run_path)["epochs_planned"] == 3
+    with pytest.warns(UserWarning, match=r"APS \(seed 0, .*\) is unfinished: 1 of 3 epochs trained"):
+        loaded = ev.load_runs(copy, ["Baseline", "APS"], "cpu")
+    aps = loaded["APS"]
+    assert (aps.epochs_done, aps.epochs_planned, aps.finished) == (1, 3, False)
+    assert loaded["Baseline"].finished and _run(build_unet("aps", depth=2), "m").finished
+
+
+def test_load_runs_refuses_a_checkpoint_of_another_run(tiny_runs, tmp_path):
+    import shutil
+
+    from apslib.training.errors import RunConflictError
+
+    _, run_dir = tiny_runs
+    copy = tmp_path / "runs"
+    shutil.copytree(run_dir, copy)
+    shutil.copy(copy / "baseline" / "checkpoint.pt", copy / "aps" / "checkpoint.pt")
+    with pytest.raises(RunConflictError) as info:
+        ev.load_runs(copy, ["APS"], "cpu")
+    msg = str(info.value)
+    assert "\n" not in msg and "checkpoint.pt is Baseline (variant 'baseline'" in msg
+    assert "config.json asks for APS (variant 'aps'" in msg
+
+
+HOLDER = """
+import sys, time
+from apslib.training.folder import RunLock
+RunLock(sys.argv[1], command="first evaluation").acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_evaluation_into_the_same_results_folder_is_refused(tiny_runs, tmp_path, capsys):
+    root, run_dir = tiny_runs
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(results)], stdout=subprocess.PIPE, text=True, env=_env()
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(training.RunLockedError, match=rf"in use by another evaluation \(pid {proc.pid}"):
+            ev.evaluate_runs(run_dir, root, ["APS"], results, sweep_slices=1, device="cpu")
+        rc, out, err = _cli(
+            capsys, "--run-dir", run_dir, "--data", root, "--results-dir", results, "--models", "APS"
+        )
+        assert rc == 1 and err.count("\n") == 1 and "first evaluation" in err and "--results-dir" in err
+        assert sorted(p.name for p in results.iterdir()) == [".lock"]  # nothing written
+    finally:
+        proc.kill()
+        proc.wait()
+    # its process is gone: the lock is stale, and a temporary file it left goes with it
+    (results / ".in_distribution.csv.x1y2z3.tmp").write_text("half a table")
+    with pytest.warns(UserWarning, match=r"stale lock .*in_distribution\.csv\.x1y2z3\.tmp"):
+        res = ev.evaluate_runs(run_dir, root, ["APS"], results, sweep_slices=1, device="cpu")
+    assert res.paths["table"].is_file() and not any(p.name.startswith(".") for p in results.iterdir())
+
+
+def test_results_lock_is_reentrant_in_one_process(tmp_path):
+    from apslib.evaluate.pipeline import results_lock
+
+    with results_lock(tmp_path / "r") as path, results_lock(path):
+        assert (path / ".lock").is_file()
+    assert not (path / ".lock").exists()

@@ -1,6 +1,8 @@
-"""Run folders (apslib.training.runs, apslib.training.folder): names that round-trip, the
-lock against a second process, checkpoint verification, the skip/resume/fresh plan, and the
-format and version a run folder records."""
+"""Run folders (apslib.training.runs, .plan, .identity, .folder): names that round-trip, the
+lock against a second process, checkpoint verification, the skip/resume/fresh plan, the
+format and version a run folder records, and its identity: a checkpoint, config.json and
+history.json of one run, trained on one data set (files of two runs are refused in one
+line; a damaged history is rebuilt), temporary files of killed writers, a full disk."""
 
 import json
 import os
@@ -9,6 +11,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,12 +20,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import apslib
+from apslib import evaluate as ev
 from apslib.names import model_name, parse_model_name, slugify
-from apslib.training import runs
+from apslib.training import plan, results, runs
 from apslib.training.__main__ import main
 from apslib.training.config import TrainConfig, config_for
 from apslib.training.errors import CheckpointError, RunConflictError, RunLockedError, RunVersionError
 from apslib.training.folder import LOCK_FILE, RunLock
+from apslib.training.identity import data_fingerprint
 from apslib.training.loop import train
 from apslib.unet import UNetConfig
 
@@ -235,8 +241,9 @@ def test_damaged_checkpoint_is_named_and_never_skipped_as_finished(run_copy, how
     ckpt = path / runs.CHECKPOINT_FILE
     _damage(ckpt, how)
     error = RunVersionError if how == "format" else CheckpointError
+    hint = "upgrade apslib" if how == "format" else "--retrain"  # format 99: a newer apslib's
     for read in (runs.read_checkpoint, runs.load_model):
-        with pytest.raises(error, match=r"--retrain") as info:
+        with pytest.raises(error, match=hint) as info:
             read(path)
         assert str(ckpt) in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(error):  # finished, but not "already finished"
@@ -251,10 +258,10 @@ def test_missing_checkpoint_of_a_finished_run(run_copy):
     cfg, path = run_copy
     (path / runs.CHECKPOINT_FILE).unlink()
     with pytest.raises(CheckpointError, match=r"1 completed epoch.*missing.*finished.*--retrain"):
-        runs.plan_run(cfg, path, retrain=False)
+        plan.plan_run(cfg, path, retrain=False)
     with pytest.raises(FileNotFoundError, match="train the model first"):
         runs.load_model(path)
-    assert runs.plan_run(cfg, path, retrain=True) == "fresh"
+    assert plan.plan_run(cfg, path, retrain=True) == "fresh"
 
 
 def test_resume_from_truncated_checkpoint_is_one_line_from_the_cli(run_copy, capsys):
@@ -285,23 +292,23 @@ def test_resume_from_truncated_checkpoint_is_one_line_from_the_cli(run_copy, cap
 
 def test_plan(run_copy):
     cfg, path = run_copy
-    assert runs.plan_run(cfg, path, retrain=False) == "skip"
-    assert runs.plan_run(cfg.replace(epochs=3), path, retrain=False) == "resume"
-    assert runs.plan_run(cfg, path, retrain=True) == "fresh"
+    assert plan.plan_run(cfg, path, retrain=False) == "skip"
+    assert plan.plan_run(cfg.replace(epochs=3), path, retrain=False) == "resume"
+    assert plan.plan_run(cfg, path, retrain=True) == "fresh"
     with pytest.raises(RunConflictError, match="lr"):
-        runs.plan_run(cfg.replace(lr=0.5), path, retrain=False)
+        plan.plan_run(cfg.replace(lr=0.5), path, retrain=False)
     # a run that never completed an epoch is replaced, whatever its configuration
     (path / runs.CHECKPOINT_FILE).unlink()
     runs.write_history(path, cfg, [], False, "it failed")
-    assert runs.plan_run(cfg.replace(lr=0.5), path, retrain=False) == "fresh"
-    assert runs.plan_run(cfg, path.parent / "nothing", retrain=False) == "fresh"
+    assert plan.plan_run(cfg.replace(lr=0.5), path, retrain=False) == "fresh"
+    assert plan.plan_run(cfg, path.parent / "nothing", retrain=False) == "fresh"
 
 
 def test_history_frame_and_read_run(run_copy):
     cfg, path = run_copy
     info = runs.read_run(path)
     assert info["config"] == cfg.resolve().replace(run_dir=info["config"].run_dir) and info["done"]
-    frame = runs.history_frame([path])
+    frame = results.history_frame([path])
     assert list(frame.columns[:3]) == ["model", "seed", "epoch"] and frame["model"].tolist() == ["APS"]
 
 
@@ -335,7 +342,7 @@ def test_a_run_folder_of_apslib_0_1_0_is_refused_in_one_line(run_copy, capsys):
     cfg, path = run_copy
     _as_written_by_0_1_0(path)
     reads = {
-        runs.CONFIG_FILE: (lambda: runs.plan_run(cfg, path, retrain=False), lambda: runs.read_run(path)),
+        runs.CONFIG_FILE: (lambda: plan.plan_run(cfg, path, retrain=False), lambda: runs.read_run(path)),
         runs.CHECKPOINT_FILE: (lambda: runs.read_checkpoint(path), lambda: runs.load_model(path)),
     }
     for file, calls in reads.items():
@@ -360,4 +367,281 @@ def test_a_0_1_0_folder_that_never_completed_an_epoch_is_replaced(run_copy):
     _as_written_by_0_1_0(path)
     (path / runs.CHECKPOINT_FILE).unlink()
     runs.write_history(path, cfg, [], False, "it failed")
-    assert runs.plan_run(cfg, path, retrain=False) == "fresh"
+    assert plan.plan_run(cfg, path, retrain=False) == "fresh"
+
+
+# --------------------------------------------------------------------------------------
+# A run knows what it is: checkpoint, config.json and history.json of one run
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_lpf(finished, tmp_path_factory):
+    """A finished 1-epoch LPF-2 run, trained like ``finished``."""
+    cfg = config_for("LPF-2", data_root=finished.data_root, run_dir=tmp_path_factory.mktemp("lpf"), **TINY)
+    train(cfg, progress=False)
+    return cfg
+
+
+def _cli(cfg, *extra, model="APS", epochs=1, net=TINY_NET):
+    args = ["--data", cfg.data_root, "--run-dir", cfg.run_dir, "--model", model, *net]
+    return [*args, "--epochs", str(epochs), "--batch-size", "2", "--device", "cpu", "--no-progress", *extra]
+
+
+def _one_line(capsys, *needles, start="error: "):
+    err = capsys.readouterr().err
+    assert err.startswith(start) and err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def _edit_json(file, change):
+    doc = json.loads(file.read_text())
+    change(doc)
+    file.write_text(json.dumps(doc))
+
+
+def _edit_checkpoint(file, change):
+    ckpt = torch.load(file, weights_only=True)
+    change(ckpt)
+    torch.save(ckpt, file)
+
+
+def test_checkpoint_of_another_run_is_refused_in_one_line(run_copy, finished_lpf, capsys):
+    """An LPF-2 checkpoint copied into an APS run folder: neither resumed nor skipped nor
+    evaluated; one line names both sides and the ways out."""
+    cfg, path = run_copy
+    ckpt = path / runs.CHECKPOINT_FILE
+    shutil.copy(finished_lpf.run_path / runs.CHECKPOINT_FILE, ckpt)
+    before = ckpt.read_bytes()
+    for epochs in (2, 1):  # resume, then skip
+        assert main(_cli(cfg, epochs=epochs)) == 1
+        _one_line(
+            capsys,
+            "run aps: checkpoint.pt is LPF-2 (variant 'lpf', filter_size 2",
+            "but config.json asks for APS (variant 'aps', filter_size 1",
+            "--retrain",
+            "--run-dir",
+        )
+    assert ckpt.read_bytes() == before  # nothing was trained on the other run's weights
+    for read in (runs.read_run, runs.load_model, lambda p: ev.load_runs(p.parent, ["APS"])):
+        with pytest.raises(RunConflictError, match="checkpoint.pt is LPF-2"):
+            read(path)
+    assert main([*_cli(cfg, epochs=2), "--retrain"]) == 0  # the way out it names
+    assert runs.read_checkpoint(path)["name"] == "APS"
+
+
+@pytest.mark.parametrize(
+    "edit, needles",
+    [
+        (
+            lambda d: d["config"].update(variant="lps"),
+            ["checkpoint.pt is APS (variant 'aps')", "LPS (variant 'lps')"],
+        ),
+        (lambda d: d["config"].update(channels=[4, 8, 32]), ["channels [4, 8, 16]", "channels [4, 8, 32]"]),
+        (lambda d: d["config"].update(lr=0.5), ["lr 0.001", "lr 0.5"]),
+    ],
+)
+def test_edited_config_json_is_refused_in_one_line_not_a_size_mismatch(run_copy, capsys, edit, needles):
+    cfg, path = run_copy
+    _edit_json(path / runs.CONFIG_FILE, edit)
+    stored = runs.stored_config(json.loads((path / runs.CONFIG_FILE).read_text())["config"], path)
+    asked = stored.replace(run_dir=cfg.run_dir, data_root=cfg.data_root, epochs=2)
+    with pytest.raises(RunConflictError) as info:
+        plan.plan_run(asked, path, retrain=False)
+    msg = str(info.value)
+    assert "\n" not in msg and "config.json asks for" in msg and "size mismatch" not in msg
+    for needle in needles:
+        assert needle in msg, msg
+    net = ["--depth", "2", "--channels", *map(str, asked.channels), "--lr", str(asked.lr), "--name", "APS"]
+    assert main(_cli(cfg, epochs=2, model=asked.replace(name=None).display_name, net=net)) == 1
+    _one_line(capsys, "checkpoint.pt is", "config.json asks for", *needles)
+
+
+def test_history_of_another_run_or_ahead_of_its_checkpoint_is_refused(run_copy, finished_lpf, capsys):
+    cfg, path = run_copy
+    hist = path / runs.HISTORY_FILE
+    shutil.copy(finished_lpf.run_path / runs.HISTORY_FILE, hist)
+    with pytest.raises(RunConflictError, match=r"record different training from epoch 1 on"):
+        plan.plan_run(cfg.replace(epochs=2), path, retrain=False)
+    original = runs.read_checkpoint(path)["history"]
+    runs.write_history(path, cfg.replace(epochs=3), [*original, {**original[0], "epoch": 2}], False)
+    assert main(_cli(cfg, epochs=3)) == 1  # resuming would drop the recorded epoch 2
+    _one_line(capsys, "history.json records 2 epochs but checkpoint.pt holds 1", "drop 1 recorded epoch")
+
+
+@pytest.mark.parametrize("how", ["truncated", "missing", "not a record", "behind"])
+def test_damaged_history_is_rebuilt_from_the_checkpoint(run_copy, capsys, how):
+    cfg, path = run_copy
+    hist = path / runs.HISTORY_FILE
+    good = json.loads(hist.read_text())
+    if how == "truncated":
+        hist.write_text(hist.read_text()[:100])
+    elif how == "missing":
+        hist.unlink()
+    elif how == "not a record":
+        hist.write_text("[1, 2]")
+    else:  # killed between the checkpoint's write and the history's
+        runs.write_history(path, cfg, [], False)
+    with pytest.warns(UserWarning, match="history.json is .*: the run is read from checkpoint.pt"):
+        info = runs.read_run(path)  # evaluation reads it from the checkpoint, writes nothing
+    assert info["history"] == good["history"] and info["done"] and info["finished"]
+    assert main(_cli(cfg)) == 0  # finished: skipped, and history.json rebuilt
+    err = capsys.readouterr()
+    assert "skipped" in err.out and err.err.count("\n") == 1
+    assert err.err.startswith("warning: ") and "rebuilt from checkpoint.pt (1 epochs)" in err.err
+    assert json.loads(hist.read_text()) == good
+    hist.unlink()
+    assert main(_cli(cfg, epochs=2)) == 0  # and resumed (not an error, not started over)
+    assert "rebuilt" in capsys.readouterr().err
+    assert [r["epoch"] for r in runs.read_run(path)["history"]] == [1, 2]
+
+
+def test_missing_config_json_is_rebuilt_not_started_over(run_copy, capsys):
+    cfg, path = run_copy
+    (path / runs.CONFIG_FILE).unlink()
+    stamp = (path / runs.CHECKPOINT_FILE).stat().st_mtime_ns
+    assert main(_cli(cfg)) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert (path / runs.CHECKPOINT_FILE).stat().st_mtime_ns == stamp
+    assert json.loads((path / runs.CONFIG_FILE).read_text())["config"]["variant"] == "aps"
+
+
+@pytest.mark.parametrize("newer", ["format", "field"])
+def test_files_of_a_newer_apslib_say_upgrade(run_copy, capsys, newer):
+    cfg, path = run_copy
+
+    def change(ckpt):
+        ckpt["apslib_version"] = "9.0.0"
+        if newer == "format":
+            ckpt["format"] = runs.RUN_FORMAT + 1
+        else:
+            ckpt["config"]["dropout"] = 0.1
+
+    _edit_checkpoint(path / runs.CHECKPOINT_FILE, change)
+    with pytest.raises(RunVersionError, match="upgrade apslib"):
+        runs.load_model(path)
+    assert main(_cli(cfg, epochs=2)) == 1
+    err = _one_line(capsys, str(path / runs.CHECKPOINT_FILE), "apslib 9.0.0", "upgrade apslib")
+    assert "--retrain" not in err and ("'dropout'" in err) == (newer == "field")
+
+
+def test_init_from_a_corrupt_source_names_the_source(run_copy, tmp_path, capsys):
+    cfg, source = run_copy
+    ckpt = source / runs.CHECKPOINT_FILE
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    new = cfg.replace(run_dir=str(tmp_path / "new"))
+    assert main(_cli(new, "--init-from", str(source), model="APS-2")) == 1
+    err = _one_line(capsys, f"init_from {source}", "truncated or corrupt", "--init-from")
+    assert "--retrain" not in err
+    assert main(_cli(new, "--init-from", str(tmp_path / "nowhere"), model="APS-2")) == 1
+    _one_line(capsys, f"init_from {tmp_path / 'nowhere'}", "no checkpoint")
+
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_with_its_stale_lock(run_copy):
+    """kill -9 during a save leaves the lock and ``.checkpoint.pt.<random>.tmp``."""
+    cfg, path = run_copy
+    tmp = path / ".checkpoint.pt.k9x_2b.tmp"
+    tmp.write_bytes(b"half a checkpoint" * 1000)
+    (path / ".history.json.u81zq.tmp").write_text("{")
+    pid = _dead_pid()
+    lock = {"pid": pid, "host": socket.gethostname(), "since": "earlier", "command": "x", "token": "t"}
+    (path / LOCK_FILE).write_text(json.dumps(lock))
+    with pytest.warns(UserWarning, match=rf"stale lock .* process {pid}.*\.checkpoint\.pt\.k9x_2b\.tmp"):
+        with RunLock(path):
+            assert not tmp.exists() and not (path / ".history.json.u81zq.tmp").exists()
+    names = sorted(p.name for p in path.iterdir())
+    assert names == sorted([runs.CHECKPOINT_FILE, runs.CONFIG_FILE, runs.HISTORY_FILE])
+
+
+def test_retrain_removes_temporary_files_left_behind(run_copy):
+    cfg, path = run_copy
+    tmp = path / ".checkpoint.pt.abc123.tmp"
+    tmp.write_bytes(b"x")
+    train(cfg, progress=False)  # skipped: nothing is removed without the lock
+    assert tmp.exists()
+    train(cfg, retrain=True, progress=False)
+    assert not tmp.exists()
+
+
+def test_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_checkpoint(
+    run_copy, monkeypatch, capsys
+):
+    cfg, path = run_copy
+    ckpt = path / runs.CHECKPOINT_FILE
+    before = ckpt.read_bytes()
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"PK\x03\x04 part of a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    assert main(_cli(cfg, epochs=2)) == 1  # resume: epoch 2 cannot be saved
+    _one_line(capsys, f"cannot write in the run folder {path}", "free space")
+    monkeypatch.undo()
+    assert ckpt.read_bytes() == before and runs.read_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        [runs.CHECKPOINT_FILE, runs.CONFIG_FILE, runs.HISTORY_FILE]
+    )  # no temporary file, no lock
+    assert main(_cli(cfg, epochs=2)) == 0  # space freed: the same command resumes
+
+
+# --------------------------------------------------------------------------------------
+# The data a run was trained on
+# --------------------------------------------------------------------------------------
+
+
+def test_data_fingerprint_is_cheap_stable_and_changes_with_the_data(finished, tmp_path):
+    root = Path(finished.data_root)
+    fp = data_fingerprint(root)
+    assert set(fp) == {"hash", "volumes", "bytes"} and fp["volumes"] == 3 and len(fp["hash"]) == 16
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)  # new paths and time stamps, the same data
+    (moved / "singlecoil_train" / "notes.txt").write_text("not a volume")  # skipped by the loader
+    assert data_fingerprint(moved) == fp
+    first = sorted((moved / "singlecoil_train").glob("*.h5"))[0]
+    first.rename(first.with_name("renamed.h5"))
+    assert data_fingerprint(moved)["hash"] != fp["hash"]
+    first.with_name("renamed.h5").unlink()
+    assert data_fingerprint(moved)["volumes"] == 2
+    assert runs.read_checkpoint(finished.run_path)["data"] == fp  # recorded by every checkpoint
+    assert json.loads((finished.run_path / runs.CONFIG_FILE).read_text())["data"] == fp
+
+
+def test_resuming_on_other_data_is_refused_and_moved_data_is_fine(run_copy, tmp_path, capsys):
+    cfg, path = run_copy
+    moved = tmp_path / "moved"
+    shutil.copytree(cfg.data_root, moved)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same data elsewhere: not even a warning
+        assert (
+            plan.plan_run(cfg.replace(data_root=str(moved)), path, False, data=data_fingerprint(moved))
+            == "skip"
+        )
+    other = tmp_path / "other"
+    shutil.copytree(cfg.data_root, other)
+    sorted((other / "singlecoil_train").glob("*.h5"))[0].unlink()
+    other_cfg = cfg.replace(data_root=str(other))
+    assert main(_cli(other_cfg, epochs=2)) == 1
+    _one_line(capsys, "run aps was trained on 3 volumes", f"{other} holds 2 volumes", "--data", "--retrain")
+
+
+def test_runs_of_older_versions_without_identity_still_work(run_copy):
+    """A checkpoint and config.json without a data fingerprint (apslib 0.2.0's) are
+    compared on what they record: skipped, resumed, loaded, evaluated."""
+    cfg, path = run_copy
+    _edit_checkpoint(path / runs.CHECKPOINT_FILE, lambda c: c.pop("data"))
+    _edit_json(path / runs.CONFIG_FILE, lambda d: d.pop("data"))
+    assert plan.plan_run(cfg, path, retrain=False, data=data_fingerprint(cfg.data_root)) == "skip"
+    assert isinstance(runs.load_model(path), torch.nn.Module)
+    assert ev.load_runs(path.parent, ["APS"])["APS"].finished
+    resumed = train(cfg.replace(epochs=2), progress=False)
+    assert not resumed.skipped and len(resumed.history) == 2
+    assert runs.read_checkpoint(path)["data"] == data_fingerprint(cfg.data_root)  # recorded from now on

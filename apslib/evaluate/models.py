@@ -33,13 +33,24 @@ TRAIN_HINT = (
 
 @dataclass
 class ModelRun:
-    """A trained run: its display name, model (eval mode), output clamp and config."""
+    """A trained run: its display name, model (eval mode), output clamp and config, and how
+    far it trained: ``epochs_done`` of ``epochs_planned`` (``None`` for a model that is not
+    a trained run, e.g. a converted one)."""
 
     name: str
     model: torch.nn.Module
     clamp: float | None
     config: object
     path: Path
+    epochs_done: int | None = None
+    epochs_planned: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run trained every epoch it planned (``True`` when that is unknown)."""
+        if self.epochs_done is None or self.epochs_planned is None:
+            return True
+        return self.epochs_done >= self.epochs_planned
 
     @property
     def depth(self) -> int:
@@ -56,10 +67,18 @@ def load_runs(
 ) -> dict[str, ModelRun]:
     """Load the run of each paper name in ``models`` trained with ``seed``
     (``run_dir/<slug>``, or ``run_dir/<slug>-seed<k>``: :func:`apslib.names.run_slug`); a
-    clear error naming ``run_dir`` and how to train them when some are missing."""
+    clear error naming ``run_dir`` and how to train them when some are missing.
+
+    Each run's checkpoint, ``config.json`` and ``history.json`` are checked against each
+    other first (:func:`apslib.training.runs.read_run_files`): files of two runs are a
+    one-line error. A run that has not trained all its planned epochs is loaded as it
+    stands, with a warning naming its epochs (``ModelRun.epochs_done`` /
+    ``epochs_planned`` / ``finished``)."""
+    import warnings
+
     from ..device import resolve_device
     from ..names import run_slug
-    from ..training.runs import CHECKPOINT_FILE, load_model, read_run
+    from ..training.runs import CHECKPOINT_FILE, read_run_files
 
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -75,8 +94,26 @@ def load_runs(
         )
     out = {}
     for name, path in paths.items():
-        run = read_run(path)
-        out[name] = ModelRun(name, load_model(path, dev), run["config"].clamp, run["config"], path)
+        files = read_run_files(path)
+        if files.repairs:
+            warnings.warn(files.notice("the run is read"), stacklevel=2)
+        run = ModelRun(
+            name,
+            files.model(dev),
+            files.config.clamp,
+            files.config,
+            path,
+            epochs_done=files.epochs_done,
+            epochs_planned=files.epochs_planned,
+        )
+        if not run.finished:
+            warnings.warn(
+                f"{name} (seed {seed}, {path}) is unfinished: {run.epochs_done} of "
+                f"{run.epochs_planned} epochs trained; it is evaluated as it stands after epoch "
+                f"{run.epochs_done} (finish it by rerunning its training command)",
+                stacklevel=2,
+            )
+        out[name] = run
     return out
 
 

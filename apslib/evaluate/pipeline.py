@@ -17,14 +17,23 @@ are the training seeds whose runs are evaluated (one run folder per model and se
 see the same images and the same shifts (``seed`` seeds the shifts and noise images, not the
 runs), so the spread over seeds is the spread of training. The examples are those of the
 first seed. A ``results_dir`` that exists as a file is refused before any model runs.
+
+While an entry point runs, it holds the results folder's lock (``results_dir/.lock``, the
+run folders' :class:`~apslib.training.folder.RunLock`): a second evaluation into the same
+folder, from another process, is refused in one line naming the first; a lock left by a
+killed process is recovered with a warning. Within one process the lock is re-entrant (an
+entry point that calls another).
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -36,6 +45,7 @@ from .tables import write_table
 
 __all__ = [
     "EvalResult",
+    "results_lock",
     "evaluate_runs",
     "evaluate_loaded",
     "evaluate_runs_ood",
@@ -79,6 +89,51 @@ def _results_folder(results_dir) -> Path:
     return results_dir
 
 
+_HELD: dict[Path, int] = {}  # results folders this process holds the lock of (depth)
+_F = TypeVar("_F", bound=Callable)
+
+
+@contextmanager
+def results_lock(results_dir) -> Iterator[Path]:
+    """Hold the lock of ``results_dir`` (created if missing) while the block writes into it:
+    :class:`~apslib.training.errors.RunLockedError` (one line) when another process
+    evaluates into it; re-entrant within this process."""
+    from ..training.folder import RunLock
+
+    path = _results_folder(results_dir)
+    key = path.expanduser().resolve()
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield path
+        finally:
+            _HELD[key] -= 1
+        return
+    lock = RunLock(path, user="evaluation", option="--results-dir (results_dir)", folder="results folder")
+    lock.acquire()
+    _HELD[key] = 1
+    try:
+        yield path
+    finally:
+        _HELD.pop(key, None)
+        lock.release()
+
+
+def _locked(fn: _F) -> _F:
+    """Run the entry point ``fn(..., results_dir, ...)`` under :func:`results_lock`."""
+    import inspect
+
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        results_dir = signature.bind(*args, **kwargs).arguments["results_dir"]
+        with results_lock(results_dir):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _check_seeds(seeds) -> list[int]:
     seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
@@ -103,6 +158,7 @@ def _write(results_dir: Path, prefix: str, table, frame, ex) -> dict:
     }
 
 
+@_locked
 def evaluate_runs(
     run_dir,
     data_root,
@@ -143,6 +199,7 @@ def evaluate_runs(
     )
 
 
+@_locked
 def evaluate_loaded(
     all_runs: dict[int, dict[str, ModelRun]],
     data_root,
@@ -186,6 +243,7 @@ def evaluate_loaded(
     return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
 
 
+@_locked
 def evaluate_runs_ood(
     run_dir,
     models: Sequence[str],
@@ -237,6 +295,7 @@ def evaluate_runs_ood(
     return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
 
 
+@_locked
 def evaluate_beyond(
     run_dir,
     data_root,

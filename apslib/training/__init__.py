@@ -7,7 +7,11 @@
 :mod:`~apslib.training.steps`              the model and data of a config, one optimisation
                                            step, one validation pass
 :mod:`~apslib.training.runs`               a run folder's files: write, read back, verify,
-                                           plan (skip, resume or start fresh)
+                                           check against each other, rebuild
+:mod:`~apslib.training.identity`           what a run is: its identity, its data's
+                                           fingerprint (:func:`data_fingerprint`)
+:mod:`~apslib.training.plan`               the plan of a call: skip, resume or start fresh
+:mod:`~apslib.training.results`            what a call returns, the table of histories
 :mod:`~apslib.training.folder`             the folder itself: checks and the lock
 :mod:`~apslib.training.distributed`        DDP under torchrun
 :mod:`~apslib.training.errors`             one exception per cause, one-line messages
@@ -32,7 +36,8 @@ from .errors import (
     TrainingInterrupted,
 )
 from .loop import train
-from .runs import RunResult, history_frame, load_model, read_checkpoint, read_run
+from .results import RunResult, history_frame
+from .runs import load_model, read_checkpoint, read_run
 from .steps import build_model, val_loader, zero_filled_psnr
 
 __all__ = [

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+RETRAIN_HINT = "--retrain (retrain=True)"  # how a message names starting a run over
+
 __all__ = [
+    "RETRAIN_HINT",
     "TrainingError",
     "RunConflictError",
     "RunFolderError",

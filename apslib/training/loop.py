@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,16 +44,26 @@ from torch import nn
 from ..learned import set_sampling, temperature_at
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
-from .errors import NonFiniteLossError, TrainingError, TrainingInterrupted
+from .errors import (
+    RETRAIN_HINT,
+    CheckpointError,
+    NonFiniteLossError,
+    RunFolderError,
+    RunLockedError,
+    TrainingError,
+    TrainingInterrupted,
+)
 from .folder import RunLock, check_run_folder
+from .identity import data_fingerprint
+from .plan import plan_run
+from .results import RunResult
 from .runs import (
     CHECKPOINT_FILE,
-    RunResult,
-    plan_run,
     prepare_run,
     read_checkpoint,
     read_history,
-    read_run,
+    read_run_files,
+    repair_run_files,
     save_epoch,
     write_history,
 )
@@ -96,6 +107,7 @@ class _Run:
     sampler: object
     history: list
     start_epoch: int
+    data: dict | None = None  # the fingerprint of the data (stored in each checkpoint)
 
     @property
     def name(self) -> str:
@@ -120,7 +132,14 @@ class _Run:
 
 
 def _setup(
-    config: TrainConfig, path: Path, plan: str, train_ds, val_ds, dist: DistContext, device: torch.device
+    config: TrainConfig,
+    path: Path,
+    plan: str,
+    train_ds,
+    val_ds,
+    dist: DistContext,
+    device: torch.device,
+    data: dict | None = None,
 ) -> _Run:
     """Model, optimizer, scheduler and loaders of a run; its checkpoint loaded on ``resume``."""
     cuda = device.type == "cuda"
@@ -138,6 +157,7 @@ def _setup(
     sampler = dist.sampler(train_ds, seed=_derive_seed(config.seed, _SHUFFLE))
     net = dist.wrap(model)
     run = _Run(config, path, dist, device, model, net, optimizer, scheduler, train_ds, None, sampler, [], 0)
+    run.data = data
     run.val_dl = torch.utils.data.DataLoader(dist.shard(val_ds), shuffle=False, **run.loader_args())
     if plan == "resume":
         _resume(run)
@@ -147,7 +167,14 @@ def _setup(
 def _resume(run: _Run) -> None:
     """Load the verified checkpoint: weights, optimizer, scheduler, RNG, history."""
     ckpt = read_checkpoint(run.path)
-    run.model.load_state_dict(ckpt["model"])
+    try:
+        run.model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:  # a checkpoint whose weights were edited: its files agree otherwise
+        first = str(err).strip().splitlines()[-1].strip()[:160]
+        raise CheckpointError(
+            f"{run.path / CHECKPOINT_FILE}: its weights do not fit the {run.name} U-Net of its "
+            f"configuration ({first}); train the run again with {RETRAIN_HINT}"
+        ) from None
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
     _set_rng_state(ckpt["rng"])
@@ -261,6 +288,7 @@ def _save(run: _Run, history: list, done: bool) -> None:
         "rng": _rng_state(),
         "history": history,
         "world_size": run.dist.world_size,
+        "data": run.data,
     }
     run.dist.on_main(lambda: save_epoch(run.path, run.config, state, done), "save the checkpoint")
 
@@ -347,6 +375,21 @@ def _loop(run: _Run, progress: bool, callback) -> list:
     return run.history
 
 
+def _repaired_if_needed(path: Path):
+    """The files of a finished run; a ``history.json``/``config.json`` that is missing,
+    damaged or behind the checkpoint is rebuilt under the lock when it can be taken (the
+    run is skipped either way: the checkpoint holds what those files would say)."""
+    files = read_run_files(path)
+    if not files.repairs:
+        return files
+    try:
+        with RunLock(path):
+            return repair_run_files(path)
+    except (RunLockedError, RunFolderError) as err:
+        warnings.warn(files.notice(f"the run is read (not rebuilt: {err})"), stacklevel=3)
+        return files
+
+
 def _interrupted(config: TrainConfig, path: Path, run: _Run | None) -> TrainingInterrupted:
     try:
         n = len(run.history if run else read_history(path).get("history", []))
@@ -374,8 +417,12 @@ def train(
     - A checkpoint of an unfinished run (or a finished one with fewer epochs than asked):
       resumed from its last epoch; the result equals an uninterrupted run on CPU.
     - ``retrain=True``, or a folder whose run never completed an epoch: starts over.
-    - Errors (:mod:`apslib.training.errors`): another configuration in the folder,
-      :class:`RunConflictError`; another process training there, :class:`RunLockedError`;
+    - A ``history.json`` / ``config.json`` that is missing, damaged or behind the
+      checkpoint is rebuilt from it, with a warning.
+    - Errors (:mod:`apslib.training.errors`): another configuration in the folder, files
+      of two runs in it, or data other than the run's (its fingerprint,
+      :func:`~apslib.training.identity.data_fingerprint`), :class:`RunConflictError`;
+      another process training there, :class:`RunLockedError`;
       a damaged checkpoint, :class:`CheckpointError`; a run folder of another apslib
       version, :class:`RunVersionError`; a folder that cannot be written,
       :class:`RunFolderError`.
@@ -395,22 +442,25 @@ def train(
 
     path = check_run_folder(config.run_path)  # ValueError when run_dir is not set
     require_data_root(config)
+    data = data_fingerprint(config.data_root)
     dist, device = setup_distributed(config.device)
     lock = run = None
     try:
-        plan = plan_run(config, path, retrain)
+        plan = plan_run(config, path, retrain, data=data)
         if plan != "skip":
             train_ds, val_ds = build_datasets(config)  # checks the data before anything is written
             lock = dist.on_main(RunLock(path).acquire, "lock the run folder")
-            plan = plan_run(config, path, retrain, quiet=True)  # another may have finished it
+            plan = plan_run(config, path, retrain, quiet=True, data=data)  # another may have finished it
             dist.barrier()  # every rank has read the folder before rank 0 changes it
         if plan == "skip":
-            history = read_run(path)["history"]
-            return RunResult(name, path, config, history, done=True, skipped=True, seconds=elapsed())
+            files = _repaired_if_needed(path) if dist.main else read_run_files(path)
+            return RunResult(name, path, config, files.history, done=True, skipped=True, seconds=elapsed())
+        if plan == "resume":
+            dist.on_main(lambda: repair_run_files(path), "rebuild the run's files from its checkpoint")
         fresh, where = plan == "fresh", dict(torch=torch.__version__, device=str(device))
-        prepare = lambda: prepare_run(path, config, fresh, world_size=dist.world_size, **where)  # noqa: E731
+        prepare = lambda: prepare_run(path, config, fresh, data=data, world_size=dist.world_size, **where)  # noqa: E731
         dist.on_main(prepare, "prepare the run folder")
-        run = _setup(config, path, plan, train_ds, val_ds, dist, device)
+        run = _setup(config, path, plan, train_ds, val_ds, dist, device, data)
         history = _loop(run, progress, callback)
         dist.barrier()
         done = len(history) >= config.epochs

@@ -1,48 +1,54 @@
-"""Run folders: the files of a training run, read back and verified, and the plan of a call.
+"""Run folders: the files of a training run, read back, verified and checked against each other.
 
 One run = one model trained with one :class:`~apslib.training.config.TrainConfig`, in
 ``run_dir/<slug of its name>/`` (``"Baseline + DA"`` -> ``baseline-da``,
 :func:`apslib.names.run_slug`)::
 
-    config.json     format, apslib_version, name, slug, the resolved configuration, the U-Net's
+    config.json     format, apslib_version, name, slug, the resolved configuration, the U-Net's,
+                    "data": the fingerprint of the data (:func:`~apslib.training.identity.data_fingerprint`)
     history.json    name, done, epochs planned/completed, "error" (if it stopped on one),
                     "history": one record per epoch (epoch, train_loss, val_loss,
                     val_equiv_mse, val_equiv_nmse, val_psnr, lr, seconds,
                     world_size)
-    checkpoint.pt   the last completed epoch (atomic write): CHECKPOINT_KEYS
+    checkpoint.pt   the last completed epoch (atomic write): CHECKPOINT_KEYS, and "data"
     .lock           while a process trains the run: pid, host, since, command
 
-Here: the files (write, read, :func:`load_model`, :func:`history_frame`) and the
-skip/resume/fresh plan (:func:`plan_run`); the folder itself and its lock are
-:mod:`apslib.training.folder`'s. Every error is a
-:class:`~apslib.training.errors.TrainingError` (``FileNotFoundError`` for a run that does
-not exist) whose one-line message names the file and says what to do. A checkpoint is
-verified wherever it is read (plan, resume, :func:`load_model`): a finished run with a
-missing or corrupt checkpoint is an error, never "already finished". A folder whose run
-never completed an epoch (no checkpoint, empty history) is replaced without ``retrain``.
+The checkpoint is the run's record: its configuration (model, seed, everything that defines
+the run), data fingerprint, epoch and history. :func:`read_run_files` reads the three files
+and checks them against each other: a checkpoint of another run (another variant, widths,
+seed, data ...), or a history the checkpoint does not continue, is a one-line
+:class:`~apslib.training.errors.RunConflictError` naming both sides. A ``history.json`` (or
+``config.json``) that is missing, damaged or behind its checkpoint is rebuilt from the
+checkpoint (:func:`repair_run_files`, with a one-line warning), never an error.
 
+Every error is a :class:`~apslib.training.errors.TrainingError` (``FileNotFoundError`` for a
+run that does not exist) whose one-line message names the file and says what to do.
 ``config.json`` and ``checkpoint.pt`` record the layout they follow (``format``,
-:data:`RUN_FORMAT`) and the apslib version that wrote them; files of another layout (those
-of apslib 0.1.0 record no version) are refused with one line saying to retrain.
+:data:`RUN_FORMAT`) and the apslib version that wrote them: files of an older layout (those
+of apslib 0.1.0 record no version) are refused with a message saying to retrain, files of a
+newer layout or with fields this version does not know with one saying to upgrade apslib.
+The skip/resume/fresh plan of a call: :mod:`apslib.training.plan`; the folder and its lock:
+:mod:`apslib.training.folder`.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from .. import __version__
 from ..device import resolve_device
-from ..io import atomic_torch_save, atomic_write_json
+from ..io import atomic_torch_save, atomic_write_json, remove_temp_files
 from ..models import unet_from_config
 from ..unet import UNetConfig
 from .config import TrainConfig
-from .errors import CheckpointError, RunConflictError, RunVersionError, TrainingError
-from .folder import check_run_folder, writing
+from .errors import RETRAIN_HINT, CheckpointError, RunVersionError, TrainingError
+from .folder import writing
+from .identity import check_history, check_same_run
 
 __all__ = [
     "CONFIG_FILE",
@@ -50,16 +56,17 @@ __all__ = [
     "CHECKPOINT_FILE",
     "RUN_FORMAT",
     "CHECKPOINT_KEYS",
-    "RunResult",
+    "RunFiles",
     "prepare_run",
     "write_history",
     "read_history",
     "save_epoch",
     "read_checkpoint",
+    "stored_config",
+    "read_run_files",
+    "repair_run_files",
     "read_run",
     "load_model",
-    "history_frame",
-    "plan_run",
 ]
 
 CONFIG_FILE = "config.json"
@@ -80,96 +87,108 @@ CHECKPOINT_KEYS = (
     "history",
     "world_size",
 )
-RETRAIN_HINT = "--retrain (retrain=True)"
 
 
 # ---- Files of a run folder -----------------------------------------------------------
 
 
-@dataclass
-class RunResult:
-    """What :func:`apslib.training.train` did: ``skipped`` (already finished), the history, the folder."""
-
-    name: str
-    path: Path
-    config: TrainConfig
-    history: list = field(default_factory=list)
-    done: bool = False
-    skipped: bool = False
-    seconds: float = 0.0
-
-    @property
-    def final(self) -> dict:
-        return self.history[-1] if self.history else {}
-
-    @property
-    def train_seconds(self) -> float:
-        """Wall time of all epochs of the run (over every call that trained it)."""
-        return float(sum(r["seconds"] for r in self.history))
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "done": self.done,
-            "skipped": self.skipped,
-            "seconds": round(self.seconds, 2),
-            "train_seconds": round(self.train_seconds, 2),
-            "final": self.final,
-            "config": self.config.to_dict(),
-        }
-
-
-def _read_json(path: Path):
+def _read_doc(path: Path, valid) -> tuple[dict | None, str | None]:
+    """``(document, None)``, or ``(None, what is wrong)``: ``"missing"``, ``"damaged (...)"``."""
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except FileNotFoundError:
-        return None
-    except ValueError as err:
-        raise TrainingError(
-            f"cannot parse {path}: {err}. Delete the run folder {path.parent} or pass {RETRAIN_HINT}"
-        ) from err
+        return None, "missing"
+    except (OSError, ValueError) as err:
+        return None, f"damaged ({_first_line(err)})"
+    if not valid(doc):
+        return None, "damaged (not a run record)"
+    return doc, None
 
 
-def _check_format(doc, file: Path) -> None:
+def _valid_history(doc) -> bool:
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("history"), list)
+        and all(isinstance(r, dict) for r in doc["history"])
+    )
+
+
+def _check_format(doc, file: Path, hint: str = f"train the run again with {RETRAIN_HINT}") -> None:
     """:class:`~apslib.training.errors.RunVersionError` unless ``doc`` (a stored
-    ``config.json`` or checkpoint) follows :data:`RUN_FORMAT`; the one-line message names
-    the version that wrote it and says to retrain."""
+    ``config.json`` or checkpoint) follows :data:`RUN_FORMAT`: an older layout says
+    ``hint`` (retrain), a newer one says to upgrade apslib."""
     doc = doc if isinstance(doc, dict) else {}
     version, found = doc.get("apslib_version"), doc.get("format")
     if version is None:
         raise RunVersionError(
-            f"{file} was written by apslib 0.1.0, whose run folders apslib {__version__} does "
-            f"not read: train the run again with {RETRAIN_HINT}"
+            f"{file} was written by apslib 0.1.0, whose run folders apslib {__version__} does not "
+            f"read: {hint}"
+        )
+    if isinstance(found, int) and found > RUN_FORMAT:
+        raise RunVersionError(
+            f"{file} was written by apslib {version} in format {found}, newer than the format "
+            f"{RUN_FORMAT} apslib {__version__} reads: upgrade apslib to use it"
         )
     if found != RUN_FORMAT:
         raise RunVersionError(
             f"{file} was written by apslib {version} in format {found!r}; apslib {__version__} "
-            f"reads format {RUN_FORMAT}: train the run again with {RETRAIN_HINT}"
+            f"reads format {RUN_FORMAT}: {hint}"
         )
 
 
+def stored_config(d, file: Path, version: str | None = None) -> TrainConfig:
+    """The resolved :class:`TrainConfig` a run file stored (``config.json``'s or a
+    checkpoint's ``"config"``), as :meth:`TrainConfig.from_stored` reads it. A field this
+    version does not know (written by a newer apslib) is a one-line
+    :class:`~apslib.training.errors.RunVersionError` naming it and saying to upgrade; a
+    value it refuses one naming the file."""
+    if not isinstance(d, dict):
+        raise CheckpointError(
+            f"{file} holds no training configuration; train the run again with {RETRAIN_HINT}"
+        )
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    by = f"apslib {version}" if version else "another apslib"
+    if unknown:
+        raise RunVersionError(
+            f"{file} has the configuration field(s) {', '.join(map(repr, unknown))}, which apslib "
+            f"{__version__} does not know: it was written by {by}; upgrade apslib to use this run"
+        )
+    try:
+        return TrainConfig.from_stored(dict(d))
+    except (TypeError, ValueError) as err:
+        text = " ".join(str(err).split())
+        newer = version is not None and version != __version__
+        then = "upgrade apslib to use this run" if newer else f"train the run again with {RETRAIN_HINT}"
+        raise RunVersionError(
+            f"{file} stores a configuration apslib {__version__} refuses ({text}); written by {by}: {then}"
+        ) from None
+
+
+def _config_doc(config: TrainConfig, extra: dict) -> dict:
+    return {
+        "format": RUN_FORMAT,
+        "apslib_version": __version__,
+        "name": config.display_name,
+        "slug": config.slug,
+        "config": config.to_dict(),
+        "unet": config.unet_config().to_dict(),
+        **extra,
+    }
+
+
 def prepare_run(path: Path, config: TrainConfig, fresh: bool, **extra) -> None:
-    """Start or continue a run in ``path``: a ``fresh`` run's old files go (the history
-    first: a reader never sees a history without its checkpoint); ``config.json`` (format,
-    version, name, slug, the resolved configuration, the U-Net's, ``extra``) is (re)written."""
+    """Start or continue a run in ``path`` (its lock held): a ``fresh`` run's old files go
+    (the history first: a reader never sees a history without its checkpoint), with the
+    temporary files of writes a killed process left; ``config.json`` (format, version, name,
+    slug, the resolved configuration, the U-Net's, ``extra``, e.g. ``data``) is (re)written."""
     config = config.resolve()
     with writing(path):
         if fresh:
             for f in (HISTORY_FILE, CHECKPOINT_FILE):
                 (path / f).unlink(missing_ok=True)
-        atomic_write_json(
-            path / CONFIG_FILE,
-            {
-                "format": RUN_FORMAT,
-                "apslib_version": __version__,
-                "name": config.display_name,
-                "slug": config.slug,
-                "config": config.to_dict(),
-                "unet": config.unet_config().to_dict(),
-                **extra,
-            },
-        )
+            remove_temp_files(path)
+        atomic_write_json(path / CONFIG_FILE, _config_doc(config, extra))
 
 
 def write_history(
@@ -190,14 +209,17 @@ def write_history(
 
 
 def read_history(path) -> dict:
-    """``history.json`` of a run folder (``{}`` when there is none)."""
-    return _read_json(Path(path) / HISTORY_FILE) or {}
+    """``history.json`` of a run folder (``{}`` when there is none, or it is damaged: the
+    checkpoint holds the history, :func:`read_run_files`)."""
+    doc, _ = _read_doc(Path(path) / HISTORY_FILE, _valid_history)
+    return doc or {}
 
 
 def save_epoch(path: Path, config: TrainConfig, state: dict, done: bool) -> None:
     """The checkpoint ``state`` (:data:`CHECKPOINT_KEYS` but ``format`` and
     ``apslib_version``, which are added; written atomically), then the history of a
-    completed epoch."""
+    completed epoch. A full disk is one line (:class:`~apslib.io.AtomicWriteError`, as a
+    :class:`~apslib.training.errors.RunFolderError`); the previous checkpoint stays."""
     state = {"format": RUN_FORMAT, "apslib_version": __version__, **state}
     with writing(path, "free space or fix permissions, then rerun the same command to resume"):
         atomic_torch_save(state, path / CHECKPOINT_FILE)
@@ -210,20 +232,20 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:120]}" if text else type(err).__name__
 
 
-def read_checkpoint(path, *, mmap: bool = False) -> dict:
+def read_checkpoint(path, *, mmap: bool = False, hint: str | None = None) -> dict:
     """The verified checkpoint of a run folder (or a checkpoint file), on the CPU.
 
     ``FileNotFoundError`` when there is none; :class:`~apslib.training.errors.CheckpointError`
-    (naming the file and saying to retrain) when it is truncated, corrupt or lacks keys;
-    :class:`~apslib.training.errors.RunVersionError` when another version wrote it in
-    another format.
+    (naming the file and saying ``hint``, by default to retrain) when it is truncated,
+    corrupt or lacks keys; :class:`~apslib.training.errors.RunVersionError` when another
+    version wrote it in another format (a newer one: upgrade apslib).
     ``mmap=True`` maps the tensors instead of reading them (a cheap check of a large file).
     """
     path = Path(path)
     file = path / CHECKPOINT_FILE if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no checkpoint {file}: train the model first")
-    hint = f"train the run again with {RETRAIN_HINT}"
+    hint = hint or f"train the run again with {RETRAIN_HINT}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about foreign pickles before failing
@@ -237,7 +259,7 @@ def read_checkpoint(path, *, mmap: bool = False) -> dict:
     if not isinstance(ckpt, dict) or "format" not in ckpt:
         found = list(ckpt)[:4] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{file} is not an apslib checkpoint (found {found!r}); {hint}")
-    _check_format(ckpt, file)
+    _check_format(ckpt, file, hint)
     missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"{file} lacks {missing}; {hint}")
@@ -246,115 +268,191 @@ def read_checkpoint(path, *, mmap: bool = False) -> dict:
     return ckpt
 
 
-def read_run(path) -> dict:
-    """``{"config": TrainConfig, "history": [...], "done": bool, "path": Path, "name"}`` of a
-    run folder (config.json + history.json)."""
+def _model_of(ckpt: dict, file: Path) -> torch.nn.Module:
+    """The U-Net a verified checkpoint describes, with its weights (CPU, train mode)."""
+    try:
+        unet = UNetConfig.from_dict(ckpt["unet"])
+        model = unet_from_config(unet)
+    except (TypeError, ValueError) as err:
+        text = " ".join(str(err).split())
+        raise RunVersionError(
+            f"{file} describes a model apslib {__version__} cannot build ({text}); written by "
+            f"apslib {ckpt.get('apslib_version')}: upgrade apslib, or train the run again with {RETRAIN_HINT}"
+        ) from None
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{file}: its weights do not fit the {unet.name} U-Net it describes "
+            f"({_first_line(err)}); the file was edited or damaged: train the run again with {RETRAIN_HINT}"
+        ) from None
+    return model
+
+
+# ---- The three files together --------------------------------------------------------
+
+
+@dataclass
+class RunFiles:
+    """A run folder's files, read and checked against each other (:func:`read_run_files`).
+
+    ``config`` is ``config.json``'s (the checkpoint's where ``config.json`` is missing or
+    damaged); ``history`` the checkpoint's (``history.json``'s when there is no checkpoint);
+    ``epochs_planned`` the epochs the run was training towards when its last epoch was
+    recorded (``history.json``'s, else the checkpoint's configuration's); ``repairs`` maps a
+    file that should be rebuilt from the checkpoint to what is wrong with it.
+    """
+
+    path: Path
+    name: str
+    config: TrainConfig
+    checkpoint: dict | None
+    history: list
+    done: bool
+    epochs_planned: int
+    data: dict | None = None
+    repairs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    @property
+    def finished(self) -> bool:
+        """Every planned epoch trained (a run imported with no epochs to train is finished)."""
+        return self.epochs_done >= self.epochs_planned
+
+    def model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The trained U-Net, in eval mode on ``device``."""
+        if self.checkpoint is None:
+            raise FileNotFoundError(f"no checkpoint {self.path / CHECKPOINT_FILE}: train the model first")
+        return _model_of(self.checkpoint, self.path / CHECKPOINT_FILE).to(resolve_device(device)).eval()
+
+    def notice(self, then: str) -> str:
+        """One line on the files rebuilt from the checkpoint, ending with ``then``."""
+        what = "; ".join(f"{self.path / f} is {why}" for f, why in self.repairs.items())
+        return f"{what}: {then} from {CHECKPOINT_FILE} ({self.epochs_done} epochs)"
+
+
+def read_run_files(path, *, checkpoint: dict | None = None) -> RunFiles:
+    """Read a run folder's ``config.json``, ``history.json`` and ``checkpoint.pt`` (its
+    tensors mapped, not read; or the verified ``checkpoint`` given) and check that they
+    are one run's: the same identity (:meth:`TrainConfig.identity`), the same data
+    fingerprint where both record one, and a history the checkpoint continues.
+
+    Raises ``FileNotFoundError`` (no run), :class:`~apslib.training.errors.RunConflictError`
+    (files of two runs, one line naming both), :class:`~apslib.training.errors.CheckpointError`
+    or :class:`~apslib.training.errors.RunVersionError` (a damaged or foreign file). Files
+    to rebuild from the checkpoint are listed in ``repairs``; nothing is written here."""
     path = Path(path)
-    cfg = _read_json(path / CONFIG_FILE)
-    if cfg is None:
-        raise FileNotFoundError(f"no training run in {path} (no {CONFIG_FILE})")
-    _check_format(cfg, path / CONFIG_FILE)
-    hist = read_history(path)
+    cfg_file, ckpt_file = path / CONFIG_FILE, path / CHECKPOINT_FILE
+    cfg_doc, cfg_problem = _read_doc(cfg_file, lambda d: isinstance(d, dict))
+    hist_doc, hist_problem = _read_doc(path / HISTORY_FILE, _valid_history)
+    config = None
+    if cfg_doc is not None:
+        _check_format(cfg_doc, cfg_file)
+        config = stored_config(cfg_doc.get("config"), cfg_file, cfg_doc.get("apslib_version"))
+    ckpt = checkpoint
+    if ckpt is None and (ckpt_file.exists() or config is None):
+        if not ckpt_file.exists():
+            if cfg_problem == "missing":
+                raise FileNotFoundError(f"no training run in {path} (no {CONFIG_FILE})")
+            raise TrainingError(
+                f"{cfg_file} is {cfg_problem} and there is no {CHECKPOINT_FILE} to rebuild it from: "
+                f"delete the run folder {path} or pass {RETRAIN_HINT}"
+            )
+        ckpt = read_checkpoint(ckpt_file, mmap=True)
+    repairs: dict[str, str] = {}
+    if ckpt is None:  # a run that has not completed an epoch
+        assert config is not None
+        records = hist_doc["history"] if hist_doc else []
+        done = bool(hist_doc.get("done", False)) if hist_doc else False
+        name = cfg_doc.get("name", path.name) if cfg_doc else path.name
+        planned = _planned(hist_doc, config.epochs)
+        return RunFiles(path, name, config, None, records, done, planned, (cfg_doc or {}).get("data"))
+    own = stored_config(ckpt["config"], ckpt_file, ckpt.get("apslib_version"))
+    name = str((cfg_doc or {}).get("name") or ckpt.get("name") or own.display_name)
+    try:
+        consistent = UNetConfig.from_dict(ckpt["unet"]).resolve() == own.unet_config()
+    except (TypeError, ValueError):
+        consistent = False
+    if not consistent:
+        raise CheckpointError(
+            f"{ckpt_file}: its model (unet) is not the one its training configuration describes; "
+            f"the file was edited or damaged: train the run again with {RETRAIN_HINT}"
+        )
+    data = ckpt.get("data") or (cfg_doc or {}).get("data")
+    if config is None:
+        config, repairs[CONFIG_FILE] = own, str(cfg_problem)
+    else:
+        stored = (cfg_doc or {}).get("data")
+        check_same_run(path.name, CHECKPOINT_FILE, own, ckpt.get("data"), CONFIG_FILE, config, stored)
+    history = list(ckpt["history"])
+    own_done = int(ckpt["epoch"]) >= int(own.epochs)
+    done, planned = own_done, int(own.epochs)
+    if hist_doc is None:
+        repairs[HISTORY_FILE] = str(hist_problem)
+    else:
+        check_history(path.name, HISTORY_FILE, hist_doc["history"], CHECKPOINT_FILE, history)
+        if len(hist_doc["history"]) == len(history):
+            done, planned = bool(hist_doc.get("done", False)), _planned(hist_doc, planned)
+        else:
+            behind = f"{len(hist_doc['history'])} of {len(history)} epochs"
+            repairs[HISTORY_FILE] = f"behind its checkpoint ({behind})"
+    return RunFiles(path, name, config, ckpt, history, done, planned, data, repairs)
+
+
+def _planned(hist_doc: dict | None, default: int) -> int:
+    value = (hist_doc or {}).get("epochs_planned")
+    return value if isinstance(value, int) and not isinstance(value, bool) else int(default)
+
+
+def repair_run_files(path) -> RunFiles:
+    """Rebuild the ``config.json`` / ``history.json`` of a run folder that are missing,
+    damaged or behind its checkpoint, from the checkpoint (which holds both), with a
+    one-line warning. Call it with the run's lock held."""
+    files = read_run_files(path)
+    if not files.repairs or files.checkpoint is None:
+        return files
+    ckpt = files.checkpoint
+    if CONFIG_FILE in files.repairs:
+        extra = {"world_size": ckpt.get("world_size", 1), **({"data": files.data} if files.data else {})}
+        with writing(files.path):
+            atomic_write_json(files.path / CONFIG_FILE, _config_doc(files.config, extra))
+    if HISTORY_FILE in files.repairs:
+        write_history(files.path, files.config, files.history, files.done)
+    warnings.warn(files.notice("rebuilt"), stacklevel=2)
+    return files
+
+
+def read_run(path) -> dict:
+    """``{"config": TrainConfig, "history": [...], "done": bool, "path": Path, "name",
+    "epochs_done", "epochs_planned", "finished"}`` of a run folder, its files checked
+    against each other (:func:`read_run_files`). A ``history.json`` that is missing or
+    damaged is read from the checkpoint instead, with a one-line warning (nothing is written)."""
+    files = read_run_files(path)
+    if files.repairs:
+        warnings.warn(files.notice("the run is read"), stacklevel=2)
     return {
-        "path": path,
-        "config": TrainConfig.from_stored(cfg["config"]),
-        "history": hist.get("history", []),
-        "done": bool(hist.get("done", False)),
-        "name": cfg.get("name", path.name),
+        "path": files.path,
+        "config": files.config,
+        "history": files.history,
+        "done": files.done,
+        "name": files.name,
+        "epochs_done": files.epochs_done,
+        "epochs_planned": files.epochs_planned,
+        "finished": files.finished,
     }
 
 
 def load_model(path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The trained U-Net of a run folder (or a checkpoint file), in eval mode: a
     :class:`~apslib.unet.UNet`, or for fastMRI's architecture an
-    :class:`~apslib.convert.EquivariantFastMRIUnet` (:func:`apslib.models.unet_from_config`)."""
+    :class:`~apslib.convert.EquivariantFastMRIUnet` (:func:`apslib.models.unet_from_config`).
+    A run folder's checkpoint is first checked against its ``config.json`` and
+    ``history.json`` (:func:`read_run_files`)."""
+    path = Path(path)
     ckpt = read_checkpoint(path)
-    model = unet_from_config(UNetConfig.from_dict(ckpt["unet"]))
-    model.load_state_dict(ckpt["model"])
-    return model.to(resolve_device(device)).eval()
-
-
-def history_frame(runs):
-    """Long table of the histories of ``runs`` (:class:`RunResult`, run folders, or a
-    mapping key -> either; a key is a model name or a ``(name, seed)`` pair): one row per
-    model, seed and epoch, columns ``model`` and ``seed`` first."""
-    import pandas as pd
-
-    items = runs.items() if isinstance(runs, dict) else [(None, r) for r in runs]
-    rows = []
-    for key, run in items:
-        if isinstance(run, RunResult):
-            name, hist, seed = run.name, run.history, run.config.seed
-        else:
-            info = read_run(run)
-            name, hist, seed = info["name"], info["history"], info["config"].seed
-        if isinstance(key, tuple):
-            key = key[0]
-        rows += [{"model": key or name, "seed": seed, **rec} for rec in hist]
-    return pd.DataFrame(rows)
-
-
-# ---- The plan: skip, resume or start fresh -------------------------------------------
-
-
-def _normalise(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=str))
-
-
-def _diff(old: dict, new: dict) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-
-
-def plan_run(config: TrainConfig, path: Path, retrain: bool, *, quiet: bool = False) -> str:
-    """``"skip"``, ``"resume"`` or ``"fresh"`` for this run folder (all ranks agree: each
-    reads the same files).
-
-    Fresh: no run, ``retrain``, or a run that never completed an epoch (whatever its
-    configuration or version). Otherwise a run of another format is a
-    :class:`~apslib.training.errors.RunVersionError`, another configuration a
-    :class:`~apslib.training.errors.RunConflictError`, and the checkpoint must verify
-    (:func:`read_checkpoint`, tensors mapped, not read): a finished run is skipped, an
-    unfinished one resumed. ``quiet`` drops the moved-data warning.
-    """
-    path = check_run_folder(path)
-    cfg = _read_json(path / CONFIG_FILE)
-    if cfg is None or retrain:
-        return "fresh"
-    hist = read_history(path)
-    completed = len(hist.get("history", []))
-    ckpt_file = path / CHECKPOINT_FILE
-    if completed == 0 and not ckpt_file.exists():
-        return "fresh"  # nothing to lose: a run that failed before its first epoch
-    _check_format(cfg, path / CONFIG_FILE)
-    old = _normalise(TrainConfig.from_stored(cfg.get("config", {})).identity())
-    diff = _diff(old, _normalise(config.identity()))
-    if diff:
-        raise RunConflictError(
-            f"{path} holds a run of {cfg.get('name', '?')!r} with another configuration ("
-            + "; ".join(diff)
-            + f"). Use another run_dir or name, or {RETRAIN_HINT} "
-            "to delete it and start over"
-        )
-    old_root, new_root = cfg.get("config", {}).get("data_root"), config.data_root
-    if (
-        not quiet
-        and old_root
-        and new_root
-        and Path(old_root).expanduser().resolve() != Path(new_root).expanduser().resolve()
-    ):
-        warnings.warn(
-            f"{path} was trained on data_root {old_root}; now {new_root} is given "
-            "(fine if it is the same data moved; otherwise use another run_dir or "
-            "retrain)",
-            stacklevel=3,
-        )
-    finished = bool(hist.get("done")) and completed >= config.epochs
-    if not ckpt_file.exists():
-        raise CheckpointError(
-            f"{path}: {HISTORY_FILE} records {completed} completed epoch(s) but {CHECKPOINT_FILE} "
-            f"is missing, so the run cannot be {'reported finished' if finished else 'resumed'}; "
-            f"train it again with {RETRAIN_HINT}"
-        )
-    read_checkpoint(ckpt_file, mmap=True)
-    return "skip" if finished else "resume"
+    if path.is_dir():
+        return read_run_files(path, checkpoint=ckpt).model(device)
+    return _model_of(ckpt, path).to(resolve_device(device)).eval()

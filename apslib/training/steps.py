@@ -22,6 +22,7 @@ from ..shifts import informative_shifts, random_shifts, shift_each
 from ..subpixel import fourier_shift
 from ..unet import UNetConfig
 from .config import TrainConfig
+from .errors import TrainingError
 from .runs import read_checkpoint
 
 __all__ = [
@@ -53,8 +54,18 @@ def build_model(config: TrainConfig) -> nn.Module:
 def init_weights(model: nn.Module, source) -> nn.Module:
     """Load the trained weights of the run folder (or checkpoint file) ``source`` into
     ``model`` (e.g. fastMRI's U-Net trained on its own grid, into its APS conversion:
-    the same ``state_dict``). ``ValueError`` naming what does not fit otherwise."""
-    weights = read_checkpoint(source)["model"]
+    the same ``state_dict``). ``ValueError`` naming what does not fit otherwise; a missing,
+    damaged or foreign ``source`` is named as the ``init_from`` source (not as this run)."""
+    hint = (
+        f"point --init-from (init_from) at an intact run folder or checkpoint, or train the run "
+        f"{source} again"
+    )
+    try:
+        weights = read_checkpoint(source, hint=hint)["model"]
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"init_from {source}: {err}; or point --init-from elsewhere") from None
+    except TrainingError as err:
+        raise type(err)(f"init_from {source}: {err}") from None
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     extra = [k for k in weights if k not in own]
