@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import apslib
+import apslib.data
 from apslib import evaluate as ev
 from apslib.names import model_name, parse_model_name, slugify
 from apslib.training import plan, results, runs
@@ -607,6 +608,13 @@ def test_data_fingerprint_is_cheap_stable_and_changes_with_the_data(finished, tm
     (moved / "singlecoil_train" / "notes.txt").write_text("not a volume")  # skipped by the loader
     assert data_fingerprint(moved) == fp
     first = sorted((moved / "singlecoil_train").glob("*.h5"))[0]
+    raw = bytearray(first.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one byte of pixels
+    first.write_bytes(bytes(raw))
+    assert data_fingerprint(moved)["hash"] != fp["hash"]
+    raw[len(raw) // 2] ^= 0xFF
+    first.write_bytes(bytes(raw))
+    assert data_fingerprint(moved) == fp
     first.rename(first.with_name("renamed.h5"))
     assert data_fingerprint(moved)["hash"] != fp["hash"]
     first.with_name("renamed.h5").unlink()
@@ -625,12 +633,13 @@ def test_resuming_on_other_data_is_refused_and_moved_data_is_fine(run_copy, tmp_
             plan.plan_run(cfg.replace(data_root=str(moved)), path, False, data=data_fingerprint(moved))
             == "skip"
         )
-    other = tmp_path / "other"
-    shutil.copytree(cfg.data_root, other)
-    sorted((other / "singlecoil_train").glob("*.h5"))[0].unlink()
+    other = tmp_path / "other"  # the same names, sizes and shapes; other pixels
+    apslib.data.synthesize_dataset(
+        other, size=32, train_volumes=2, val_volumes=1, slices_per_volume=2, seed=1, progress=False
+    )
     other_cfg = cfg.replace(data_root=str(other))
     assert main(_cli(other_cfg, epochs=2)) == 1
-    _one_line(capsys, "run aps was trained on 3 volumes", f"{other} holds 2 volumes", "--data", "--retrain")
+    _one_line(capsys, "run aps was trained on 3 volumes", f"{other} holds 3 volumes", "--data", "--retrain")
 
 
 def test_runs_of_older_versions_without_identity_still_work(run_copy):
