@@ -28,7 +28,7 @@ from apslib.training.__main__ import main
 from apslib.training.config import TrainConfig, config_for
 from apslib.training.errors import CheckpointError, RunConflictError, RunLockedError, RunVersionError
 from apslib.training.folder import LOCK_FILE, RunLock
-from apslib.training.identity import data_fingerprint
+from apslib.training.identity import data_fingerprint, same_data
 from apslib.training.loop import train
 from apslib.unet import UNetConfig
 
@@ -602,7 +602,7 @@ def test_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_checkpoint
 def test_data_fingerprint_is_cheap_stable_and_changes_with_the_data(finished, tmp_path):
     root = Path(finished.data_root)
     fp = data_fingerprint(root)
-    assert set(fp) == {"hash", "volumes", "bytes"} and fp["volumes"] == 3 and len(fp["hash"]) == 16
+    assert set(fp) == {"hash", "volumes", "bytes", "recipe"} and fp["volumes"] == 3 and len(fp["hash"]) == 16
     moved = tmp_path / "moved"
     shutil.copytree(root, moved)  # new paths and time stamps, the same data
     (moved / "singlecoil_train" / "notes.txt").write_text("not a volume")  # skipped by the loader
@@ -621,6 +621,10 @@ def test_data_fingerprint_is_cheap_stable_and_changes_with_the_data(finished, tm
     assert data_fingerprint(moved)["volumes"] == 2
     assert runs.read_checkpoint(finished.run_path)["data"] == fp  # recorded by every checkpoint
     assert json.loads((finished.run_path / runs.CONFIG_FILE).read_text())["data"] == fp
+    # a fingerprint of another recipe (another version's) is compared on volumes and bytes
+    older = {"hash": "0123456789abcdef", "volumes": fp["volumes"], "bytes": fp["bytes"]}
+    assert same_data(older, fp) and not same_data({**older, "volumes": 2}, fp)
+    assert not same_data({**fp, "hash": "0123456789abcdef"}, fp)
 
 
 def test_resuming_on_other_data_is_refused_and_moved_data_is_fine(run_copy, tmp_path, capsys):

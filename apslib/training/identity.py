@@ -21,7 +21,9 @@ from .config import TrainConfig
 from .errors import RETRAIN_HINT, RunConflictError
 
 __all__ = [
+    "FINGERPRINT_RECIPE",
     "data_fingerprint",
+    "same_data",
     "describe_data",
     "identity_difference",
     "describe_difference",
@@ -33,6 +35,7 @@ OTHER_RUN = f"pass {RETRAIN_HINT} to start over or point --run-dir at the run it
 
 _SHOWN = 4  # differing fields a message names
 _SAMPLE = 4096  # bytes of each volume the fingerprint reads, twice
+FINGERPRINT_RECIPE = 2  # what data_fingerprint hashes; fingerprints of another compare coarsely
 
 
 def _datasets(file: Path) -> list:
@@ -72,7 +75,7 @@ def data_fingerprint(data_root) -> dict:
     volume), and no path or time stamp enters it: the same data copied or moved elsewhere
     has the same fingerprint, while another volume, a missing one, another size of image
     or other pixels (in the sampled bytes) change it. Returns ``{"hash", "volumes",
-    "bytes"}``."""
+    "bytes", "recipe"}`` (:func:`same_data` compares two)."""
     from ..data import SPLITS, split_dir, split_files
 
     root = Path(data_root).expanduser()
@@ -84,7 +87,16 @@ def data_fingerprint(data_root) -> dict:
             size = f.stat().st_size
             entries.append([f"{split}/{f.name}", size, _datasets(f), _sample(f, size)])
     digest = hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
-    return {"hash": digest[:16], "volumes": len(entries), "bytes": int(sum(e[1] for e in entries))}
+    total = int(sum(e[1] for e in entries))
+    return {"hash": digest[:16], "volumes": len(entries), "bytes": total, "recipe": FINGERPRINT_RECIPE}
+
+
+def same_data(a: dict, b: dict) -> bool:
+    """Whether two recorded fingerprints are of the same data: their hashes when both follow
+    one recipe (``"recipe"``), else what every recipe records, the volumes and bytes."""
+    if a.get("recipe") == b.get("recipe"):
+        return a.get("hash") == b.get("hash")
+    return (a.get("volumes"), a.get("bytes")) == (b.get("volumes"), b.get("bytes"))
 
 
 def describe_data(fingerprint: dict | None) -> str:
@@ -134,7 +146,7 @@ def check_same_run(run: str, first: str, a: TrainConfig, a_data, second: str, b:
     clash = describe_difference(first, a, second, b)
     if clash:
         raise RunConflictError(f"run {run}: {clash}: the checkpoint belongs to another run; {OTHER_RUN}")
-    if a_data and b_data and a_data.get("hash") != b_data.get("hash"):
+    if a_data and b_data and not same_data(a_data, b_data):
         raise RunConflictError(
             f"run {run}: {first} was trained on {describe_data(a_data)} but {second} records "
             f"{describe_data(b_data)}: the checkpoint belongs to another run; {OTHER_RUN}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from .config import TrainConfig
 from .errors import RETRAIN_HINT, CheckpointError, RunConflictError
 from .folder import check_run_folder
-from .identity import describe_data
+from .identity import describe_data, same_data
 from .runs import CHECKPOINT_FILE, HISTORY_FILE, read_history, read_run_files
 
 __all__ = ["plan_run"]
@@ -74,7 +74,7 @@ def plan_run(
             + f"). Use another run_dir or name, or {RETRAIN_HINT} to delete it and start over"
         )
     old_root, new_root = files.config.data_root, config.data_root
-    if data and files.data and data.get("hash") != files.data.get("hash"):
+    if data and files.data and not same_data(data, files.data):
         raise RunConflictError(
             f"run {path.name} was trained on {describe_data(files.data)} (data_root {old_root}) but "
             f"{new_root} holds {describe_data(data)}: point --data (data_root) at the data it was "
