@@ -136,7 +136,9 @@ def test_rerun_is_a_no_op_and_new_arguments_rewrite(tmp_path):
     again = _synth(tmp_path, **kw)
     assert not again["written"] and again["seconds"] < 0.5
     assert f.stat().st_mtime_ns == stamp
-    smaller = _synth(tmp_path, **{**kw, "train_volumes": 1})
+    with pytest.raises(data.DataError, match="other arguments.*--force"):
+        _synth(tmp_path, **{**kw, "train_volumes": 1})  # never replaced silently
+    smaller = _synth(tmp_path, force=True, **{**kw, "train_volumes": 1})
     assert smaller["written"] and not f.exists()  # stale volume removed
     assert sorted(p.name for p in (tmp_path / "singlecoil_train").iterdir()) == ["file_synth_train_0000.h5"]
     f0 = tmp_path / "singlecoil_train" / "file_synth_train_0000.h5"

@@ -6,18 +6,21 @@ ROOT`` prints one line per split and acquisition of a fastMRI single-coil data r
 (:func:`apslib.data.dataset_summary`).
 
 Conventions: exit status 0 on success; 1 on bad input (a missing or unreadable data
-folder, a bad argument value, an ``--out`` that is a file, ...), reported as one line
-``error: ...`` on stderr, not a traceback; 2 for arguments argparse rejects.
+folder, a file the validator refuses, a bad argument value, an ``--out`` that is a file,
+another dataset in ``--out`` without ``--force``, ...), reported as one line ``error: ...``
+on stderr, not a traceback; 2 for arguments argparse rejects. Warnings (skipped files,
+constant slices) are one line each, ``warning: ...`` on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
-from .common import DataError
-from .fastmri import check_data_root
+from .common import DataError, DataWarning
+from .folders import check_data_root
 from .inspect import dataset_summary
 from .synth import SynthParams, synthesize_dataset
 
@@ -39,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--size", type=int, default=defaults.size, help="target size (square)")
     sp.add_argument("--seed", type=int, default=defaults.seed)
-    sp.add_argument("--force", action="store_true", help="rewrite even if up to date")
+    sp.add_argument(
+        "--force",
+        action="store_true",
+        help="rewrite even if up to date; replace a dataset written with other arguments",
+    )
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     ip = sub.add_parser("info", help="summarise a fastMRI single-coil data root")
     ip.add_argument("root", type=Path)
@@ -49,6 +56,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        status = _run(args)
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return status
+
+
+def _run(args) -> int:
     try:
         if args.command == "synth":
             res = synthesize_dataset(

@@ -13,7 +13,9 @@ Conventions:
 * **String attrs** of HDF5 files come back as ``str``, ``bytes`` or ``numpy.bytes_``
   depending on how they were written: read every one through :func:`decode_attr`.
 * **Errors**: :class:`DataError` for a file or folder that cannot be used (the message
-  names it and says what to do), :class:`DataWarning` for something skipped.
+  names it and says what to do, in one line); :class:`MissingDataError`, also a
+  ``FileNotFoundError``, when a folder or its volumes are missing; :class:`DataWarning`
+  for something skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ __all__ = [
     "SPLITS",
     "HDF5_SIGNATURE",
     "SYNTH_COMMAND",
+    "MANIFEST",
+    "LFS_POINTER_PREFIX",
     "DataError",
+    "MissingDataError",
     "DataWarning",
     "split_dir",
     "has_hdf5_signature",
@@ -42,10 +47,17 @@ ACQUISITIONS = tuple(ACQUISITION_NAMES)
 SPLITS = ("train", "val")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SYNTH_COMMAND = "python -m apslib.data synth --out {path}"
+MANIFEST = "apslib_synth.json"  # the embedded dataset's record, in its data root
+LFS_POINTER_PREFIX = b"version https://git-lfs"  # a git LFS pointer file, not the data
 
 
 class DataError(RuntimeError):
     """A data file or folder that cannot be used; the message names it and says what to do."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A data folder, or the volumes it should hold, is missing or incomplete (also a
+    ``FileNotFoundError``, so callers that catch that keep working)."""
 
 
 class DataWarning(UserWarning):

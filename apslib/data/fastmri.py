@@ -17,14 +17,18 @@ Conventions:
   shape of ``reconstruction_esc`` (or, without a target, the header's ``reconSpace``);
   :func:`check_dataset_size` checks those sizes against the U-Net
   (:func:`apslib.unet.check_size`), never the header alone.
-* **Bad input fails loudly**: a missing data folder names the command that creates it
-  (:func:`check_data_root`); a file without the HDF5 signature in a split folder (a stray
-  ``.gitkeep`` or ``README``) is skipped with a :class:`DataWarning` naming it; a
-  truncated or malformed HDF5 file raises :class:`DataError` naming it.
+* **Bad input fails loudly, before any slice is loaded**: :func:`make_dataset` checks the
+  mask arguments (:func:`check_mask_args`) and the data root and split
+  (:func:`apslib.data.check_data_root`, :func:`apslib.data.check_split`: every volume once,
+  cached), so a missing folder, a multicoil, test-split, truncated or NaN-holding file, or
+  targets of two sizes are one-line errors naming the file; a file without the HDF5
+  signature (a stray ``.gitkeep``, a git LFS pointer) is skipped with a :class:`DataWarning`.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
 import warnings
 from collections.abc import Sequence
@@ -40,19 +44,19 @@ from fastmri.data.transforms import UnetDataTransform
 from ..unet import UNetConfig, check_size
 from .common import (
     ACQUISITION_NAMES,
-    ACQUISITIONS,
-    SPLITS,
-    SYNTH_COMMAND,
     DataError,
     DataWarning,
     decode_attr,
     has_hdf5_signature,
     split_dir,
 )
+from .folders import check_data_root
+from .splits import check_split
+from .validate import model_image_size
 
 __all__ = [
-    "check_data_root",
-    "split_files",
+    "check_mask_args",
+    "mask_function",
     "check_dataset_size",
     "denormalize",
     "resolve_acquisition",
@@ -69,38 +73,6 @@ _ACQ_ALIASES = {
     **{full: full for full in ACQUISITION_NAMES},
     **{short: full for full, short in ACQUISITION_NAMES.items()},
 }
-
-
-def check_data_root(path, splits: Sequence[str] = SPLITS) -> Path:
-    """Check that ``path`` holds ``singlecoil_<split>`` folders with HDF5 volumes.
-
-    Raises ``FileNotFoundError`` naming the missing folder and the command that writes
-    the embedded dataset there. Returns ``path`` as an absolute ``Path``.
-    """
-    root = Path(path).expanduser().resolve()
-    how = (
-        f"Create the embedded dataset with `{SYNTH_COMMAND.format(path=root)}` (or run "
-        "notebooks/00_data.ipynb with data_root set to it), or point data_root at a real "
-        "fastMRI single-coil folder that holds singlecoil_train/ and singlecoil_val/."
-    )
-    for split in splits:
-        folder = split_dir(root, split)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"no fastMRI data folder {folder}. {how}")
-        if not split_files(folder, warn=False):
-            raise FileNotFoundError(f"no HDF5 volumes in {folder}. {how}")
-    return root
-
-
-def split_files(folder, warn: bool = True) -> list[Path]:
-    """The HDF5 files of a split folder, sorted; anything else is skipped with a warning."""
-    out = []
-    for p in sorted(Path(folder).iterdir()):
-        if p.is_file() and has_hdf5_signature(p):
-            out.append(p)
-        elif warn:
-            _warn_skip(p)
-    return out
 
 
 def _warn_skip(path: Path) -> None:
@@ -121,14 +93,46 @@ def _multiple_config(multiple: int) -> UNetConfig:
     return UNetConfig(variant="baseline", depth=depth, channels=(1,) * (depth + 1))
 
 
-def model_image_size(target_shape, recon_size, kspace_width: int) -> tuple[int, int]:
-    """The ``(h, w)`` crop ``UnetDataTransform`` takes (hence the model's image size): the
-    target's shape, or the header's ``reconSpace`` without a target; cut to
-    ``(W, W)`` when the k-space is narrower than that (fastmri's "FLAIR 203" rule)."""
-    crop = tuple(int(v) for v in (target_shape if target_shape is not None else recon_size[:2]))
-    if kspace_width < crop[1]:
-        crop = (int(kspace_width), int(kspace_width))
-    return crop
+def check_mask_args(center_fractions, accelerations) -> tuple[list[float], list[int]]:
+    """The mask arguments as fastmri's ``RandomMaskFunc`` takes them, checked: one or more
+    pairs, each centre fraction a number in (0, 1) and each acceleration an integer >= 1.
+    ``ValueError`` (one line naming the bad value and the valid range) otherwise."""
+    fractions = [center_fractions] if isinstance(center_fractions, numbers.Number) else center_fractions
+    accels = [accelerations] if isinstance(accelerations, numbers.Number) else accelerations
+    try:
+        fractions, accels = list(fractions), list(accels)
+    except TypeError as err:
+        raise ValueError(
+            f"center_fractions and accelerations must be lists of numbers, got {center_fractions!r} "
+            f"and {accelerations!r}"
+        ) from err
+    if not fractions or len(fractions) != len(accels):
+        raise ValueError(
+            f"center_fractions and accelerations must be pairs of equal, non-zero length, got "
+            f"{len(fractions)} centre fractions {fractions} and {len(accels)} accelerations {accels}"
+        )
+    for cf in fractions:
+        ok = isinstance(cf, numbers.Real) and not isinstance(cf, bool) and math.isfinite(cf)
+        if not (ok and 0 < cf < 1):
+            raise ValueError(
+                f"center fraction must be a number in (0, 1) (e.g. 0.08), got {cf!r} in "
+                f"center_fractions {fractions}"
+            )
+    checked = []
+    for acc in accels:
+        ok = isinstance(acc, numbers.Real) and not isinstance(acc, bool) and math.isfinite(acc)
+        if not (ok and float(acc).is_integer() and acc >= 1):
+            raise ValueError(
+                f"acceleration must be an integer >= 1 (e.g. 4), got {acc!r} in accelerations {accels}"
+            )
+        checked.append(int(acc))
+    return [float(cf) for cf in fractions], checked
+
+
+def mask_function(center_fractions=(0.08,), accelerations=(4,), seed: int | None = None) -> RandomMaskFunc:
+    """fastmri's ``RandomMaskFunc`` of the checked arguments (:func:`check_mask_args`)."""
+    fractions, accels = check_mask_args(center_fractions, accelerations)
+    return RandomMaskFunc(fractions, accels, seed=seed)
 
 
 def check_dataset_size(dataset, unet_config: UNetConfig, what: str = "data") -> None:
@@ -182,7 +186,9 @@ def resolve_acquisition(acquisition: str | None) -> str | None:
     name = _ACQ_ALIASES.get(str(acquisition).upper())
     if name is None:
         shorts = ", ".join(repr(v) for v in ACQUISITION_NAMES.values())
-        raise ValueError(f"unknown acquisition {acquisition!r}: use None, {shorts}, or one of {ACQUISITIONS}")
+        raise ValueError(
+            f"unknown acquisition {acquisition!r}: use None, {shorts}, or one of {tuple(ACQUISITION_NAMES)}"
+        )
     return name
 
 
@@ -235,14 +241,22 @@ class _AcquisitionFilter:
 class FastMRISliceDataset(SliceDataset):
     """fastmri's ``SliceDataset`` with loud, named errors.
 
-    A file without the HDF5 signature (``.gitkeep``, ``README``, a sub-folder) contributes
-    no slices and raises a :class:`DataWarning` naming it; an HDF5 file that cannot be
-    read (truncated, or missing ``kspace``/``ismrmrd_header``) raises :class:`DataError`
-    naming it. Everything else is fastmri's own code.
+    ``volumes``: the file names to read (those :func:`apslib.data.check_split` checked);
+    other entries of the folder contribute no slices, silently. Without it, a file without
+    the HDF5 signature (``.gitkeep``, ``README``, a sub-folder) contributes no slices and
+    raises a :class:`DataWarning` naming it, and an HDF5 file that cannot be read
+    (truncated, or missing ``kspace``/``ismrmrd_header``) raises :class:`DataError` naming
+    it. Everything else is fastmri's own code.
     """
+
+    def __init__(self, *args, volumes: Sequence[str] | None = None, **kwargs):
+        self.volumes = None if volumes is None else frozenset(volumes)
+        super().__init__(*args, **kwargs)
 
     def _retrieve_metadata(self, fname):
         fname = Path(fname)
+        if self.volumes is not None and fname.name not in self.volumes:
+            return {}, 0
         if not fname.is_file() or not has_hdf5_signature(fname):
             _warn_skip(fname)
             return {}, 0
@@ -299,6 +313,7 @@ def make_dataset(
     sample_fraction: float | None = None,
     seed: int = 0,
     multiple: int | None = None,
+    exclude_constant: bool = False,
 ) -> FastMRISliceDataset:
     """One split of a fastMRI single-coil folder (real or embedded) as a dataset of
     :class:`MRISample`.
@@ -310,22 +325,30 @@ def make_dataset(
     ``sample_fraction``: a deterministic subset (by ``seed``). ``multiple``: the U-Net's
     ``2**depth``; every image size the model will see must be a multiple (else
     ``ValueError``; the sizes of the arrays, see :func:`check_dataset_size`).
+    ``exclude_constant``: leave out the slices whose k-space or target is constant (where
+    NMSE and PSNR are undefined; :func:`apslib.data.constant_slices`).
+
+    The mask arguments and the split are checked first (:func:`check_mask_args`,
+    :func:`apslib.data.check_data_root`): one-line errors, before any slice is read.
     """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
-    root = check_data_root(data_root, splits=(split,))
+    mask_func = mask_function(center_fractions, accelerations, seed=seed) if mask else None
     acq = resolve_acquisition(acquisition)
+    root = check_data_root(data_root, splits=(split,))
+    info = check_split(split_dir(root, split), expect_target=split != "test")
     random_masks = (split == "train") if random_masks is None else bool(random_masks)
-    mask_func = None
-    if mask:
-        mask_func = RandomMaskFunc(list(center_fractions), list(accelerations), seed=seed)
     ds = FastMRISliceDataset(
         root=split_dir(root, split),
         challenge="singlecoil",
         transform=SliceTransform(mask_func, use_seed=not random_masks),
         use_dataset_cache=False,
         raw_sample_filter=_AcquisitionFilter(acq) if acq else None,
+        volumes=[v.name for v in info.volumes],
     )
+    if exclude_constant:
+        flat = info.constant_slices
+        ds.raw_samples = [r for r in ds.raw_samples if (Path(r.fname).name, r.slice_ind) not in flat]
     ds.raw_samples = _subset(
         ds.raw_samples, volume_fraction=volume_fraction, sample_fraction=sample_fraction, seed=seed
     )
@@ -372,6 +395,7 @@ def make_loaders(
     name, as fastmri). Fractions and the acquisition filter apply to both splits;
     ``multiple`` (``2**depth``) is checked on every image size before returning.
     """
+    check_mask_args(center_fractions, accelerations)
     common = dict(
         center_fractions=center_fractions,
         accelerations=accelerations,

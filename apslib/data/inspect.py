@@ -9,10 +9,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from fastmri.data.subsample import RandomMaskFunc
 
-from .common import DataError, decode_attr, split_dir
-from .fastmri import make_dataset, model_image_size, split_files
+from .common import decode_attr, split_dir
+from .fastmri import make_dataset, mask_function
+from .splits import check_split
+from .validate import model_image_size
 
 __all__ = ["inspect_slice", "example_targets", "dataset_summary"]
 
@@ -37,6 +38,7 @@ def inspect_slice(
     import fastmri
     from fastmri.data.transforms import apply_mask, complex_center_crop, to_tensor
 
+    mask_func = mask_function(center_fractions, accelerations)  # checked before the data is read
     ds = make_dataset(data_root, split, mask=False, acquisition=acquisition)
     fname, slice_num, meta = ds.raw_samples[index]
     with h5py.File(fname, "r") as hf:
@@ -44,7 +46,6 @@ def inspect_slice(
         target = hf["reconstruction_esc"][slice_num] if "reconstruction_esc" in hf else None
         attrs = dict(hf.attrs)
     k = to_tensor(kspace)
-    mask_func = RandomMaskFunc(list(center_fractions), list(accelerations))
     masked, mask, _ = apply_mask(k, mask_func, seed=tuple(map(ord, fname.name)))
     crop = model_image_size(None if target is None else target.shape, meta["recon_size"], kspace.shape[-1])
 
@@ -82,37 +83,38 @@ def example_targets(
 
 
 def dataset_summary(data_root) -> list[dict]:
-    """One row per split and acquisition: volumes, slices, k-space/target shapes, MB."""
+    """One row per split and acquisition: volumes, slices, k-space/target shapes, MB.
+
+    Every split folder present (train, val, test) is checked as the loaders check it
+    (:func:`apslib.data.check_split`; cached): an unusable file raises :class:`DataError`.
+    Shapes that vary between volumes are listed, separated by ``/``."""
     root = Path(data_root)
-    rows = {}
+    rows: dict[tuple[str, str], dict] = {}
     for split in ("train", "val", "test"):
         folder = split_dir(root, split)
         if not folder.is_dir():
             continue
-        for p in split_files(folder, warn=False):
-            try:
-                with h5py.File(p, "r") as hf:
-                    acq = decode_attr(hf.attrs.get("acquisition", ""))
-                    kshape = hf["kspace"].shape
-                    tshape = hf["reconstruction_esc"].shape if "reconstruction_esc" in hf else None
-            except (OSError, KeyError) as err:
-                raise DataError(f"cannot read fastMRI volume {p}: {err}") from err
-            row = rows.setdefault(
-                (split, acq),
-                dict(
-                    split=split,
-                    acquisition=acq,
-                    volumes=0,
-                    slices=0,
-                    kspace_shape=f"{kshape[1]}x{kshape[2]}",
-                    target_shape=f"{tshape[1]}x{tshape[2]}" if tshape else "-",
-                    megabytes=0.0,
-                ),
-            )
+        for v in check_split(folder, expect_target=split != "test").volumes:
+            new = dict(split=split, acquisition=v.acquisition, volumes=0, slices=0, kspace=[], target=[])
+            row = rows.setdefault((split, v.acquisition), {**new, "megabytes": 0.0})
             row["volumes"] += 1
-            row["slices"] += int(kshape[0])
-            row["megabytes"] += p.stat().st_size / 2**20
-    out = list(rows.values())
-    for row in out:
-        row["megabytes"] = round(row["megabytes"], 1)
+            row["slices"] += v.slices
+            for key, shape in (("kspace", v.kspace_shape), ("target", v.target_shape)):
+                text = "-" if shape is None else f"{shape[1]}x{shape[2]}"
+                if text not in row[key]:
+                    row[key].append(text)
+            row["megabytes"] += (folder / v.name).stat().st_size / 2**20
+    out = []
+    for row in rows.values():
+        out.append(
+            dict(
+                split=row["split"],
+                acquisition=row["acquisition"],
+                volumes=row["volumes"],
+                slices=row["slices"],
+                kspace_shape="/".join(row["kspace"]),
+                target_shape="/".join(row["target"]),
+                megabytes=round(row["megabytes"], 1),
+            )
+        )
     return out

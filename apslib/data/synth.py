@@ -22,12 +22,15 @@ Conventions:
 * **Reproducible bytes**: volume ``k`` of a split draws from its own generator seeded by
   ``(seed, split, k)``, files carry no timestamps and are written atomically, so the same
   arguments give the same bytes; a manifest makes a rerun with the same arguments a no-op.
+* **Complete or refused**: the manifest ``apslib_synth.json`` says "writing" while volumes are
+  written and lists every file with its size once the last one is written, so a dataset whose
+  writer was killed is refused by the loaders as incomplete (rerun the command). Other
+  arguments never replace a complete dataset silently: that needs ``force``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import sys
 import time
@@ -39,11 +42,11 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write_json
-from .common import ACQUISITIONS, SPLITS, DataError, has_hdf5_signature, split_dir
+from .common import ACQUISITIONS, MANIFEST, SPLITS, DataError, has_hdf5_signature, split_dir
+from .folders import manifest_problem, read_manifest
 from .volumes import ismrmrd_header, kspace_shape, write_fastmri_volume
 
 __all__ = [
-    "MANIFEST",
     "SYNTH_PATTERN",
     "SynthParams",
     "Anatomy",
@@ -52,7 +55,6 @@ __all__ = [
     "load_anatomy",
 ]
 
-MANIFEST = "apslib_synth.json"
 SYNTH_PATTERN = "file_synth_{split}_{index:04d}.h5"
 _FORMAT_VERSION = 1
 
@@ -298,19 +300,13 @@ class SynthParams:
         return self.train_volumes if split == "train" else self.val_volumes
 
 
-def _read_manifest(out: Path) -> dict | None:
-    try:
-        return json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _manifest_complete(out: Path, manifest: dict) -> bool:
-    for rel, nbytes in manifest.get("files", {}).items():
-        p = out / rel
-        if not p.is_file() or p.stat().st_size != nbytes:
-            return False
-    return True
+def _describe(params: dict | None) -> str:
+    if not isinstance(params, dict):
+        return "unknown arguments"
+    return (
+        f"size {params.get('size')}, {params.get('train_volumes')} train + {params.get('val_volumes')} "
+        f"val volumes of {params.get('slices_per_volume')} slices, seed {params.get('seed')}"
+    )
 
 
 def synthesize_dataset(
@@ -329,11 +325,13 @@ def synthesize_dataset(
     Volume ``k`` of a split is ``file_synth_{split}_{k:04d}.h5``; acquisitions alternate
     PD / PDFS. Each volume draws from its own generator seeded by ``(seed, split, k)``, so
     the same arguments give the same bytes. A manifest ``out/apslib_synth.json`` records
-    the arguments and files: rerunning with the same arguments is a no-op; different
-    arguments delete this writer's files and write the new set. A split folder that holds
-    other HDF5 files (e.g. real fastMRI data) is never touched: that raises
-    :class:`DataError`, and so does an ``out`` (or split folder) that is a file. Returns the
-    manifest plus ``written`` (bool) and ``seconds``.
+    the arguments and files (written last; it says "writing" until then): rerunning with
+    the same arguments is a no-op, and completes an incomplete dataset. A complete dataset
+    of other arguments raises :class:`DataError` unless ``force`` (then this writer's files
+    are deleted and the new set written); ``force`` also rewrites an up-to-date dataset. A
+    split folder that holds other HDF5 files (e.g. real fastMRI data) is never touched: that
+    raises :class:`DataError`, and so does an ``out`` (or split folder) that is a file.
+    Returns the manifest plus ``written`` (bool) and ``seconds``.
     """
     params = SynthParams(int(size), int(train_volumes), int(val_volumes), int(slices_per_volume), int(seed))
     params.validate()
@@ -345,15 +343,17 @@ def synthesize_dataset(
                 f"cannot write the embedded dataset into {out}: {folder} is a file, "
                 "not a folder. Choose a folder (new or empty) for --out."
             )
-    old = _read_manifest(out)
+    old = read_manifest(out)
     wanted = {"format": _FORMAT_VERSION, "params": asdict(params)}
-    if (
-        not force
-        and old is not None
-        and {k: old.get(k) for k in wanted} == wanted
-        and _manifest_complete(out, old)
-    ):
-        return {**old, "written": False, "seconds": time.perf_counter() - start}
+    if old is not None and manifest_problem(out, old) is None and not force:
+        if {k: old.get(k) for k in wanted} == wanted:
+            return {**old, "written": False, "seconds": time.perf_counter() - start}
+        was = _describe(old.get("params")) if old.get("format") == _FORMAT_VERSION else "an older format"
+        raise DataError(
+            f"{out} holds an embedded dataset of other arguments ({was}; asked for "
+            f"{_describe(wanted['params'])}): pass --force (force=True) to replace it, or choose "
+            "another --out"
+        )
 
     names = {s: [SYNTH_PATTERN.format(split=s, index=k) for k in range(params.volumes(s))] for s in SPLITS}
     for split in SPLITS:
@@ -373,8 +373,9 @@ def synthesize_dataset(
                 f"files ({', '.join(sorted(foreign)[:3])}{', ...' if len(foreign) > 3 else ''}). "
                 "Choose an empty --out folder."
             )
-    if (out / MANIFEST).exists():
-        (out / MANIFEST).unlink()  # an interrupted rewrite must not look complete
+    # written first, replaced last: an interrupted write is seen as incomplete, never as done
+    planned = [f"{split_dir(out, s).name}/{name}" for s in SPLITS for name in names[s]]
+    atomic_write_json(out / MANIFEST, {**wanted, "state": "writing", "planned": planned}, indent=1)
     for split in SPLITS:
         folder = split_dir(out, split)
         folder.mkdir(parents=True, exist_ok=True)
