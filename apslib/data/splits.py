@@ -11,6 +11,7 @@ Every error is one line naming the file and saying what to do.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from pathlib import Path
 
 from . import cache
 from .common import SYNTH_COMMAND, DataError, DataWarning, MissingDataError
-from .validate import LFS, TARGET_KEY, VolumeInfo, checked_volume, entry_kind, one_line
+from .validate import LFS, TARGET_KEY, VolumeInfo, cached_volume, checked_volume, entry_kind, one_line
 
 __all__ = ["SplitInfo", "check_split", "split_files"]
 
 _warned: set[tuple] = set()
+_PROGRESS_FROM = 16  # volumes to read before a progress bar is worth showing
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,16 @@ def _warn_constant(folder: Path, volumes: list[VolumeInfo]) -> None:
     )
 
 
+def _progress(count: int, folder: Path):
+    """A progress bar on a terminal's stderr while many volumes are read (a first check
+    reads each volume once); cleared when done or failed."""
+    from tqdm import tqdm
+
+    quiet = True if count < _PROGRESS_FROM else None  # None: only on a terminal
+    desc = f"checking {folder.name} (once)"
+    return tqdm(total=count, desc=desc, unit="vol", file=sys.stderr, leave=False, disable=quiet)
+
+
 def check_split(folder, expect_target: bool = True) -> SplitInfo:
     """Check every volume of a split folder (:func:`apslib.data.check_volume`, cached) and
     the folder as a whole:
@@ -218,12 +230,16 @@ def check_split(folder, expect_target: bool = True) -> SplitInfo:
     if not folder.is_dir():
         raise MissingDataError(f"no split folder {folder}: give the folder that holds the split's .h5 files")
     paths, skipped = _scan_folder(folder, strict=True)
-    volumes = []
+    found = {p: cached_volume(folder, p) for p in paths}
+    todo = [p for p, info in found.items() if info is None]
     try:
-        for p in paths:
-            volumes.append(checked_volume(folder, p))
+        with _progress(len(todo), folder) as bar:
+            for p in todo:
+                found[p] = checked_volume(folder, p)
+                bar.update()
     finally:
         cache.save(folder)  # what was checked stays checked, even when a later file fails
+    volumes = [info for info in found.values() if info is not None]
     if not volumes:
         raise MissingDataError(_no_volumes(folder, skipped))
     _warn_skipped(folder, skipped)

@@ -334,13 +334,17 @@ def _read_volume(path: Path) -> VolumeInfo:
         ) from err
 
 
-def checked_volume(folder: Path, path: Path) -> VolumeInfo:
-    """:func:`_read_volume` through the cache of ``folder``."""
+def _stat(path: Path) -> os.stat_result:
     try:
-        st = path.stat()
+        return path.stat()
     except OSError as err:
         raise DataError(f"cannot read {path} ({err.strerror or one_line(err)}): fix it or remove it") from err
-    record = cache.lookup(folder, path, st)
+
+
+def cached_volume(folder: Path, path: Path) -> VolumeInfo | None:
+    """The cached :class:`VolumeInfo` of ``path`` (a file of split folder ``folder``) if it
+    was checked at its current resolved path, size and ``mtime_ns``; else ``None``."""
+    record = cache.lookup(folder, path, _stat(path))
     if record is not None:
         try:
             info = VolumeInfo.from_dict(record)
@@ -348,8 +352,17 @@ def checked_volume(folder: Path, path: Path) -> VolumeInfo:
                 return info
         except (KeyError, TypeError, ValueError):
             pass  # an entry of another layout: check the file again
-    info = _read_volume(path)
-    cache.remember(folder, path, st, info.to_dict())
+    return None
+
+
+def checked_volume(folder: Path, path: Path) -> VolumeInfo:
+    """:func:`check_volume`'s checks of ``path`` through the cache of split folder ``folder``
+    (read only when the cache has no entry for its current size and ``mtime_ns``)."""
+    info = cached_volume(folder, path)
+    if info is None:
+        st = _stat(path)  # before reading: a file changed meanwhile is checked again next time
+        info = _read_volume(path)
+        cache.remember(folder, path, st, info.to_dict())
     return info
 
 
