@@ -406,7 +406,7 @@ def test_empty_split_folder(root):
     _one_line(err, "no HDF5 volumes in", "(the folder is empty)", "python -m apslib.data synth --out")
 
 
-def test_zero_slices_and_empty_slices(root):
+def test_a_volume_with_zero_slices(root):
     _volume(_val(root), np.zeros((0, H, W), np.complex64), np.zeros((0, SIZE, SIZE), np.float32))
     with pytest.raises(data.DataError) as err:
         data.make_dataset(root, "val")
@@ -496,7 +496,7 @@ def test_a_folder_named_like_a_volume_and_a_failed_download_are_skipped(root):
     assert "skipping 2 entries" in msg and "file9.h5 (a folder)" in msg and "file8.h5 (not HDF5)" in msg
 
 
-def test_kspace_missing_or_a_group(root):
+def test_a_file_without_kspace(root):
     with h5py.File(_val(root), "w") as hf:  # e.g. a reconstruction written by apslib.reconstruct
         hf["reconstruction"] = np.zeros((SLICES, SIZE, SIZE), np.float32)
     with pytest.raises(data.DataError) as err:
