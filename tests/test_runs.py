@@ -509,7 +509,7 @@ def test_missing_config_json_is_rebuilt_not_started_over(run_copy, capsys):
     assert json.loads((path / runs.CONFIG_FILE).read_text())["config"]["variant"] == "aps"
 
 
-@pytest.mark.parametrize("newer", ["format", "field"])
+@pytest.mark.parametrize("newer", ["format", "field", "unet field"])
 def test_files_of_a_newer_apslib_say_upgrade(run_copy, capsys, newer):
     cfg, path = run_copy
 
@@ -518,14 +518,14 @@ def test_files_of_a_newer_apslib_say_upgrade(run_copy, capsys, newer):
         if newer == "format":
             ckpt["format"] = runs.RUN_FORMAT + 1
         else:
-            ckpt["config"]["dropout"] = 0.1
+            ckpt["config" if newer == "field" else "unet"]["dropout"] = 0.1
 
     _edit_checkpoint(path / runs.CHECKPOINT_FILE, change)
     with pytest.raises(RunVersionError, match="upgrade apslib"):
         runs.load_model(path)
     assert main(_cli(cfg, epochs=2)) == 1
     err = _one_line(capsys, str(path / runs.CHECKPOINT_FILE), "apslib 9.0.0", "upgrade apslib")
-    assert "--retrain" not in err and ("'dropout'" in err) == (newer == "field")
+    assert "--retrain" not in err and ("'dropout'" in err) == (newer != "format")
 
 
 def test_init_from_a_corrupt_source_names_the_source(run_copy, tmp_path, capsys):

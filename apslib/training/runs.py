@@ -268,10 +268,32 @@ def read_checkpoint(path, *, mmap: bool = False, hint: str | None = None) -> dic
     return ckpt
 
 
+def _unet_of(ckpt: dict, file: Path) -> UNetConfig:
+    """The :class:`~apslib.unet.UNetConfig` a verified checkpoint stores; a field this
+    version does not know is a one-line :class:`~apslib.training.errors.RunVersionError`
+    naming it and saying to upgrade."""
+    d = ckpt["unet"] if isinstance(ckpt["unet"], dict) else {}
+    unknown = sorted(set(d) - {f.name for f in fields(UNetConfig)})
+    if unknown:
+        raise RunVersionError(
+            f"{file} has the U-Net field(s) {', '.join(map(repr, unknown))}, which apslib "
+            f"{__version__} does not know: it was written by apslib {ckpt.get('apslib_version')}; "
+            "upgrade apslib to use this run"
+        )
+    try:
+        return UNetConfig.from_dict(d)
+    except (TypeError, ValueError) as err:
+        text = " ".join(str(err).split())
+        raise RunVersionError(
+            f"{file} describes a model apslib {__version__} refuses ({text}); written by apslib "
+            f"{ckpt.get('apslib_version')}: upgrade apslib, or train the run again with {RETRAIN_HINT}"
+        ) from None
+
+
 def _model_of(ckpt: dict, file: Path) -> torch.nn.Module:
     """The U-Net a verified checkpoint describes, with its weights (CPU, train mode)."""
+    unet = _unet_of(ckpt, file)
     try:
-        unet = UNetConfig.from_dict(ckpt["unet"])
         model = unet_from_config(unet)
     except (TypeError, ValueError) as err:
         text = " ".join(str(err).split())
@@ -372,11 +394,7 @@ def read_run_files(path, *, checkpoint: dict | None = None) -> RunFiles:
         return RunFiles(path, name, config, None, records, done, planned, (cfg_doc or {}).get("data"))
     own = stored_config(ckpt["config"], ckpt_file, ckpt.get("apslib_version"))
     name = str((cfg_doc or {}).get("name") or ckpt.get("name") or own.display_name)
-    try:
-        consistent = UNetConfig.from_dict(ckpt["unet"]).resolve() == own.unet_config()
-    except (TypeError, ValueError):
-        consistent = False
-    if not consistent:
+    if _unet_of(ckpt, ckpt_file).resolve() != own.unet_config():
         raise CheckpointError(
             f"{ckpt_file}: its model (unet) is not the one its training configuration describes; "
             f"the file was edited or damaged: train the run again with {RETRAIN_HINT}"
