@@ -1,10 +1,26 @@
 """Shared test set-up: a tiny embedded dataset for training tests, and how long each
 notebook took in the papermill smoke run."""
 
+import os
+
 import pytest
 import torch
 
 from apslib import data
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_validation_cache(tmp_path_factory):
+    """The data validator's cache in a temporary folder, not the user's ~/.cache/apslib
+    (set for the whole session, before any module fixture writes data; subprocesses of the
+    tests inherit it)."""
+    old = os.environ.get("APSLIB_CACHE_DIR")
+    os.environ["APSLIB_CACHE_DIR"] = str(tmp_path_factory.mktemp("apslib-cache"))
+    yield
+    if old is None:
+        os.environ.pop("APSLIB_CACHE_DIR", None)
+    else:
+        os.environ["APSLIB_CACHE_DIR"] = old
 
 
 @pytest.fixture(scope="module")

@@ -278,7 +278,7 @@ def test_errors_are_one_line_saying_what_to_do(tiny, tmp_path, capsys):
     _one_error_line(capsys, "no data folder", "singlecoil_val")
     (tmp_path / "empty").mkdir()
     assert call(data=tmp_path / "empty") == 1
-    _one_error_line(capsys, "no val split", "singlecoil_val")
+    _one_error_line(capsys, "no fastMRI data folder", "singlecoil_val")
     (tmp_path / "file").write_text("x")
     assert call(out=tmp_path / "file") == 1
     _one_error_line(capsys, "is a file", "give a folder")

@@ -15,8 +15,14 @@ import h5py
 import numpy as np
 import torch
 
-from ..data import DataError, denormalize, make_dataset, split_dir, split_files
-from ..data.fastmri import model_image_size
+from ..data import (
+    DataError,
+    check_data_root,
+    denormalize,
+    make_dataset,
+    model_image_size,
+    split_dir,
+)
 from ..evaluate.models import ModelRun, predict
 
 __all__ = [
@@ -136,15 +142,9 @@ def _check_data(data_root, split: str) -> Path:
             f"no data folder {root} ({what}): give --data a fastMRI single-coil root, the folder "
             f"that holds singlecoil_{split}/"
         )
-    folder = split_dir(root, split)
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"no {split} split in {root}: expected the folder {folder} (fastMRI's layout: "
-            f"DATA/singlecoil_{split}/file*.h5)"
-        )
-    if not split_files(folder, warn=False):
-        raise FileNotFoundError(f"no HDF5 volumes in {folder}: put the {split} split's .h5 files there")
-    return root
+    # The one data check: the split folder given as the root, a multicoil folder, unusable
+    # volumes (the test split needs no target), each in one line (cached per file).
+    return check_data_root(root, splits=(split,))
 
 
 def _check_out_dir(out_dir, folder: Path) -> Path:
