@@ -24,8 +24,10 @@ of the sampling-layer family (:class:`~apslib.layers.Selection`):
   per-pixel dot product over the channels in float64 too: as a float32 GEMM (or a float32
   channel reduction) its blocking over the pixels rounds a pixel differently at another
   place (measured: 6e-8, enough to flip a near-tie).
-* **Evaluation** (``module.eval()``): the component of largest logit, ties to the lowest
-  phase index (as APS). The whole U-Net is then exactly equivariant to every circular
+* **Evaluation** (``module.eval()``): the component of largest logit; exact ties (a
+  component on which the scorer's ReLU is off everywhere scores exactly ``bias**2``) go to
+  the largest l2 norm, APS's criterion, then to the lowest phase index
+  (:func:`break_ties`). The whole U-Net is then exactly equivariant to every circular
   shift, for any scorer weights, trained or not (Proposition 2's argument).
 * **Training** (``module.train()``): the Gumbel-softmax relaxation of sampling the choice
   from ``softmax(s)``: weights ``w = softmax((s + g) / tau)`` with ``g`` i.i.d.
@@ -50,6 +52,7 @@ from .polyphase import polyphase_components, polyphase_norms
 
 __all__ = [
     "LearnedSelection",
+    "break_ties",
     "choice_rules",
     "scorer_parameters",
     "scorer_width",
@@ -133,10 +136,32 @@ class LearnedSelection(Selection):
         logits = self.scores(z)
         if self.training:
             return self.weights(logits)
-        return logits.argmax(dim=1)  # ties: the lowest phase index
+        return break_ties(logits, z)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature:g}, straight_through={self.straight_through}"
+
+
+def break_ties(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The evaluation choice ``(B,)``: the component of largest logit; among components whose
+    logits are exactly equal to the largest, the one of largest l2 norm (APS's criterion,
+    :func:`~apslib.polyphase.polyphase_norms`); then the lowest phase index.
+
+    Exact ties are not rare for a learned score: where the scorer's ReLU is off at every
+    pixel of a component, its output is the projection's bias everywhere, and every such
+    component scores exactly ``bias**2`` (bit for bit, in any order of summation). A
+    lowest-index rule would then pick the grid ``(0, 0)`` for the input and for its shifted
+    copy, whose components have moved: the choice would not follow the shift. The norms
+    permute with the components like the logits, so the lexicographic rule keeps the
+    argument of Proposition 2; where the norms tie too (a constant map) the lowest index
+    is what APS does."""
+    best = logits.amax(dim=1, keepdim=True)
+    tied = logits == best
+    if not bool((tied.sum(dim=1) > 1).any()):
+        return logits.argmax(dim=1)
+    norms = polyphase_norms(z).to(logits.device)
+    norms = norms.masked_fill(~tied, float("-inf"))
+    return norms.argmax(dim=1)  # among equal norms: the lowest phase index
 
 
 def _learned_levels(model: nn.Module) -> list[PolyphaseDown]:
