@@ -15,8 +15,9 @@ run:
 
 The folder is ``RUN_DIR/<slug of the name>`` (as the training CLI's). Its files follow
 :mod:`apslib.training.runs`; an imported run has no training history: ``history.json``
-records ``done: true`` with no epochs, and ``config.json`` / ``history.json`` carry
-``"imported"`` (the file, its sha256, the layout). The output clamp is off (fastMRI's
+records ``done: true`` with no epochs, and its three files carry ``"imported"`` (the
+file, its sha256, the layout): evaluation takes it as finished, and training refuses to
+continue it (start a new run from its weights with ``--init-from``). The output clamp is off (fastMRI's
 inference has none), the masks default to fastMRI's 4x (centre fraction 0.08). Importing
 the same file again is a no-op; a folder holding another run is refused unless ``force``.
 Errors are one line (``error: ...``, exit status 1).
@@ -185,6 +186,7 @@ def import_fastmri_unet(
                 "rng": None,
                 "history": [],
                 "world_size": 1,
+                "imported": info,
             }
             history = {
                 "name": config.display_name,

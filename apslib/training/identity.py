@@ -23,12 +23,14 @@ from .errors import RETRAIN_HINT, RunConflictError
 __all__ = [
     "FINGERPRINT_RECIPE",
     "data_fingerprint",
+    "data_image_size",
     "same_data",
     "describe_data",
     "identity_difference",
     "describe_difference",
     "check_same_run",
     "check_history",
+    "imported_record",
 ]
 
 OTHER_RUN = f"pass {RETRAIN_HINT} to start over or point --run-dir at the run it belongs to"
@@ -89,6 +91,16 @@ def data_fingerprint(data_root) -> dict:
     digest = hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
     total = int(sum(e[1] for e in entries))
     return {"hash": digest[:16], "volumes": len(entries), "bytes": total, "recipe": FINGERPRINT_RECIPE}
+
+
+def data_image_size(data_root, split: str = "train") -> list[int]:
+    """``[height, width]`` of the images a model sees in ``split`` of ``data_root`` (one
+    size per split, :func:`apslib.data.check_split`; cached): what a run records as the
+    size it was trained on."""
+    from ..data import check_split, split_dir
+
+    info = check_split(split_dir(Path(data_root).expanduser(), split), expect_target=split != "test")
+    return [int(v) for v in info.image_size]
 
 
 def same_data(a: dict, b: dict) -> bool:
@@ -173,3 +185,15 @@ def check_history(run: str, history_file: str, records: list, checkpoint_file: s
             f"drop {len(ours) - len(theirs)} recorded epoch(s); put back the checkpoint of epoch "
             f"{len(ours)}, or {OTHER_RUN}"
         )
+
+
+def imported_record(ckpt: dict, cfg_doc: dict | None, hist_doc: dict | None) -> dict | None:
+    """The ``"imported"`` record of a run :mod:`apslib.published` wrote (weights only), from
+    its checkpoint, ``config.json`` or ``history.json``, else ``None``; a checkpoint of
+    epoch 0 without optimizer state is one (training saves only after an epoch)."""
+    for doc in (ckpt, cfg_doc or {}, hist_doc or {}):
+        if isinstance(doc.get("imported"), dict):
+            return doc["imported"]
+    if int(ckpt["epoch"]) == 0 and ckpt.get("optimizer") is None:
+        return {}
+    return None

@@ -54,7 +54,7 @@ from .errors import (
     TrainingInterrupted,
 )
 from .folder import RunLock, check_run_folder
-from .identity import data_fingerprint
+from .identity import data_fingerprint, data_image_size
 from .plan import plan_run
 from .results import RunResult
 from .runs import (
@@ -108,6 +108,7 @@ class _Run:
     history: list
     start_epoch: int
     data: dict | None = None  # the fingerprint of the data (stored in each checkpoint)
+    image_size: list[int] | None = None  # [height, width] of the training images (likewise)
 
     @property
     def name(self) -> str:
@@ -140,6 +141,7 @@ def _setup(
     dist: DistContext,
     device: torch.device,
     data: dict | None = None,
+    image_size: list[int] | None = None,
 ) -> _Run:
     """Model, optimizer, scheduler and loaders of a run; its checkpoint loaded on ``resume``."""
     cuda = device.type == "cuda"
@@ -157,7 +159,7 @@ def _setup(
     sampler = dist.sampler(train_ds, seed=_derive_seed(config.seed, _SHUFFLE))
     net = dist.wrap(model)
     run = _Run(config, path, dist, device, model, net, optimizer, scheduler, train_ds, None, sampler, [], 0)
-    run.data = data
+    run.data, run.image_size = data, image_size
     run.val_dl = torch.utils.data.DataLoader(dist.shard(val_ds), shuffle=False, **run.loader_args())
     if plan == "resume":
         _resume(run)
@@ -289,6 +291,7 @@ def _save(run: _Run, history: list, done: bool) -> None:
         "history": history,
         "world_size": run.dist.world_size,
         "data": run.data,
+        "image_size": run.image_size,
     }
     run.dist.on_main(lambda: save_epoch(run.path, run.config, state, done), "save the checkpoint")
 
@@ -442,7 +445,7 @@ def train(
 
     path = check_run_folder(config.run_path)  # ValueError when run_dir is not set
     require_data_root(config)
-    data = data_fingerprint(config.data_root)
+    data, size = data_fingerprint(config.data_root), data_image_size(config.data_root)
     dist, device = setup_distributed(config.device)
     lock = run = None
     try:
@@ -458,9 +461,11 @@ def train(
         if plan == "resume":
             dist.on_main(lambda: repair_run_files(path), "rebuild the run's files from its checkpoint")
         fresh, where = plan == "fresh", dict(torch=torch.__version__, device=str(device))
-        prepare = lambda: prepare_run(path, config, fresh, data=data, world_size=dist.world_size, **where)  # noqa: E731
+        prepare = lambda: prepare_run(  # noqa: E731
+            path, config, fresh, data=data, image_size=size, world_size=dist.world_size, **where
+        )
         dist.on_main(prepare, "prepare the run folder")
-        run = _setup(config, path, plan, train_ds, val_ds, dist, device, data)
+        run = _setup(config, path, plan, train_ds, val_ds, dist, device, data, size)
         history = _loop(run, progress, callback)
         dist.barrier()
         done = len(history) >= config.epochs

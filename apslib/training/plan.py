@@ -6,7 +6,8 @@ configuration or version). Otherwise the run folder's files must be one run's
 ``history.json`` agree), that run must be the one asked for (the same identity,
 :meth:`~apslib.training.config.TrainConfig.identity`) and, where the checkpoint records its
 data's fingerprint, trained on the data given; a finished run is then skipped, an
-unfinished one resumed. Every refusal is one line naming both sides.
+unfinished one resumed. A run imported by :mod:`apslib.published` (weights only) is never
+resumed: the refusal points to ``--init-from``. Every refusal is one line naming both sides.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def plan_run(
     """``"skip"``, ``"resume"`` or ``"fresh"`` for this run folder (all ranks agree: each
     reads the same files).
 
-    Raises :class:`~apslib.training.errors.RunConflictError` for a run of another
-    configuration, files of two runs in one folder, or (``data``: the fingerprint of the
+    Raises :class:`~apslib.training.errors.RunConflictError` for an imported run, a run of
+    another configuration, files of two runs in one folder, or (``data``: the fingerprint of the
     data given, :func:`~apslib.training.identity.data_fingerprint`) a run trained on other
     data; :class:`~apslib.training.errors.CheckpointError` /
     :class:`~apslib.training.errors.RunVersionError` for a damaged or foreign checkpoint (its
@@ -66,6 +67,14 @@ def plan_run(
             f"train it again with {RETRAIN_HINT}"
         )
     files = read_run_files(path)
+    if files.imported is not None:
+        source = files.imported.get("source") or "a state-dict file"
+        raise RunConflictError(
+            f"{path} holds {files.name!r}, imported from {source}: weights only, with no training "
+            f"state to continue; to train from these weights, start a new run with --init-from {path} "
+            f"(init_from) and another --name or --run-dir, or pass {RETRAIN_HINT} to replace the "
+            "import with a run trained from scratch"
+        )
     diff = _diff(_normalise(files.config.identity()), _normalise(config.identity()))
     if diff:
         raise RunConflictError(

@@ -5,13 +5,17 @@ One run = one model trained with one :class:`~apslib.training.config.TrainConfig
 :func:`apslib.names.run_slug`)::
 
     config.json     format, apslib_version, name, slug, the resolved configuration, the U-Net's,
-                    "data": the fingerprint of the data (:func:`~apslib.training.identity.data_fingerprint`)
+                    "data": the fingerprint of the data (:func:`~apslib.training.identity.data_fingerprint`),
+                    "image_size": [height, width] of the training images
     history.json    name, done, epochs planned/completed, "error" (if it stopped on one),
                     "history": one record per epoch (epoch, train_loss, val_loss,
                     val_equiv_mse, val_equiv_nmse, val_psnr, lr, seconds,
                     world_size)
-    checkpoint.pt   the last completed epoch (atomic write): CHECKPOINT_KEYS, and "data"
+    checkpoint.pt   the last completed epoch (atomic write): CHECKPOINT_KEYS, "data", "image_size"
     .lock           while a process trains the run: pid, host, since, command
+
+A run imported by :mod:`apslib.published` (weights only, ``"imported"`` in its files) is
+finished, and training never continues it (:mod:`apslib.training.plan`).
 
 The checkpoint is the run's record: its configuration (model, seed, everything that defines
 the run), data fingerprint, epoch and history. :func:`read_run_files` reads the three files
@@ -48,7 +52,7 @@ from ..unet import UNetConfig
 from .config import TrainConfig
 from .errors import RETRAIN_HINT, CheckpointError, RunVersionError, TrainingError
 from .folder import writing
-from .identity import check_history, check_same_run
+from .identity import check_history, check_same_run, imported_record
 
 __all__ = [
     "CONFIG_FILE",
@@ -192,15 +196,22 @@ def prepare_run(path: Path, config: TrainConfig, fresh: bool, **extra) -> None:
 
 
 def write_history(
-    path: Path, config: TrainConfig, history: list, done: bool, error: str | None = None
+    path: Path,
+    config: TrainConfig,
+    history: list,
+    done: bool,
+    error: str | None = None,
+    *,
+    imported: dict | None = None,
 ) -> None:
-    """``history.json`` of a run (``error``: why it stopped, when it did)."""
+    """``history.json`` of a run (``error``: why it stopped; ``imported``: an imported run's record)."""
     doc = {
         "name": config.display_name,
         "done": done,
-        "epochs_planned": config.epochs,
+        "epochs_planned": 0 if imported is not None else config.epochs,
         "epochs_completed": len(history),
         "history": history,
+        **({"imported": imported} if imported is not None else {}),
     }
     if error:
         doc["error"] = error
@@ -323,6 +334,8 @@ class RunFiles:
     ``epochs_planned`` the epochs the run was training towards when its last epoch was
     recorded (``history.json``'s, else the checkpoint's configuration's); ``repairs`` maps a
     file that should be rebuilt from the checkpoint to what is wrong with it.
+    ``data``/``image_size``: the fingerprint and ``[height, width]`` of its training data
+    (``None``: not recorded); ``imported``: the record of an imported run, else ``None``.
     """
 
     path: Path
@@ -334,6 +347,8 @@ class RunFiles:
     epochs_planned: int
     data: dict | None = None
     repairs: dict[str, str] = field(default_factory=dict)
+    image_size: list[int] | None = None
+    imported: dict | None = None
 
     @property
     def epochs_done(self) -> int:
@@ -341,8 +356,8 @@ class RunFiles:
 
     @property
     def finished(self) -> bool:
-        """Every planned epoch trained (a run imported with no epochs to train is finished)."""
-        return self.epochs_done >= self.epochs_planned
+        """Every planned epoch trained (an imported run, with no epochs to train, is finished)."""
+        return self.imported is not None or self.epochs_done >= self.epochs_planned
 
     def model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The trained U-Net, in eval mode on ``device``."""
@@ -391,7 +406,9 @@ def read_run_files(path, *, checkpoint: dict | None = None) -> RunFiles:
         done = bool(hist_doc.get("done", False)) if hist_doc else False
         name = cfg_doc.get("name", path.name) if cfg_doc else path.name
         planned = _planned(hist_doc, config.epochs)
-        return RunFiles(path, name, config, None, records, done, planned, (cfg_doc or {}).get("data"))
+        doc = cfg_doc or {}
+        size = doc.get("image_size")
+        return RunFiles(path, name, config, None, records, done, planned, doc.get("data"), image_size=size)
     own = stored_config(ckpt["config"], ckpt_file, ckpt.get("apslib_version"))
     name = str((cfg_doc or {}).get("name") or ckpt.get("name") or own.display_name)
     if _unet_of(ckpt, ckpt_file).resolve() != own.unet_config():
@@ -417,7 +434,11 @@ def read_run_files(path, *, checkpoint: dict | None = None) -> RunFiles:
         else:
             behind = f"{len(hist_doc['history'])} of {len(history)} epochs"
             repairs[HISTORY_FILE] = f"behind its checkpoint ({behind})"
-    return RunFiles(path, name, config, ckpt, history, done, planned, data, repairs)
+    imported = imported_record(ckpt, cfg_doc, hist_doc)
+    if imported is not None:  # weights only: nothing was or is to be trained
+        done, planned = True, 0
+    size = ckpt.get("image_size") or (cfg_doc or {}).get("image_size")
+    return RunFiles(path, name, config, ckpt, history, done, planned, data, repairs, size, imported)
 
 
 def _planned(hist_doc: dict | None, default: int) -> int:
@@ -434,18 +455,19 @@ def repair_run_files(path) -> RunFiles:
         return files
     ckpt = files.checkpoint
     if CONFIG_FILE in files.repairs:
-        extra = {"world_size": ckpt.get("world_size", 1), **({"data": files.data} if files.data else {})}
+        kept = {k: getattr(files, k) for k in ("data", "image_size", "imported")}
+        extra = {"world_size": ckpt.get("world_size", 1), **{k: v for k, v in kept.items() if v is not None}}
         with writing(files.path):
             atomic_write_json(files.path / CONFIG_FILE, _config_doc(files.config, extra))
     if HISTORY_FILE in files.repairs:
-        write_history(files.path, files.config, files.history, files.done)
+        write_history(files.path, files.config, files.history, files.done, imported=files.imported)
     warnings.warn(files.notice("rebuilt"), stacklevel=2)
     return files
 
 
 def read_run(path) -> dict:
     """``{"config": TrainConfig, "history": [...], "done": bool, "path": Path, "name",
-    "epochs_done", "epochs_planned", "finished"}`` of a run folder, its files checked
+    "epochs_done", "epochs_planned", "finished", "imported"}`` of a run folder, its files checked
     against each other (:func:`read_run_files`). A ``history.json`` that is missing or
     damaged is read from the checkpoint instead, with a one-line warning (nothing is written)."""
     files = read_run_files(path)
@@ -460,6 +482,7 @@ def read_run(path) -> dict:
         "epochs_done": files.epochs_done,
         "epochs_planned": files.epochs_planned,
         "finished": files.finished,
+        "imported": files.imported is not None,
     }
 
 
