@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .evaluate.tables import format_value, format_with_spread, seed_summary
+from .evaluate.tables import epochs_caption, epochs_note, format_value, format_with_spread, seed_summary
 
 __all__ = [
     "decline_consistency",
@@ -104,7 +104,10 @@ def side_by_side(
     ``(quantity, "ours" | "ours sd" | "paper")``: the mean over the table's training seeds,
     their standard deviation (NaN for one seed) and the paper's value; a model missing on one
     side is ``NaN`` there. ``attrs``: ``table``, ``dataset`` (ours), ``paper_dataset``,
-    ``seeds`` (training seeds per model, the fewest) and ``n`` (samples per seed, the fewest).
+    ``seeds`` (training seeds per model, the fewest) and ``n`` (samples per seed, the fewest),
+    and ``epochs`` (``{model: "3 of 10"}``) when some run is unfinished
+    (:func:`apslib.evaluate.tables.epochs_note`): :func:`to_markdown` and :func:`flatten`
+    then show them.
     """
     key = _table_key(table)
     if dataset is None:
@@ -151,22 +154,32 @@ def side_by_side(
         seeds=int(used.seeds.min()) if len(used) else 0,
         n=int(used.n.min()) if len(used) else 0,
     )
+    note = epochs_note(ours)
+    if note:
+        wide.attrs["epochs"] = note
     return wide
 
 
 def flatten(t: pd.DataFrame) -> pd.DataFrame:
     """Two-level columns ``(quantity, source)`` as ``"quantity (source)"`` strings, the
-    index (model, ...) as leading columns."""
+    index (model, ...) as leading columns; a last column ``epochs`` when some run is
+    unfinished (``attrs["epochs"]``)."""
     out = t.copy()
     if isinstance(t.columns, pd.MultiIndex):
         out.columns = [f"{q} ({s})" for q, s in t.columns]
-    return out.reset_index()
+    out = out.reset_index()
+    note = t.attrs.get("epochs")
+    if note:
+        out["epochs"] = [note.get(str(m), "") for m in t.index.get_level_values(-1)]
+    return out
 
 
 def to_markdown(t: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub markdown table of a :func:`side_by_side` frame (``ours`` as ``mean ± sd``
     over seeds where the spread is known), or any table indexed by model (missing values as
-    ``-``)."""
+    ``-``); when some run is unfinished (``attrs["epochs"]``), a line under it gives each
+    run's epochs."""
+    note = t.attrs.get("epochs")
     if isinstance(t.columns, pd.MultiIndex) and "ours sd" in t.columns.get_level_values(-1):
         t = t.copy()
         for q in dict.fromkeys(t.columns.get_level_values(0)):
@@ -175,6 +188,8 @@ def to_markdown(t: pd.DataFrame, digits: int = 4) -> str:
             ]
         t = t.drop(columns=[c for c in t.columns if c[-1] == "ours sd"])
     flat, keys = flatten(t), t.index.nlevels
+    if note and "epochs" not in t.columns:  # the epochs go under the table, not in a column
+        flat = flat.drop(columns="epochs", errors="ignore")
     head = "| " + " | ".join(map(str, flat.columns)) + " |"
     rule = "|" + "---|" * len(flat.columns)
     body = [
@@ -186,7 +201,8 @@ def to_markdown(t: pd.DataFrame, digits: int = 4) -> str:
         + " |"
         for r in flat.itertuples(index=False)
     ]
-    return "\n".join([head, rule, *body]) + "\n"
+    foot = [f"\n_{epochs_caption(note)}._"] if note else []
+    return "\n".join([head, rule, *body, *foot]) + "\n"
 
 
 def decline_consistency() -> pd.DataFrame:

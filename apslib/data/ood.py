@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,9 @@ class ImageSet:
     tensors; :meth:`items` yields ``(name, tensor)``; :meth:`stack` gives ``(N, 1, s, s)``.
 
     ``sources``: ``(name, loader)`` pairs, ``loader()`` returning the raw image.
-    ``skip_errors``: a source that fails to load is skipped with a :class:`DataWarning`.
+    ``skip_errors``: a source that fails to load is skipped with a :class:`DataWarning`;
+    a set none of whose images loads is a :class:`DataError` (one line: how many were
+    tried, the first failure and ``hint``, e.g. which formats are read).
     """
 
     def __init__(
@@ -111,9 +114,11 @@ class ImageSet:
         resize_ratio: float = RESIZE_RATIO,
         dtype: torch.dtype = torch.float32,
         skip_errors: bool = True,
+        hint: str = "",
     ):
         self.name, self.sources, self.size = name, list(sources), int(size)
         self.resize_ratio, self.dtype, self.skip_errors = resize_ratio, dtype, skip_errors
+        self.hint = hint
 
     @property
     def names(self) -> list[str]:
@@ -121,6 +126,19 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.sources)
+
+    def _input(self, raw) -> torch.Tensor:
+        if isinstance(raw, torch.Tensor):
+            return raw.to(self.dtype)
+        return to_model_input(raw, self.size, resize_ratio=self.resize_ratio, dtype=self.dtype)
+
+    def _unreadable(self, first: tuple[str, BaseException] | None) -> DataError:
+        cause = ""
+        if first is not None:
+            text = " ".join(str(first[1]).split())[:160] or type(first[1]).__name__
+            cause = f" (the first, {first[0]}: {text})"
+        hint = f"; {self.hint}" if self.hint else ""
+        return DataError(f"none of the {len(self)} images of {self.name} could be read{cause}{hint}")
 
     def items(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name, load in self.sources:
@@ -131,17 +149,29 @@ class ImageSet:
                     raise DataError(f"cannot load image {name}: {err}") from err
                 warnings.warn(f"skipping image {name} of {self.name}: {err}", DataWarning, stacklevel=2)
                 continue
-            if isinstance(raw, torch.Tensor):
-                yield name, raw.to(self.dtype)
-            else:
-                yield name, to_model_input(raw, self.size, resize_ratio=self.resize_ratio, dtype=self.dtype)
+            yield name, self._input(raw)
+
+    def first(self) -> tuple[str, torch.Tensor]:
+        """``(name, input)`` of the first image that loads (without warning about those
+        before it); :class:`DataError` when none does."""
+        failed: tuple[str, BaseException] | None = None
+        for name, load in self.sources:
+            try:
+                return name, self._input(load())
+            except Exception as err:  # noqa: BLE001 - any unreadable image is skipped
+                failed = failed or (name, err)
+        raise self._unreadable(failed)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for _, x in self.items():
             yield x
 
     def stack(self) -> torch.Tensor:
-        return torch.stack(list(self))
+        """Every image that loads, ``(N, 1, size, size)``; :class:`DataError` when none does."""
+        images = list(self)
+        if not images:
+            raise self._unreadable(None)
+        return torch.stack(images)
 
     def __repr__(self) -> str:
         return f"ImageSet({self.name!r}, {len(self)} images, size={self.size})"
@@ -215,22 +245,31 @@ def image_folder(
 ) -> ImageSet:
     """Every PNG/JPEG/BMP/TIFF image under ``folder`` (e.g. ImageNet validation), sorted by
     path, grayscale, shorter side to ``size * 256/224``, centre crop ``size`` (ImageNet's
-    protocol at 224). Unreadable files are skipped with a warning."""
+    protocol at 224). Unreadable files are skipped with a warning; a folder of which none
+    is readable is a :class:`DataError` when the set is loaded (:meth:`ImageSet.first`)."""
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"no image folder {root}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 1):
+        raise ValueError(f"the image limit must be an integer >= 1 (None: every image), got {limit!r}")
     pattern = root.rglob("*") if recursive else root.iterdir()
     paths = sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if limit is not None:
         paths = paths[: int(limit)]
     if not paths:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+        pattern = root.rglob("*") if recursive else root.iterdir()
+        others = sum(1 for p in pattern if p.is_file())
+        held = f" (it holds {others} file(s) of other types)" if others else ""
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}{held}")
+    formats = ", ".join(IMAGE_EXTENSIONS)
     return ImageSet(
         f"folder:{root}",
         [(str(p.relative_to(root)), lambda p=p: _read_image(p)) for p in paths],
         size,
         resize_ratio=resize_ratio,
         dtype=dtype,
+        hint=f"image files are chosen by extension ({formats}) and decoded with Pillow: point "
+        "--image-dir (image_dir) at a folder of such images",
     )
 
 

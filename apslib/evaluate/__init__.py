@@ -20,6 +20,9 @@ lives here, one concern per module, each with its conventions in its docstring:
 * :mod:`~apslib.evaluate.pipeline`: whole evaluations that write the result files
   (:func:`evaluate_runs`, :func:`evaluate_runs_ood`, :func:`evaluate_beyond`); :mod:`~apslib.evaluate.cli`:
   ``python -m apslib.evaluate``;
+* :mod:`~apslib.evaluate.provenance`: what an evaluation evaluated (:class:`RunRecord`):
+  each run's epochs and the data it was trained on against the data evaluated on, the
+  ``other data`` label and ``{prefix}_runs.json``;
 * :mod:`~apslib.evaluate.conversion`: fastMRI's U-Net trained, converted to APS without
   retraining, fine-tuned and trained as APS from scratch (notebook 07,
   :func:`evaluate_conversion`, :func:`conversion_table`);
@@ -74,9 +77,12 @@ from .protocols import (
     exhaustive_shifts,
     smallest_phase_margin,
 )
+from .provenance import RunRecord
 from .tables import (
     COLUMNS,
+    TableError,
     decline_bound_table,
+    epochs_note,
     flip_rows,
     format_table,
     format_value,
@@ -138,6 +144,9 @@ __all__ = [
     "summarise",
     "write_table",
     "read_table",
+    "TableError",
+    "epochs_note",
+    "RunRecord",
     "table1",
     "table2",
     "table4",

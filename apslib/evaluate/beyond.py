@@ -150,15 +150,17 @@ def subpixel_protocol(
 def read_kspace_slices(data_root, count: int | None = 16) -> list[dict]:
     """``count`` evenly spaced validation slices of ``data_root``'s ``singlecoil_val``, each
     ``{"kspace", "target", "attrs", "fname", "slice_num"}`` as fastmri's ``SliceDataset``
-    hands them to its transform (k-space complex64 ``(H, W)``, the stored target)."""
-    from ..data import check_data_root, split_dir, split_files
+    hands them to its transform (k-space complex64 ``(H, W)``, the stored target). Constant
+    slices (:func:`apslib.data.constant_slices`: NMSE undefined) are not among them."""
+    from ..data import check_data_root, constant_slices, split_dir, split_files
     from .protocols import evenly_spaced_indices
 
     folder = split_dir(check_data_root(data_root, splits=("val",)), "val")
+    flat = constant_slices(data_root, "val")
     index = []
     for f in split_files(folder):
         with h5py.File(f, "r") as h:
-            index += [(f, s) for s in range(h["kspace"].shape[0])]
+            index += [(f, s) for s in range(h["kspace"].shape[0]) if (f.name, s) not in flat]
     out = []
     for i in evenly_spaced_indices(len(index), count):
         f, s = index[i]

@@ -2,17 +2,22 @@
 
 ``--data DATA`` runs the in-distribution evaluation (:func:`~apslib.evaluate.evaluate_runs`),
 ``--ood`` the out-of-distribution one (:func:`~apslib.evaluate.evaluate_runs_ood`); both
-write into ``--results-dir``. An error the user can fix (a missing or unreadable data file,
-a missing run, a results folder that is a file, a bad value) prints one line
-``error: ...`` on stderr and exits with status 1; usage errors exit with 2 (argparse).
+write into ``--results-dir`` and print one line per table written, saying whether every
+run was evaluated on the data it was trained on (``in distribution``) or not (``other
+data``). An error the user can fix (a missing or unreadable data file, a missing run, a
+results folder that is a file, a bad value) prints one line ``error: ...`` on stderr and
+exits with status 1; usage errors (an unknown option, ``abc`` for a number) print one line
+and exit with 2. Warnings (an unfinished run, a run trained on other data, constant slices
+left out) are one line each, ``warning: ...``.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+import warnings
 
 from ..data import DataError
+from ..training.config import OneLineParser
 from ..training.errors import TrainingError
 from .pipeline import evaluate_runs, evaluate_runs_ood
 
@@ -25,10 +30,10 @@ DESCRIPTION = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> OneLineParser:
     from ..names import PAPER_MODELS
 
-    ap = argparse.ArgumentParser(prog="python -m apslib.evaluate", description=DESCRIPTION)
+    ap = OneLineParser(prog="python -m apslib.evaluate", description=DESCRIPTION)
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--data", help="data root (in-distribution evaluation)")
     ap.add_argument("--results-dir", required=True)
@@ -58,11 +63,21 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print("warning: " + " ".join(str(message).split()), file=sys.stderr)
+
+
 def main(argv=None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     if not args.data and not args.ood:
         ap.error("nothing to evaluate: give --data DATA (in distribution) and/or --ood")
+    with warnings.catch_warnings():
+        warnings.showwarning = _print_warning  # one line per warning, no source excerpt
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         if args.data:
             r = evaluate_runs(
@@ -77,7 +92,8 @@ def main(argv=None) -> int:
                 device=args.device,
                 example_index=args.example_index,
             )
-            print(f"in distribution: {r.paths['table']} ({r.seconds:.1f} s)")
+            label = "in distribution" if r.in_distribution else "other data (see the warnings)"
+            print(f"{label}: {r.paths['table']} ({r.seconds:.1f} s)")
         if args.ood:
             r = evaluate_runs_ood(
                 args.run_dir,

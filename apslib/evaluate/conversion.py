@@ -79,10 +79,18 @@ def converted_runs(
     conv = aps_unet_from_fastmri(model, variant=variant, filter_size=filter_size, criterion=criterion).eval()
     circ_cfg = cfg.like("fastMRI U-Net LPF-1", name=names["circular"])
     conv_cfg = cfg.like(names["from scratch"], name=names["converted"], criterion=criterion)
+    # the source's weights: its epochs, data and image size
+    same = dict(
+        epochs_done=source.epochs_done,
+        epochs_planned=source.epochs_planned,
+        data=source.data,
+        image_size=source.image_size,
+        imported=source.imported,
+    )
     return {
         names["trained"]: source,
-        names["circular"]: ModelRun(names["circular"], circ, source.clamp, circ_cfg, source.path),
-        names["converted"]: ModelRun(names["converted"], conv, source.clamp, conv_cfg, source.path),
+        names["circular"]: ModelRun(names["circular"], circ, source.clamp, circ_cfg, source.path, **same),
+        names["converted"]: ModelRun(names["converted"], conv, source.clamp, conv_cfg, source.path, **same),
     }
 
 
@@ -162,6 +170,7 @@ def conversion_table(
         flips = worst["flips count"] if "flips count" in worst else pd.Series(dtype=float)
         out["flips"] = flips.reindex(out.index)
     out.index.name = "model"
+    out.attrs.update(t1.attrs)  # the epochs of unfinished runs, if any
     return out
 
 

@@ -35,7 +35,9 @@ TRAIN_HINT = (
 class ModelRun:
     """A trained run: its display name, model (eval mode), output clamp and config, and how
     far it trained: ``epochs_done`` of ``epochs_planned`` (``None`` for a model that is not
-    a trained run, e.g. a converted one)."""
+    a trained run); ``data``: the fingerprint of the data it was trained on and
+    ``image_size`` its training images' ``[height, width]`` (``None`` where not recorded);
+    ``imported``: weights imported by :mod:`apslib.published` (no epoch trained)."""
 
     name: str
     model: torch.nn.Module
@@ -44,11 +46,15 @@ class ModelRun:
     path: Path
     epochs_done: int | None = None
     epochs_planned: int | None = None
+    data: dict | None = None
+    image_size: list[int] | None = None
+    imported: bool = False
 
     @property
     def finished(self) -> bool:
-        """Whether the run trained every epoch it planned (``True`` when that is unknown)."""
-        if self.epochs_done is None or self.epochs_planned is None:
+        """Whether the run trained every epoch it planned (``True`` when that is unknown,
+        and for an imported run, which plans none)."""
+        if self.imported or self.epochs_done is None or self.epochs_planned is None:
             return True
         return self.epochs_done >= self.epochs_planned
 
@@ -73,7 +79,9 @@ def load_runs(
     other first (:func:`apslib.training.runs.read_run_files`): files of two runs are a
     one-line error. A run that has not trained all its planned epochs is loaded as it
     stands, with a warning naming its epochs (``ModelRun.epochs_done`` /
-    ``epochs_planned`` / ``finished``)."""
+    ``epochs_planned`` / ``finished``); an imported run (:mod:`apslib.published`) is
+    finished. A missing run's error names the run folders ``run_dir`` holds (or that
+    ``run_dir`` is itself one run's folder)."""
     import warnings
 
     from ..device import resolve_device
@@ -87,11 +95,7 @@ def load_runs(
     paths = {m: run_dir / run_slug(m, seed) for m in models}
     missing = [m for m in models if not (paths[m] / CHECKPOINT_FILE).is_file()]
     if missing:
-        raise FileNotFoundError(
-            f"no trained run for {missing} (seed {seed}) in {run_dir} (looked for "
-            f"{', '.join(str(paths[m] / CHECKPOINT_FILE) for m in missing)}): "
-            + TRAIN_HINT.format(run_dir=run_dir, seed=seed)
-        )
+        raise FileNotFoundError(_missing_runs(run_dir, missing, seed, [paths[m] for m in missing]))
     out = {}
     for name, path in paths.items():
         files = read_run_files(path)
@@ -105,6 +109,9 @@ def load_runs(
             path,
             epochs_done=files.epochs_done,
             epochs_planned=files.epochs_planned,
+            data=files.data,
+            image_size=files.image_size,
+            imported=files.imported is not None,
         )
         if not run.finished:
             warnings.warn(
@@ -115,6 +122,27 @@ def load_runs(
             )
         out[name] = run
     return out
+
+
+def _missing_runs(run_dir: Path, missing: list[str], seed: int, paths: list[Path]) -> str:
+    """The one-line error of runs that are not in ``run_dir``: what was looked for, what
+    ``run_dir`` holds instead, and how to train them."""
+    from ..training.runs import CHECKPOINT_FILE, CONFIG_FILE
+
+    looked = ", ".join(str(p / CHECKPOINT_FILE) for p in paths)
+    head = f"no trained run for {missing} (seed {seed}) in {run_dir} (looked for {looked})"
+    if (run_dir / CHECKPOINT_FILE).is_file() or (run_dir / CONFIG_FILE).is_file():
+        return (
+            f"{head}: {run_dir} is itself a run folder, not a folder of runs; pass its parent "
+            f"{run_dir.parent} as --run-dir (run_dir)"
+        )
+    if not run_dir.is_dir():
+        held = f"{run_dir} does not exist"
+    else:
+        runs = sorted(p.name for p in run_dir.iterdir() if (p / CHECKPOINT_FILE).is_file())
+        shown = ", ".join(runs[:12]) + (f" and {len(runs) - 12} more" if len(runs) > 12 else "")
+        held = f"{run_dir} holds the runs {shown}" if runs else f"{run_dir} holds no trained run"
+    return f"{head}; {held}; " + TRAIN_HINT.format(run_dir=run_dir, seed=seed)
 
 
 @torch.no_grad()
@@ -166,6 +194,7 @@ class ValData:
     slice_num: list
     acquisition: list
     volumes: list = field(default_factory=list)
+    left_out: int = 0  # constant slices left out (load_val's exclude_constant)
 
     def __post_init__(self):
         if not self.volumes:
@@ -188,12 +217,47 @@ class ValData:
         return first[len(first) // 2]
 
 
-def load_val(data_root, *, center_fractions=(0.08,), accelerations=(4,), seed: int = 0) -> ValData:
-    """All validation slices of ``data_root`` (fixed masks per file) as :class:`ValData`."""
-    from ..data import make_dataset
+def load_val(
+    data_root,
+    *,
+    center_fractions=(0.08,),
+    accelerations=(4,),
+    seed: int = 0,
+    exclude_constant: bool = False,
+) -> ValData:
+    """All validation slices of ``data_root`` (fixed masks per file) as :class:`ValData`.
 
+    ``exclude_constant``: leave out the slices whose k-space or target is constant (all
+    zero, say: :func:`apslib.data.constant_slices`), where NMSE and PSNR are undefined and
+    APS's grid choice is a tie, with one warning saying how many (``ValData.left_out``);
+    a volume whose every slice is constant is left out whole."""
+    import warnings
+
+    from ..data import DataError, check_data_root, check_split, make_dataset, split_dir
+
+    left_out = 0
+    if exclude_constant:
+        info = check_split(split_dir(check_data_root(data_root, splits=("val",)), "val"))
+        left_out = len(info.constant_slices)
+        if left_out and left_out == info.slices:
+            raise DataError(
+                f"every slice of {info.folder} is constant (all-zero or flat k-space or target): "
+                "nothing to evaluate; check the data (`python -m apslib.data info`)"
+            )
+        if left_out:
+            warnings.warn(
+                f"{left_out} of {info.slices} validation slices of {info.folder} are constant "
+                "(all-zero or flat k-space or target), where NMSE and PSNR are undefined: left out "
+                "of the evaluation (apslib.data.constant_slices lists them)",
+                stacklevel=2,
+            )
     ds = make_dataset(
-        data_root, "val", center_fractions=center_fractions, accelerations=accelerations, seed=seed
+        data_root,
+        "val",
+        center_fractions=center_fractions,
+        accelerations=accelerations,
+        seed=seed,
+        exclude_constant=exclude_constant,
     )
     items = [ds[i] for i in range(len(ds))]
     return ValData(
@@ -205,4 +269,5 @@ def load_val(data_root, *, center_fractions=(0.08,), accelerations=(4,), seed: i
         fname=[str(s.fname) for s in items],
         slice_num=[int(s.slice_num) for s in items],
         acquisition=[ACQUISITION_NAMES.get(s.acquisition, s.acquisition) for s in items],
+        left_out=left_out,
     )

@@ -8,7 +8,15 @@ runs the protocols of :mod:`apslib.evaluate.protocols` and writes, atomically, i
 
 * ``{prefix}.csv`` / ``{prefix}.json``: the tidy table (:mod:`apslib.evaluate.tables`);
 * ``{prefix}_sweep.csv`` / ``.json``: the exhaustive protocol per ``(model, image, dy, dx)``;
-* ``{prefix}_examples.npz``: the examples figure's arrays (:mod:`apslib.evaluate.examples`).
+* ``{prefix}_examples.npz``: the examples figure's arrays (:mod:`apslib.evaluate.examples`);
+* ``{prefix}_runs.json``: what was evaluated (:mod:`apslib.evaluate.provenance`): each run's
+  epochs, the data it was trained on and the data it is evaluated on, the image sizes.
+
+In distribution, each run's recorded data fingerprint and image size are compared with the
+data evaluated on: a run trained on other data is warned about once and its rows carry
+``dataset = "other data"``; an unfinished run adds an ``epochs`` column to the tables; the
+constant validation slices (all zero, say: NMSE and PSNR undefined) are left out, with a
+warning. Runs trained with different undersampling masks are refused together.
 
 ``prefix`` is ``in_distribution`` (:func:`evaluate_runs`), ``ood``
 (:func:`evaluate_runs_ood`) or ``beyond`` (:func:`evaluate_beyond`, notebook 06). ``seeds``
@@ -32,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +50,15 @@ from ..shifts import seeded_shifts
 from .examples import compute_examples, val_example, write_examples
 from .models import ModelRun, load_runs, load_val
 from .protocols import evaluate_in_distribution, evaluate_ood, evenly_spaced_indices, exhaustive_shifts
+from .provenance import (
+    IN_DISTRIBUTION,
+    NOT_RECORDED,
+    RunRecord,
+    check_runs,
+    check_same_masks,
+    label_tables,
+    write_runs,
+)
 from .tables import write_table
 
 __all__ = [
@@ -69,14 +87,21 @@ PHYSICAL_SHIFTS = (
 @dataclass
 class EvalResult:
     """The tidy ``table``, the exhaustive protocol's per-pair frame (``sweep``), the files
-    written (``paths``: ``table``, ``sweep``, ``examples``), the wall time and the
-    ``{name: Examples}`` of the examples figure."""
+    written (``paths``: ``table``, ``sweep``, ``examples``, ``runs``), the wall time, the
+    ``{name: Examples}`` of the examples figure and what was evaluated (``runs``: one
+    :class:`~apslib.evaluate.provenance.RunRecord` per seed and model)."""
 
     table: pd.DataFrame
     sweep: pd.DataFrame
     paths: dict
     seconds: float
     examples: dict = field(default_factory=dict)
+    runs: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def in_distribution(self) -> bool:
+        """Every run was evaluated on the data it was trained on (or does not record it)."""
+        return all(r.data in (IN_DISTRIBUTION, NOT_RECORDED) for r in self.runs)
 
 
 def _results_folder(results_dir) -> Path:
@@ -141,6 +166,24 @@ def _check_seeds(seeds) -> list[int]:
     return seeds
 
 
+def _check_counts(**counts) -> None:
+    """``ValueError`` (one line naming the option) unless each count is an integer >= 1
+    (``None`` allowed for ``sweep_slices``/``slices``: every slice; ``image_limit``: every
+    image)."""
+    what = {
+        "max_shift": "the random shifts are drawn per axis from [-max_shift, max_shift - 1]",
+        "sweep_slices": "the exhaustive protocol's slices; None: every slice",
+        "slices": "the validation slices of the protocols; None: every slice",
+        "image_limit": "images of --image-dir; None: every image",
+    }
+    for name, value in counts.items():
+        if value is None and name != "max_shift":
+            continue
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} ({name}) must be an integer >= 1 ({what[name]}), got {value!r}")
+
+
 def _tagged(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     frame = frame.copy()
     if "seed" in frame:
@@ -150,12 +193,40 @@ def _tagged(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return frame
 
 
-def _write(results_dir: Path, prefix: str, table, frame, ex) -> dict:
+def _write(results_dir: Path, prefix: str, table, frame, ex, records: list[RunRecord], **evaluated) -> dict:
     return {
         "table": write_table(table, results_dir / f"{prefix}.csv"),
         "sweep": write_table(frame, results_dir / f"{prefix}_sweep.csv"),
         "examples": write_examples(results_dir / f"{prefix}_examples.npz", ex),
+        "runs": write_runs(results_dir / f"{prefix}_runs.json", records, evaluation=prefix, **evaluated),
     }
+
+
+def _load_val(all_runs: dict[int, dict[str, ModelRun]], data_root, seed: int):
+    """``(val, records, evaluated)``: the validation slices of ``data_root`` with the runs'
+    masks (the same for every run, checked), constant slices left out; each run's
+    :class:`RunRecord` against that data; the data evaluated on, for ``{prefix}_runs.json``."""
+    from ..training.identity import data_fingerprint
+
+    check_same_masks(all_runs)
+    cfg = next(iter(next(iter(all_runs.values())).values())).config
+    val = load_val(
+        data_root,
+        center_fractions=cfg.center_fractions,
+        accelerations=cfg.accelerations,
+        seed=seed,
+        exclude_constant=True,
+    )
+    size = [int(v) for v in val.image.shape[-2:]]
+    fingerprint = data_fingerprint(data_root)
+    records = check_runs(all_runs, image_size=size, data_root=data_root, fingerprint=fingerprint)
+    evaluated = {
+        "data": fingerprint,
+        "image_size": size,
+        "slices": len(val),
+        "constant_slices_left_out": val.left_out,
+    }
+    return val, records, evaluated
 
 
 @_locked
@@ -184,6 +255,7 @@ def evaluate_runs(
     start = time.perf_counter()
     results_dir = _results_folder(results_dir)
     seeds = _check_seeds(seeds)
+    _check_counts(max_shift=max_shift, sweep_slices=sweep_slices)
     all_runs = {s: load_runs(run_dir, models, device, seed=s) for s in seeds}  # all missing first
     return evaluate_loaded(
         all_runs,
@@ -217,11 +289,9 @@ def evaluate_loaded(
     (e.g. models converted from a trained run, :mod:`apslib.evaluate.conversion`)."""
     start = time.perf_counter() if start is None else start
     results_dir = _results_folder(results_dir)
+    _check_counts(max_shift=max_shift, sweep_slices=sweep_slices)
     seeds = list(all_runs)
-    cfg = next(iter(all_runs[seeds[0]].values())).config
-    val = load_val(
-        data_root, center_fractions=cfg.center_fractions, accelerations=cfg.accelerations, seed=seed
-    )
+    val, records, evaluated = _load_val(all_runs, data_root, seed)
     idx = evenly_spaced_indices(len(val), sweep_slices)
     ids = [f"{Path(val.fname[i]).stem}:{val.slice_num[i]}" for i in idx]
     tables, frames = [], []
@@ -237,10 +307,11 @@ def evaluate_loaded(
         tables += [_tagged(t1, s), _tagged(t2, s)]
         frames.append(_tagged(frame, s))
     table, frame = pd.concat(tables, ignore_index=True), pd.concat(frames, ignore_index=True)
+    table, frame = label_tables(table, records), label_tables(frame, records)
     runs = all_runs[seeds[0]]
     ex = {"val": val_example(runs, val, example_index, max_shift=max_shift, seed=seed)}
-    paths = _write(results_dir, prefix, table, frame, ex)
-    return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
+    paths = _write(results_dir, prefix, table, frame, ex, records, **evaluated)
+    return EvalResult(table, frame, paths, time.perf_counter() - start, ex, records)
 
 
 @_locked
@@ -272,11 +343,15 @@ def evaluate_runs_ood(
     start = time.perf_counter()
     results_dir = _results_folder(results_dir)
     seeds = _check_seeds(seeds)
+    _check_counts(max_shift=max_shift, image_limit=image_limit)
     all_runs = {s: load_runs(run_dir, models, device, seed=s) for s in seeds}
     for runs in all_runs.values():  # before any image is made: the error names sizes that work
         for run in runs.values():
             check_size((size, size), run.model.config, what="OOD image size")
     sets = ood_sets(size, image_dir=image_dir, image_limit=image_limit, noise_count=noise_count, seed=seed)
+    if "folder" in sets:
+        sets["folder"].first()  # before any model runs: nothing readable is one line
+    records = check_runs(all_runs, image_size=(size, size))
     tables, frames = [], []
     for s, runs in all_runs.items():
         t, frame = evaluate_ood(
@@ -285,14 +360,16 @@ def evaluate_runs_ood(
         tables.append(_tagged(t, s))
         frames.append(_tagged(frame, s))
     table, frame = pd.concat(tables, ignore_index=True), pd.concat(frames, ignore_index=True)
+    table, frame = label_tables(table, records), label_tables(frame, records)
     runs = all_runs[seeds[0]]
     ex = {}
     for name, images in sets.items():  # the first (readable) image of each set, its random shift
         k = seeded_shifts(len(images), max_shift, seed)[0].tolist()
-        first, x0 = next(images.items())  # loads one image, not the whole set again
+        first, x0 = images.first()  # loads one image, not the whole set again
         ex[name] = compute_examples(runs, x0.float(), k, label=f"{name}: {first}")
-    paths = _write(results_dir, prefix, table, frame, ex)
-    return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
+    evaluated = {"data": None, "image_size": [size, size], "sets": {n: len(i) for n, i in sets.items()}}
+    paths = _write(results_dir, prefix, table, frame, ex, records, **evaluated)
+    return EvalResult(table, frame, paths, time.perf_counter() - start, ex, records)
 
 
 @_locked
@@ -333,11 +410,10 @@ def evaluate_beyond(
     start = time.perf_counter()
     results_dir = _results_folder(results_dir)
     seeds = _check_seeds(seeds)
+    _check_counts(slices=slices)
     all_runs = {s: load_runs(run_dir, models, device, seed=s) for s in seeds}
     cfg = next(iter(all_runs[seeds[0]].values())).config
-    val = load_val(
-        data_root, center_fractions=cfg.center_fractions, accelerations=cfg.accelerations, seed=seed
-    )
+    val, records, evaluated = _load_val(all_runs, data_root, seed)
     idx = evenly_spaced_indices(len(val), slices)
     ids = [f"{Path(val.fname[i]).stem}:{val.slice_num[i]}" for i in idx]
     offsets = subpixel_offsets(steps)
@@ -365,8 +441,9 @@ def evaluate_beyond(
             fov_protocol(runs, scenes, ood_size, shifts, margin=margin, batch_size=batch_size),
         ]
         frames += [_tagged(p, s) for p in parts]
-    frame = pd.concat(frames, ignore_index=True)
+    frame = label_tables(pd.concat(frames, ignore_index=True), records)
     table = pd.concat([_tagged(shift_summary(frame[frame.seed == s]), s) for s in seeds], ignore_index=True)
+    table = label_tables(table, records)
     mid = val.default_example()
     ex = {
         "val": compute_examples(
@@ -376,5 +453,5 @@ def evaluate_beyond(
             label=f"{Path(val.fname[mid]).name}, slice {val.slice_num[mid]}",
         )
     }
-    paths = _write(results_dir, prefix, table, frame, ex)
-    return EvalResult(table, frame, paths, time.perf_counter() - start, ex)
+    paths = _write(results_dir, prefix, table, frame, ex, records, **evaluated)
+    return EvalResult(table, frame, paths, time.perf_counter() - start, ex, records)

@@ -20,15 +20,27 @@ acquisition, protocol, metric, statistic)`` with its ``value`` and the sample co
 
 Non-finite values are values: an exactly equivariant model has PSNR ``inf``. CSV writes
 ``inf``; the JSON copy writes the strings ``"inf"``, ``"-inf"`` and ``"nan"``;
-:func:`read_table` gives ``inf`` back. :func:`format_value` prints every number of every
-table (here and in :mod:`apslib.paper`): 4 significant digits, scientific notation below
-1e-3 or from 1e5 on, ``inf`` as ``inf`` and missing entries as ``-``.
+:func:`read_table` gives ``inf`` back. An undefined value (NaN) is never averaged:
+:func:`stat_rows` leaves it out of the statistics with a warning, and ``n`` counts the
+values used. :func:`format_value` prints every number of every table (here and in
+:mod:`apslib.paper`): 4 significant digits, scientific notation below 1e-3 or from 1e5 on,
+``inf`` as ``inf`` and missing entries as ``-``.
+
+The JSON copy is also the CSV's record: :func:`read_table` refuses a CSV with another number
+of rows than its JSON copy (a truncated or partly copied table) in one line
+(:class:`TableError`); a CSV without its JSON copy is read unchecked.
+
+When some evaluated run is unfinished, a tidy table has one more column, ``epochs``
+(``"3 of 10"``, :mod:`apslib.evaluate.provenance`); every paper-shaped table made from it
+then carries ``attrs["epochs"]`` (:func:`epochs_note`), which :func:`format_table` shows
+as a caption and :func:`apslib.paper.to_markdown` as a line under the table.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +60,10 @@ __all__ = [
     "pool_seeds",
     "write_table",
     "read_table",
+    "TableError",
+    "epochs_note",
+    "epochs_text",
+    "epochs_caption",
     "order_models",
     "table1",
     "table2",
@@ -71,8 +87,19 @@ STATS = {"mean": np.mean, "median": np.median, "max": np.max, "min": np.min}
 
 def stat_rows(values, *, stats=("mean", "median", "max", "min"), **keys) -> list[dict]:
     """One row per statistic of ``values`` (none for no values); ``keys`` fill the other
-    columns (``model``, ``dataset``, ``acquisition``, ``protocol``, ``metric``)."""
-    v = np.asarray(values, dtype=np.float64)
+    columns (``model``, ``dataset``, ``acquisition``, ``protocol``, ``metric``). NaN values
+    (undefined) are left out, with one warning naming how many; ``inf`` stays a value."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    undefined = np.isnan(v)
+    if undefined.any():
+        named = ("model", "dataset", "acquisition", "metric")
+        where = ", ".join(f"{k} {keys[k]}" for k in named if k in keys)
+        warnings.warn(
+            f"{int(undefined.sum())} of {v.size} values of {where or 'a metric'} are undefined (NaN): "
+            "left out of its statistics",
+            stacklevel=2,
+        )
+        v = v[~undefined]
     if v.size == 0:
         return []
     with np.errstate(invalid="ignore"):
@@ -180,9 +207,81 @@ def write_table(df: pd.DataFrame, path) -> Path:
     return path
 
 
+class TableError(ValueError):
+    """A result table that cannot be read as written: truncated, damaged, or at odds with
+    its JSON copy. The message is one line naming the file and what to do."""
+
+
+def _recorded_rows(record: Path, csv: Path) -> int | None:
+    """The row count of the JSON copy ``record`` of ``csv`` (``None``: no copy)."""
+    try:
+        doc = json.loads(record.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise TableError(
+            f"{record}, the JSON copy written with {csv.name}, is unreadable ({type(err).__name__}): "
+            f"rerun the evaluation that wrote them, or delete {record.name} to read {csv.name} unchecked"
+        ) from None
+    return len(doc) if isinstance(doc, list) else None
+
+
 def read_table(path) -> pd.DataFrame:
-    """Read a table written by :func:`write_table` (``inf`` comes back as ``inf``)."""
-    return pd.read_csv(Path(path).with_suffix(".csv"))
+    """Read a table written by :func:`write_table` (``inf`` comes back as ``inf``), checked
+    against its JSON copy: :class:`TableError` when the CSV is empty, damaged or holds
+    another number of rows (a truncated copy, say). A CSV without a JSON copy is read as
+    it is."""
+    csv = Path(path).with_suffix(".csv")
+    redo = "rerun the evaluation that wrote it (or copy it again)"
+    try:
+        df = pd.read_csv(csv)
+    except pd.errors.EmptyDataError:
+        raise TableError(f"result table {csv} is empty: {redo}") from None
+    except pd.errors.ParserError as err:
+        cause = " ".join(str(err).split())[:120]
+        raise TableError(f"result table {csv} is damaged or truncated ({cause}): {redo}") from None
+    rows = _recorded_rows(csv.with_suffix(".json"), csv)
+    if rows is not None and rows != len(df):
+        raise TableError(
+            f"result table {csv} has {len(df)} rows but its JSON copy {csv.with_suffix('.json').name}, "
+            f"written with it, has {rows}: the CSV is truncated or from another evaluation; {redo}"
+        )
+    return df
+
+
+def epochs_text(done: int | None, planned: int | None) -> str:
+    """``"3 of 10"``: the epochs a run trained of those it planned (``""`` when unknown)."""
+    return "" if done is None or planned is None else f"{done} of {planned}"
+
+
+def epochs_note(df: pd.DataFrame) -> dict[str, str]:
+    """``{model: "3 of 10"}`` from the ``epochs`` column of a tidy table (written when some
+    run is unfinished; several seeds with different epochs: ``"1 of 3 (seed 0), 3 of 3
+    (seed 1)"``); ``{}`` for a table without that column: every run finished."""
+    if "epochs" not in df:
+        return {}
+    d = _with_seed(df)
+    d = d[d["epochs"].notna() & (d["epochs"].astype(str) != "")]
+    out = {}
+    for model, g in d.groupby("model", sort=False):
+        per = list(dict.fromkeys(zip(g["seed"], g["epochs"].astype(str))))
+        texts = list(dict.fromkeys(e for _, e in per))
+        out[str(model)] = texts[0] if len(texts) == 1 else ", ".join(f"{e} (seed {s})" for s, e in per)
+    return out
+
+
+def epochs_caption(note: dict[str, str]) -> str:
+    """The line under (or above) a table whose runs are not all finished."""
+    runs = "; ".join(f"{m}: {e}" for m, e in note.items())
+    return f"Epochs trained (some runs are unfinished, each evaluated as it stands): {runs}"
+
+
+def _noted(t: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """``t`` with ``attrs["epochs"]`` from the tidy table ``df`` when some run is unfinished."""
+    note = epochs_note(df)
+    if note:
+        t.attrs["epochs"] = note
+    return t
 
 
 # --------------------------------------------------------------------------------------
@@ -227,7 +326,7 @@ def table1(
         for a in ("PD", "PDFS", "all")
         if (m, a) in t.columns
     ]
-    return t.loc[order_models(t.index, models), cols]
+    return _noted(t.loc[order_models(t.index, models), cols], df)
 
 
 def table4(
@@ -238,7 +337,7 @@ def table4(
     d = _pick(seed_summary(df), dataset=dataset, metric="psnr_decline")
     t = _pivot(d, "model", ["statistic", "acquisition"], value)
     cols = [(s, a) for s in ("mean", "max") for a in ("PD", "PDFS", "all") if (s, a) in t.columns]
-    return t.loc[order_models(t.index, models), cols]
+    return _noted(t.loc[order_models(t.index, models), cols], df)
 
 
 def decline_bound_table(
@@ -253,7 +352,7 @@ def decline_bound_table(
     cols = [
         (m, s) for m in ("psnr_decline", "psnr_decline_bound") for s in ("mean", "max") if (m, s) in t.columns
     ]
-    return t.loc[order_models(t.index, models), cols]
+    return _noted(t.loc[order_models(t.index, models), cols], df)
 
 
 def table2(
@@ -271,7 +370,7 @@ def table2(
     d = _pick(pool_seeds(df) if pooled else seed_summary(df), protocol=protocol, acquisition="all")
     d = d[d.metric.isin(list(stat)) & (d.statistic == d.metric.map(stat))]
     t = _pivot(d, "model", ["dataset", "metric"], "value" if pooled else value)
-    return t.loc[order_models(t.index, models)]
+    return _noted(t.loc[order_models(t.index, models)], df)
 
 
 def worst_case_table(
@@ -303,7 +402,7 @@ def worst_case_table(
     t = t[cols]
     if dataset is not None:
         t = t.loc[order_models(t.index, models)]
-    return t
+    return _noted(t, df)
 
 
 # --------------------------------------------------------------------------------------
@@ -330,15 +429,19 @@ def format_value(v, digits: int = 4) -> str:
 def format_table(t: pd.DataFrame, digits: int = 4, sd: pd.DataFrame | None = None):
     """A display Styler of ``t`` with every entry through :func:`format_value` (e.g. the
     missing flips of non-APS models as ``-``); with ``sd`` (the same table with
-    ``value="sd"``) each entry reads ``mean ± sd`` where the spread is known."""
+    ``value="sd"``) each entry reads ``mean ± sd`` where the spread is known. A table of
+    runs that are not all finished (``attrs["epochs"]``) gets the epochs as its caption."""
     if sd is None:
-        return t.style.format(lambda v: format_value(v, digits))
-    sd = sd.reindex(index=t.index, columns=t.columns)
-    text = t.copy().astype(object)
-    for i in range(t.shape[0]):
-        for j in range(t.shape[1]):
-            text.iat[i, j] = format_with_spread(t.iat[i, j], sd.iat[i, j], digits)
-    return text.style
+        styler = t.style.format(lambda v: format_value(v, digits))
+    else:
+        sd = sd.reindex(index=t.index, columns=t.columns)
+        text = t.copy().astype(object)
+        for i in range(t.shape[0]):
+            for j in range(t.shape[1]):
+                text.iat[i, j] = format_with_spread(t.iat[i, j], sd.iat[i, j], digits)
+        styler = text.style
+    note = t.attrs.get("epochs")
+    return styler.set_caption(epochs_caption(note)) if note else styler
 
 
 def format_with_spread(v, sd, digits: int = 4) -> str:

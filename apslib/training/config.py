@@ -40,6 +40,7 @@ __all__ = [
     "cli_flag",
     "cli_parser",
     "parse_cli",
+    "OneLineParser",
 ]
 
 LOSSES = ("mse", "l1")
@@ -424,11 +425,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return config_for(model, **given)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors (a missing option, ``abc`` where a number is
+    expected) are one line, ``error: ...`` with where to find the options, and exit status
+    2, instead of the whole usage text and the error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        text = " ".join(message.split())
+        self.exit(2, f"error: {text} (`{self.prog} --help` lists the options)\n")
+
+
 def cli_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m apslib.training``: one option per :class:`TrainConfig`
     field, ``--model``, and the process options ``--threads``, ``--retrain``,
     ``--no-progress``."""
-    ap = argparse.ArgumentParser(
+    ap = OneLineParser(
         prog="python -m apslib.training",
         description="Train one U-Net of the paper (Baseline, LPF-j, APS, APS-j, with or "
         "without shift augmentation) on a fastMRI single-coil folder. A finished "
