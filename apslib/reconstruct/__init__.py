@@ -16,12 +16,19 @@
 Errors a user can fix are one line (``error: ...``, exit status 1).
 """
 
-from .core import RECONSTRUCTION_KEY, SPLITS, ReconstructResult, is_complete, load_run, reconstruct_split
+from .core import (
+    RECONSTRUCT_SPLITS,
+    RECONSTRUCTION_KEY,
+    ReconstructResult,
+    is_complete,
+    load_run,
+    reconstruct_split,
+)
 from .scoring import METRICS, TARGET_KEYS, ScoreResult, score_reconstructions
 
 __all__ = [
     "RECONSTRUCTION_KEY",
-    "SPLITS",
+    "RECONSTRUCT_SPLITS",
     "ReconstructResult",
     "is_complete",
     "load_run",

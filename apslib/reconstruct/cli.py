@@ -12,7 +12,7 @@ import sys
 
 from ..data import DataError
 from ..training.errors import TrainingError
-from .core import SPLITS, reconstruct_split
+from .core import RECONSTRUCT_SPLITS, reconstruct_split
 
 __all__ = ["main"]
 
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--split",
         required=True,
-        choices=SPLITS,
+        choices=RECONSTRUCT_SPLITS,
         help="val: fully sampled, masked as apslib's evaluation does; test: undersampled, with its mask",
     )
     ap.add_argument("--out", required=True, help="output folder (created)")

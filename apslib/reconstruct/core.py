@@ -27,7 +27,7 @@ from ..evaluate.models import ModelRun, predict
 
 __all__ = [
     "RECONSTRUCTION_KEY",
-    "SPLITS",
+    "RECONSTRUCT_SPLITS",
     "ReconstructResult",
     "load_run",
     "reconstruct_split",
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 RECONSTRUCTION_KEY = "reconstruction"  # the dataset fastmri.save_reconstructions writes
-SPLITS = ("val", "test")
+RECONSTRUCT_SPLITS = ("val", "test")
 _TARGET_KEY = "reconstruction_esc"  # single-coil targets
 _RUN_HINT = (
     "give --run a run folder (RUN_DIR/<model slug>, with config.json and checkpoint.pt) written by "
@@ -248,8 +248,8 @@ def reconstruct_split(
     call leaves whole files only; run one call per output folder at a time.
     """
     start = time.perf_counter()
-    if split not in SPLITS:
-        raise ValueError(f"--split must be one of {SPLITS}, got {split!r}")
+    if split not in RECONSTRUCT_SPLITS:
+        raise ValueError(f"--split must be one of {RECONSTRUCT_SPLITS}, got {split!r}")
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
     if not isinstance(run, ModelRun):
