@@ -7,17 +7,44 @@ random protocol, the exhaustive sweep) draw and apply shifts only through these 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 
 __all__ = ["roll2d", "shift_grid", "shift_each", "random_shifts", "seeded_shifts", "informative_shifts"]
 
 
-def roll2d(x: torch.Tensor, shift: Sequence[int]) -> torch.Tensor:
-    """Circular shift ``T_k`` of the last two axes by ``shift = (dy, dx)``."""
-    dy, dx = (int(s) for s in shift)
-    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+def roll2d(x: torch.Tensor, shift: int | Sequence[int]) -> torch.Tensor:
+    """Circular shift ``T_k`` of the last two axes by ``shift = (dy, dx)`` (an int ``k``:
+    ``(k, k)``). ``shift`` is a pair of ints (a list, a tuple, an integer tensor or array);
+    anything else, a str (iterable: ``"12"`` would be ``(1, 2)``), floats or bools, is a
+    one-line ``TypeError`` (sub-pixel shifts: :func:`apslib.subpixel.fourier_shift`)."""
+    return torch.roll(x, shifts=_pair(shift), dims=(-2, -1))
+
+
+def _int(v) -> int | None:
+    """``v`` as an int if it is one (Python's, NumPy's, a 0-d integer tensor), else None."""
+    if isinstance(v, (bool, np.bool_)) or (isinstance(v, torch.Tensor) and v.dtype == torch.bool):
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:  # a float, a str, a float tensor
+        return None
+
+
+def _pair(shift) -> tuple[int, int]:
+    """``shift`` as ``(dy, dx)``, or the one-line ``TypeError`` of :func:`roll2d`."""
+    k = shift.tolist() if isinstance(shift, (torch.Tensor, np.ndarray)) else shift
+    if (n := _int(k)) is not None:
+        return n, n
+    pair = tuple(map(_int, k)) if isinstance(k, Iterable) and not isinstance(k, (str, bytes)) else ()
+    if len(pair) != 2 or None in pair:
+        got = " ".join(repr(shift).split())  # a tensor's repr can span lines
+        got = got if len(got) <= 60 else f"{got[:50]}... ({type(shift).__name__})"
+        raise TypeError(f"shift must be an int or a pair of ints (dy, dx) such as (1, 2), got {got}")
+    return pair
 
 
 def shift_grid(period: int | tuple[int, int]) -> list[tuple[int, int]]:

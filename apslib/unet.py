@@ -50,7 +50,9 @@ builds either.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from numbers import Integral
 
 import torch
 from torch import nn
@@ -168,7 +170,7 @@ class UNetConfig:
                 f"unknown U-Net config field(s) {unknown}: written by another version of apslib? "
                 "Upgrade apslib, or retrain the model"
             )
-        return cls(**{**d, "channels": tuple(d.get("channels", PAPER_CHANNELS))})
+        return cls(**d)  # channels (a JSON list) are checked and made a tuple by __post_init__
 
     def resolve(self) -> UNetConfig:
         """This config with ``padding_mode`` and ``up_pad`` set to the architecture's and
@@ -202,14 +204,14 @@ class UNetConfig:
         fastmri = self.architecture == "fastmri"
         if self.variant == "aps" and not fastmri:  # fastMRI's average pool does not tie so
             check_aps_criterion(self.criterion, self.filter_size)
-        channels = tuple(int(c) for c in self.channels)
-        if len(channels) != self.depth + 1:
+        c, n = self.channels, self.depth + 1  # refused: a str ("4, 8, 16"), floats, True
+        widths = () if isinstance(c, (str, bytes)) or not isinstance(c, Iterable) else tuple(c)
+        if len(widths) != n or not all(isinstance(w, Integral) and w > 0 and w is not True for w in widths):
             raise ValueError(
-                f"channels needs depth + 1 = {self.depth + 1} entries (one per level), got "
-                f"{len(channels)}: {list(channels)}"
+                f"channels needs depth + 1 = {n} entries (one width per level), a list of "
+                f"positive ints such as {[8 * 2**k for k in range(n)]}; got {c!r}"
             )
-        if any(c < 1 for c in channels):
-            raise ValueError(f"channels must be positive, got {list(channels)}")
+        channels = tuple(int(w) for w in widths)
         for name in ("in_channels", "out_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -463,7 +465,7 @@ def build_unet(
     cfg = UNetConfig(
         variant=variant,
         depth=depth,
-        channels=tuple(channels),
+        channels=channels,
         filter_size=filter_size,
         criterion=criterion,
         in_channels=in_channels,

@@ -185,6 +185,29 @@ def test_the_python_api_refuses_the_same_counts(setup, tmp_path):
         data.image_folder(tmp_path, limit=0)
 
 
+@pytest.mark.parametrize("models", [[], (), "APS", None, [""]], ids=repr)
+def test_no_models_is_one_line_before_any_folder_is_made(models, tmp_path):
+    """``models=[]`` was a bare StopIteration in the data loading, after the results
+    folder (and its lock) had been created."""
+    runs, root, res = tmp_path / "runs", tmp_path / "data", tmp_path / "res"
+    calls = [
+        lambda: ev.evaluate_runs(runs, root, models, res, device="cpu"),
+        lambda: ev.evaluate_runs_ood(runs, models, res, device="cpu"),
+        lambda: ev.evaluate_beyond(runs, root, models, res, device="cpu"),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as err:
+            call()
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith("models must be a non-empty list of model names"), msg
+        assert '["Baseline", "APS"]' in msg and msg.endswith(f"got {models!r}"), msg
+        assert not res.exists()
+    for all_runs in ({}, {0: {}}):
+        with pytest.raises(ValueError, match=r"^all_runs must map each training seed to its runs"):
+            ev.evaluate_loaded(all_runs, root, res)
+        assert not res.exists()
+
+
 # -- result tables: what was written, or a one-line refusal ---------------------------------
 
 

@@ -46,6 +46,9 @@ def test_defaults_are_the_papers_protocol():
     assert TrainConfig(depth=2).resolve().channels == (64, 128, 256)
     with pytest.raises(ValueError, match="channels"):
         TrainConfig(depth=2, channels=(4, 8))
+    with pytest.raises(ValueError, match=r"^channels needs .* got '4, 8, 16'$"):  # not int(",")'s message
+        TrainConfig(depth=2, channels="4, 8, 16")
+    assert TrainConfig(depth=2, channels=[4, 8, 16]).channels == (4, 8, 16)
     with pytest.raises(ValueError, match="loss"):
         TrainConfig(loss="huber")
 

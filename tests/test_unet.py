@@ -262,6 +262,58 @@ def test_config_round_trips_through_dict():
     assert cfg.multiple == 4
 
 
+# a str is iterable: "123" was built as widths (1, 2, 3), and "4, 8, 16" failed in int(",")
+NOT_WIDTHS = ["4, 8, 16", "123", [4, 8.0, 16], [4, True, 16], [4, 0, 16], [4, "8", 16], 16, None]
+
+
+@pytest.mark.parametrize("channels", NOT_WIDTHS, ids=repr)
+def test_channels_other_than_positive_ints_are_one_line_naming_channels(channels):
+    builders = [lambda: UNetConfig(depth=2, channels=channels)]
+    if channels is not None:  # build_unet's None is the paper's widths
+        builders.append(lambda: build_unet("aps", depth=2, channels=channels))
+    for build in builders:
+        with pytest.raises(ValueError) as err:
+            build()
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith("channels needs depth + 1 = 3 entries"), msg
+        assert "positive ints such as [8, 16, 32]" in msg and msg.endswith(f"got {channels!r}"), msg
+
+
+def test_channels_take_any_sequence_of_ints_as_one_tuple():
+    import numpy as np
+
+    for channels in ([4, 8, 16], (4, 8, 16), range(4, 20, 6), np.array([4, 8, 16]), iter([4, 8, 16])):
+        want = tuple(channels) if isinstance(channels, range) else (4, 8, 16)
+        cfg = build_unet("aps", depth=2, channels=channels).config
+        assert cfg.channels == want and all(type(c) is int for c in cfg.channels)
+    assert UNetConfig.from_dict({**UNetConfig(depth=2, channels=[4, 8, 16]).to_dict()}).channels == (4, 8, 16)
+
+
+@pytest.mark.parametrize(
+    "shift",
+    ["12", "1, 2", b"12", (1.0, 2.0), (0.5, 0), 1.0, True, (True, 1), (1, 2, 3), (1,), None]
+    + [torch.tensor([1.5, 2.0]), torch.tensor([True, False]), (torch.tensor(1.0), 2), torch.arange(99)],
+    ids=lambda k: " ".join(repr(k).split())[:30],
+)
+def test_roll2d_refuses_a_shift_that_is_not_an_int_pair_in_one_line(shift):
+    """A str is iterable: ``roll2d(x, "12")`` shifted by (1, 2) without a word."""
+    with pytest.raises(TypeError) as err:
+        roll2d(torch.arange(64.0).reshape(1, 1, 8, 8), shift)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("shift must be an int or a pair of ints (dy, dx)"), msg
+
+
+def test_roll2d_takes_an_int_pair_in_any_form():
+    import numpy as np
+
+    x = torch.arange(64.0).reshape(1, 1, 8, 8)
+    want = torch.roll(x, (1, -2), (-2, -1))
+    pairs = [(1, -2), [1, -2], torch.tensor([1, -2]), np.array([1, -2]), (np.int64(1), -2)]
+    for k in pairs + [(torch.tensor(1), torch.tensor(-2)), range(1, -3, -3)]:
+        assert torch.equal(roll2d(x, k), want), k
+    assert torch.equal(roll2d(x, 3), torch.roll(x, (3, 3), (-2, -1)))  # an int: both axes
+
+
 def test_all_shift_pairs_modulo_period_are_tested():
     # The shift grid used by the Proposition 2 test covers every (dy, dx) modulo 2**depth.
     from apslib import metrics

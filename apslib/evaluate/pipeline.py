@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -145,18 +145,44 @@ def results_lock(results_dir) -> Iterator[Path]:
 
 
 def _locked(fn: _F) -> _F:
-    """Run the entry point ``fn(..., results_dir, ...)`` under :func:`results_lock`."""
+    """Run the entry point ``fn(..., results_dir, ...)`` under :func:`results_lock`, its
+    ``models`` (or ``all_runs``) checked first: nothing to evaluate creates no folder."""
     import inspect
 
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        results_dir = signature.bind(*args, **kwargs).arguments["results_dir"]
-        with results_lock(results_dir):
-            return fn(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        if "models" in bound.arguments:
+            bound.arguments["models"] = _check_models(bound.arguments["models"])
+        if "all_runs" in bound.arguments:
+            _check_loaded(bound.arguments["all_runs"])
+        with results_lock(bound.arguments["results_dir"]):
+            return fn(*bound.args, **bound.kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _check_models(models) -> list[str]:
+    """``models`` as a list, or a one-line ``ValueError`` unless it is a non-empty list of
+    model names (a str alone is refused: it is no list of names)."""
+    names = list(models) if isinstance(models, Iterable) and not isinstance(models, str) else []
+    if not names or not all(isinstance(m, str) and m.strip() for m in names):
+        raise ValueError(
+            f'models must be a non-empty list of model names such as ["Baseline", "APS"], got {models!r}'
+        )
+    return names
+
+
+def _check_loaded(all_runs) -> None:
+    """A one-line ``ValueError`` unless ``all_runs`` maps at least one seed to some runs."""
+    if not isinstance(all_runs, dict) or not all_runs or not all(all_runs.values()):
+        got = {s: list(r) for s, r in all_runs.items()} if isinstance(all_runs, dict) else type(all_runs)
+        raise ValueError(
+            "all_runs must map each training seed to its runs {name: ModelRun}, none empty, such "
+            f'as {{0: load_runs(run_dir, ["Baseline", "APS"])}}; got {got}'
+        )
 
 
 def _check_seeds(seeds) -> list[int]:

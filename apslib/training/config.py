@@ -154,8 +154,6 @@ class TrainConfig:
 
     def __post_init__(self):
         # one type per field (a list of widths, a Path, 0 for "off"): equal configs compare equal
-        if self.channels is not None:
-            self.channels = tuple(int(c) for c in self.channels)
         self.center_fractions = tuple(float(c) for c in self.center_fractions)
         self.accelerations = tuple(int(a) for a in self.accelerations)
         for name in ("data_root", "run_dir", "init_from"):
@@ -166,7 +164,9 @@ class TrainConfig:
             self.clamp = float(self.clamp)
         if not self.grad_clip:
             self.grad_clip = None
-        self.unet_config()  # validates variant, depth, channels, filter size, criterion, forms
+        unet = self.unet_config()  # validates variant, depth, channels, filter size, criterion, forms
+        if self.channels is not None:  # a tuple of ints, as the U-Net's config has them
+            self.channels = unet.channels
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("epochs", "batch_size", "lr_step"):
