@@ -40,11 +40,11 @@ def _pair(shift) -> tuple[int, int]:
     if (n := _int(k)) is not None:
         return n, n
     pair = tuple(map(_int, k)) if isinstance(k, Iterable) and not isinstance(k, (str, bytes)) else ()
-    if len(pair) != 2 or None in pair:
-        got = " ".join(repr(shift).split())  # a tensor's repr can span lines
-        got = got if len(got) <= 60 else f"{got[:50]}... ({type(shift).__name__})"
-        raise TypeError(f"shift must be an int or a pair of ints (dy, dx) such as (1, 2), got {got}")
-    return pair
+    if len(pair) == 2 and pair[0] is not None and pair[1] is not None:
+        return pair[0], pair[1]
+    got = " ".join(repr(shift).split())  # a tensor's repr can span lines
+    got = got if len(got) <= 60 else f"{got[:50]}... ({type(shift).__name__})"
+    raise TypeError(f"shift must be an int or a pair of ints (dy, dx) such as (1, 2), got {got}")
 
 
 def shift_grid(period: int | tuple[int, int]) -> list[tuple[int, int]]:
