@@ -386,6 +386,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         default=argparse.SUPPRESS,
         help="a model name instead of --variant/--filter-size/--shift-augment: the paper's "
         + ", ".join(repr(m) for m in PAPER_MODELS)
+        + "; learned grids 'LPS', 'LPS-3'; alias-free 'AF', 'AF-ReLU'"
         + "; fastMRI's U-Net: 'fastMRI U-Net', 'fastMRI U-Net APS', 'fastMRI U-Net LPF-3'",
     )
     for f in fields(TrainConfig):
@@ -441,8 +442,8 @@ def cli_parser() -> argparse.ArgumentParser:
     ``--no-progress``."""
     ap = OneLineParser(
         prog="python -m apslib.training",
-        description="Train one U-Net of the paper (Baseline, LPF-j, APS, APS-j, with or "
-        "without shift augmentation) on a fastMRI single-coil folder. A finished "
+        description="Train one U-Net (the paper's Baseline, LPF-j, APS, APS-j, with or "
+        "without shift augmentation; LPS-j; AF, AF-ReLU) on a fastMRI single-coil folder. A finished "
         "run is skipped unless --retrain; an unfinished one resumes. Under "
         "`torchrun --nproc_per_node N -m apslib.training ...` it uses DDP.",
         epilog="Exit status: 0 trained or already finished; 1 bad input (missing data, "
