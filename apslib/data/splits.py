@@ -201,7 +201,8 @@ def _warn_constant(folder: Path, volumes: list[VolumeInfo]) -> None:
     _warn_once(
         ("constant", str(folder.resolve()), tuple((v.name, v.constant_slices) for v in flat)),
         f"{folder}: {count} constant slice{'s' if count > 1 else ''} (all-zero or flat k-space or "
-        f"target), where NMSE and PSNR are undefined: {shown}; apslib.data.constant_slices lists them",
+        f"target), where NMSE and PSNR are undefined: {shown}; evaluation leaves them out of its "
+        "means, training keeps them (apslib.data.constant_slices lists them)",
     )
 
 
@@ -224,7 +225,8 @@ def check_split(folder, expect_target: bool = True) -> SplitInfo:
     * ``expect_target`` (train and val): every volume has its target and unmasked k-space
       (a fastMRI test-split file is refused as one);
     * every volume gives the model one image size (else the sizes and files are named);
-    * constant slices are warned about once.
+    * constant slices are warned about once, naming them (the one warning evaluation gives
+      about them too).
     """
     folder = Path(folder)
     if not folder.is_dir():

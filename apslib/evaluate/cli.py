@@ -7,8 +7,8 @@ run was evaluated on the data it was trained on (``in distribution``) or not (``
 data``). An error the user can fix (a missing or unreadable data file, a missing run, a
 results folder that is a file, a bad value) prints one line ``error: ...`` on stderr and
 exits with status 1; usage errors (an unknown option, ``abc`` for a number) print one line
-and exit with 2. Warnings (an unfinished run, a run trained on other data, constant slices
-left out) are one line each, ``warning: ...``.
+and exit with 2. Warnings (an unfinished run, a run trained on other data, constant slices)
+are one line each, ``warning: ...``.
 """
 
 from __future__ import annotations

@@ -229,10 +229,9 @@ def load_val(
 
     ``exclude_constant``: leave out the slices whose k-space or target is constant (all
     zero, say: :func:`apslib.data.constant_slices`), where NMSE and PSNR are undefined and
-    APS's grid choice is a tie, with one warning saying how many (``ValData.left_out``);
-    a volume whose every slice is constant is left out whole."""
-    import warnings
-
+    APS's grid choice is a tie; the validator's one warning names them, ``ValData.left_out``
+    counts them; a volume whose every slice is constant is left out whole, a split whose every
+    slice is constant is refused."""
     from ..data import DataError, check_data_root, check_split, make_dataset, split_dir
 
     left_out = 0
@@ -243,13 +242,6 @@ def load_val(
             raise DataError(
                 f"every slice of {info.folder} is constant (all-zero or flat k-space or target): "
                 "nothing to evaluate; check the data (`python -m apslib.data info`)"
-            )
-        if left_out:
-            warnings.warn(
-                f"{left_out} of {info.slices} validation slices of {info.folder} are constant "
-                "(all-zero or flat k-space or target), where NMSE and PSNR are undefined: left out "
-                "of the evaluation (apslib.data.constant_slices lists them)",
-                stacklevel=2,
             )
     ds = make_dataset(
         data_root,

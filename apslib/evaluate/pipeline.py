@@ -15,8 +15,8 @@ runs the protocols of :mod:`apslib.evaluate.protocols` and writes, atomically, i
 In distribution, each run's recorded data fingerprint and image size are compared with the
 data evaluated on: a run trained on other data is warned about once and its rows carry
 ``dataset = "other data"``; an unfinished run adds an ``epochs`` column to the tables; the
-constant validation slices (all zero, say: NMSE and PSNR undefined) are left out, with a
-warning. Runs trained with different undersampling masks are refused together.
+constant validation slices (all zero, say: NMSE and PSNR undefined) are left out (the data
+validator's one warning names them). Runs trained with different undersampling masks are refused together.
 
 ``prefix`` is ``in_distribution`` (:func:`evaluate_runs`), ``ood``
 (:func:`evaluate_runs_ood`) or ``beyond`` (:func:`evaluate_beyond`, notebook 06). ``seeds``
