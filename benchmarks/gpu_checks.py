@@ -16,9 +16,15 @@
    relative equivariance error under sub-pixel and integer Fourier shifts (random weights,
    BatchNorm calibrated), and bench_alias_free (forward and train-step ratios against the
    Baseline and APS-3).
+5. Learnable polyphase sampling (LPS, LPS-3) on CUDA at the paper's size, eval mode, float32,
+   cuDNN autotuning off and on: the max relative equivariance error over integer shifts and
+   the smallest top-2 gap of the learned scores; then bench_lps (forward and train-step
+   ratios against APS and APS-3).
 Record the output in benchmarks/RESULTS.md with the card's name.
 
-    python benchmarks/gpu_checks.py --only alias_free   # section 4 alone
+    python benchmarks/gpu_checks.py --only alias_free   # one section: equivariance,
+                                                        # fast_paths, bench_unet, bench_train,
+                                                        # alias_free or lps
 """
 
 from __future__ import annotations
@@ -145,19 +151,54 @@ def alias_free_on_cuda(device: torch.device) -> None:
     bench_alias_free.main(args)
 
 
-def main() -> None:
+def lps_on_device(device: torch.device, size: int = 320, channels=None, rounds: int = 5) -> None:
+    """LPS and LPS-3 (random scorers, eval mode) exact at integer shifts; bench_lps's ratios."""
+    import bench_lps
+
+    channels = channels or [int(c) for c in PAPER]
+    depth = len(channels) - 1
+    shifts = [(1, 0), (0, 1), (1, 1), (3, 5), (7, 2), (-16, 9), (5, -11)]
+    for benchmark in (False, True):
+        torch.backends.cudnn.benchmark = benchmark
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = benchmark
+        for j in (1, 3):
+            torch.manual_seed(0)
+            model = build_unet("lps", depth=depth, channels=channels, filter_size=j).to(device)
+            x = torch.randn(2, 1, size, size, device=device)
+            calibrate_batchnorm(model, x)
+            err = equivariance_errors(model.eval(), x, shifts, chunk=2)
+            gap = min(float(m.min()) for m in phase_margins(model, x))
+            print(
+                f"cudnn.benchmark={benchmark!s:5} tf32={benchmark!s:5} {model.config.name:6} "
+                f"max rel. error {float(err.max()):.2e}  min top-2 score gap {gap:.2e}",
+                flush=True,
+            )
+    args = ["--device", str(device), "--size", str(size), "--batch", "8", "--rounds", str(rounds)]
+    bench_lps.main([*args, "--channels", *map(str, channels)])
+
+
+SECTIONS = {
+    "equivariance": lambda d: equivariance_on_cuda(d),
+    "fast_paths": lambda d: fast_vs_literal_on_cuda(d),
+    "bench_unet": lambda d: benchmarks(),
+    "bench_train": lambda d: training_throughput(),
+    "alias_free": lambda d: alias_free_on_cuda(d),
+    "lps": lambda d: lps_on_device(d),
+}
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    only = argv[argv.index("--only") + 1] if "--only" in argv[:-1] else None
+    if only is not None and only not in SECTIONS:
+        sys.exit(f"--only takes one of {', '.join(SECTIONS)}; got {only!r}")
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: these checks are for a lent GPU")
     device = torch.device("cuda")
     print("device:", torch.cuda.get_device_name(device), "torch", torch.__version__, flush=True)
-    if "--only" in sys.argv and sys.argv[sys.argv.index("--only") + 1] == "alias_free":
-        section(alias_free_on_cuda, device)
-        return
-    section(equivariance_on_cuda, device)
-    section(fast_vs_literal_on_cuda, device)
-    section(benchmarks)
-    section(training_throughput)
-    section(alias_free_on_cuda, device)
+    for name, fn in SECTIONS.items():
+        if only in (None, name):
+            section(fn, device)
 
 
 if __name__ == "__main__":
