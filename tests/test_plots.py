@@ -1,6 +1,8 @@
 """Tests of the shared figure layer (apslib.plots): style, atomic reproducible saving, the
 examples figure."""
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -238,7 +240,9 @@ def test_distribution_figure_is_reproducible_and_floors_zeros(tmp_path):
     state = np.random.get_state()
     saved = []
     for name in ("a", "b"):
-        fig = plots.plot_distribution({"val": frame, "again": frame}, ["Baseline", "APS"], title="d")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no library deprecation noise in the user's notebook
+            fig = plots.plot_distribution({"val": frame, "again": frame}, ["Baseline", "APS"], title="d")
         assert len(fig.axes[0].texts) == 1  # the floor line's note: APS is exact
         saved.append(plots.save_figure(fig, tmp_path, name)[0].read_bytes())
         plt.close(fig)

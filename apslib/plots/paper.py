@@ -14,6 +14,7 @@ given), on a dotted line that says so.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -162,17 +163,19 @@ def plot_distribution(
         sw["plotted"] = floored(sw[metric], floor) if metric == "eq_nmse" else sw[metric]
         order = [m for m in models if m in set(sw.model)]
         hue = "dataset" if sw.dataset.nunique() > 1 else None
-        sns.boxplot(
-            data=sw,
-            x="model",
-            y="plotted",
-            order=order,
-            ax=ax,
-            color="0.9",
-            fliersize=0,
-            linewidth=0.6,
-            log_scale=metric == "eq_nmse",
-        )
+        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated
+            warnings.filterwarnings("ignore", message="vert: bool", module="seaborn")  # `vert`
+            sns.boxplot(
+                data=sw,
+                x="model",
+                y="plotted",
+                order=order,
+                ax=ax,
+                color="0.9",
+                fliersize=0,
+                linewidth=0.6,
+                log_scale=metric == "eq_nmse",
+            )
         state = np.random.get_state()  # seaborn jitters with the global RNG: fix it so the
         np.random.seed(seed + i)  # same tables give the same figure
         try:
