@@ -499,3 +499,33 @@ def test_phase_norms_argmax_is_the_chosen_phase(filter_size, criterion, train):
     assert len(seen) == len(layers) == 3
     for argmax, chosen in seen:
         assert torch.equal(argmax, chosen)
+
+
+@pytest.mark.parametrize("variant", ["aps", "lps"])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_single_float32_image_is_exact_like_a_batch(variant, seed):
+    """float32 kernels may round a batch of one differently from a larger batch (a relative
+    ~5e-7 on this CPU); equivariance_errors compares F(x) with the shifted copies computed in
+    the same call, so one image measures the model's equivariance, not the batch size's."""
+    depth = 3 + seed % 2
+    size = (2**depth * (2 + seed % 3), 2**depth * (3 - seed % 2))
+    model, x = make(variant, depth, 1 + 2 * (seed % 2), dtype=torch.float32, seed=seed, size=size, batch=1)
+    x = x * [1e-3, 1.0, 100.0, 7.0][seed]
+    shifts = [(1, 0), (0, 1), (3, -5), (-7, 2), (11, 13)]
+    assert float(equivariance_errors(model, x, shifts, chunk=2).max()) == 0.0
+
+
+def test_equivariance_errors_is_the_relative_error_per_shift():
+    """A map that is not equivariant (a fixed mask): the error per shift is what the formula
+    gives, whatever the chunk; no shifts give an empty result."""
+    torch.manual_seed(0)
+    mask = torch.rand(1, 1, 6, 8, dtype=torch.float64)
+    x = torch.randn(3, 2, 6, 8, dtype=torch.float64)
+    fn = lambda t: t * mask  # noqa: E731
+    shifts = [(0, 0), (1, 0), (2, 3), (-1, 5)]
+    expected = torch.stack(
+        [(fn(roll2d(x, k)) - roll2d(fn(x), k)).abs().max() / fn(x).abs().max() for k in shifts]
+    )
+    for chunk in (1, 3, 16):
+        torch.testing.assert_close(equivariance_errors(fn, x, shifts, chunk=chunk), expected, rtol=0, atol=0)
+    assert equivariance_errors(fn, x, []).shape == (0,)
