@@ -41,16 +41,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark sc
 PAPER = ["64", "128", "256", "512", "1024"]
 
 
-def equivariance_on_cuda(device: torch.device) -> None:
+def equivariance_on_cuda(
+    device: torch.device,
+    specs=(("baseline", 1), ("aps", 1), ("aps", 3)),
+    *,
+    batch: int = 4,
+    size: int = 320,
+    channels=None,
+) -> None:
+    """Random U-Nets of ``specs`` ((variant, filter size) pairs) at ``size`` on ``device``."""
+    channels = channels or [int(c) for c in PAPER]
     shifts = [(1, 0), (0, 1), (1, 1), (3, 5), (7, 2), (15, 15), (-16, 9), (5, -11)]
     for benchmark in (False, True):
         torch.backends.cudnn.benchmark = benchmark
         torch.backends.cudnn.allow_tf32 = benchmark
         torch.backends.cuda.matmul.allow_tf32 = benchmark
-        for variant, j in [("baseline", 1), ("aps", 1), ("aps", 3)]:
+        for variant, j in specs:
             torch.manual_seed(0)
-            model = build_unet(variant, depth=4, filter_size=j).to(device)
-            x = torch.randn(4, 1, 320, 320, device=device)
+            model = build_unet(variant, depth=len(channels) - 1, channels=channels, filter_size=j).to(device)
+            x = torch.randn(batch, 1, size, size, device=device)
             calibrate_batchnorm(model, x)
             err = equivariance_errors(model, x, shifts, chunk=2)
             margins = phase_margins(model, x)
@@ -156,34 +165,18 @@ def lps_on_device(device: torch.device, size: int = 320, channels=None, rounds: 
     import bench_lps
 
     channels = channels or [int(c) for c in PAPER]
-    depth = len(channels) - 1
-    shifts = [(1, 0), (0, 1), (1, 1), (3, 5), (7, 2), (-16, 9), (5, -11)]
-    for benchmark in (False, True):
-        torch.backends.cudnn.benchmark = benchmark
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = benchmark
-        for j in (1, 3):
-            torch.manual_seed(0)
-            model = build_unet("lps", depth=depth, channels=channels, filter_size=j).to(device)
-            x = torch.randn(2, 1, size, size, device=device)
-            calibrate_batchnorm(model, x)
-            err = equivariance_errors(model.eval(), x, shifts, chunk=2)
-            gap = min(float(m.min()) for m in phase_margins(model, x))
-            print(
-                f"cudnn.benchmark={benchmark!s:5} tf32={benchmark!s:5} {model.config.name:6} "
-                f"max rel. error {float(err.max()):.2e}  min top-2 score gap {gap:.2e}",
-                flush=True,
-            )
+    equivariance_on_cuda(device, (("lps", 1), ("lps", 3)), batch=2, size=size, channels=channels)
     args = ["--device", str(device), "--size", str(size), "--batch", "8", "--rounds", str(rounds)]
     bench_lps.main([*args, "--channels", *map(str, channels)])
 
 
 SECTIONS = {
-    "equivariance": lambda d: equivariance_on_cuda(d),
-    "fast_paths": lambda d: fast_vs_literal_on_cuda(d),
-    "bench_unet": lambda d: benchmarks(),
-    "bench_train": lambda d: training_throughput(),
-    "alias_free": lambda d: alias_free_on_cuda(d),
-    "lps": lambda d: lps_on_device(d),
+    "equivariance": equivariance_on_cuda,
+    "fast_paths": fast_vs_literal_on_cuda,
+    "bench_unet": lambda _device: benchmarks(),
+    "bench_train": lambda _device: training_throughput(),
+    "alias_free": alias_free_on_cuda,
+    "lps": lps_on_device,
 }
 
 

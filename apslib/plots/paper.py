@@ -163,8 +163,9 @@ def plot_distribution(
         sw["plotted"] = floored(sw[metric], floor) if metric == "eq_nmse" else sw[metric]
         order = [m for m in models if m in set(sw.model)]
         hue = "dataset" if sw.dataset.nunique() > 1 else None
-        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated
-            warnings.filterwarnings("ignore", message="vert: bool", module="seaborn")  # `vert`
+        with warnings.catch_warnings():
+            # seaborn 0.13 passes `vert`, which matplotlib 3.11 deprecates, to its boxplot
+            warnings.filterwarnings("ignore", message="vert: bool", module="seaborn")
             sns.boxplot(
                 data=sw,
                 x="model",
